@@ -1,0 +1,1 @@
+"""ROS 2 nodes of liquid_control: thin glue between messages and the library."""
