@@ -1,0 +1,112 @@
+"""Front ends: turn one observation (camera frame or state vector) into a feature vector.
+
+Image front ends take raw ``uint8`` RGB frames ``(N, H, W, 3)`` exactly as a
+camera driver delivers them and do the per-frame normalisation themselves, so an
+exported model needs nothing but a resize in front of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+# (out_channels, kernel, stride) per conv layer.
+PILOTNET_CONVS = ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1))
+# Chahine et al. 2023, drone navigation conv head.
+DRONE_CONVS = ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (16, 3, 2))
+
+
+@dataclass
+class FrontendConfig:
+    """Front end of a policy.
+
+    kind: "pilotnet" (lane keeping, 66x200), "drone" (Chahine et al. head) or "vector".
+    image_height / image_width: input frame size in pixels (image kinds).
+    convs: (out_channels, kernel, stride) per layer; empty means the kind's default.
+    features: size of the feature vector fed to the core (image kinds).
+    obs_dim: length of the observation vector ("vector" kind; features = obs_dim).
+    dropout: dropout before the feature layer (image kinds, training only).
+    """
+
+    kind: str = "pilotnet"
+    image_height: int = 66
+    image_width: int = 200
+    convs: list[list[int]] = field(default_factory=list)
+    features: int = 32
+    obs_dim: int = 0
+    dropout: float = 0.0
+
+    def conv_layers(self) -> list[tuple[int, int, int]]:
+        if self.convs:
+            return [(int(c), int(k), int(s)) for c, k, s in self.convs]
+        return list(DRONE_CONVS if self.kind == "drone" else PILOTNET_CONVS)
+
+
+def per_frame_standardise(x: Tensor) -> Tensor:
+    """Zero mean, unit variance per frame over all pixels and channels (N, C, H, W).
+
+    The standard deviation is floored at 1/sqrt(pixels), as in
+    ``tf.image.per_image_standardization``, so a flat frame stays finite.
+    """
+    n = x[0].numel()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    return (x - mean) / torch.clamp(std, min=1.0 / n**0.5)
+
+
+class ConvFrontend(nn.Module):
+    """Conv stack (ReLU) + linear map to ``features``; input raw uint8 or float RGB, NHWC."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for out, kernel, stride in cfg.conv_layers():
+            layers += [nn.Conv2d(channels, out, kernel, stride), nn.ReLU()]
+            channels = out
+        self.convs = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, 3, cfg.image_height, cfg.image_width)).numel()
+        if flat == 0:
+            raise ValueError(
+                f"image {cfg.image_height}x{cfg.image_width} is too small for the conv stack"
+            )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(flat, cfg.features)
+        self.out_features = cfg.features
+        self.input_shape = (cfg.image_height, cfg.image_width, 3)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = images.permute(0, 3, 1, 2).float()
+        x = self.convs(per_frame_standardise(x))
+        return self.fc(self.dropout(x.flatten(1)))
+
+
+class VectorFrontend(nn.Module):
+    """Standardises a state vector with a stored mean/std (set from training data)."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        super().__init__()
+        if cfg.obs_dim <= 0:
+            raise ValueError("a vector front end needs obs_dim > 0")
+        self.register_buffer("mean", torch.zeros(cfg.obs_dim))
+        self.register_buffer("std", torch.ones(cfg.obs_dim))
+        self.out_features = cfg.obs_dim
+        self.input_shape = (cfg.obs_dim,)
+
+    def set_statistics(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(torch.clamp(std, min=1e-6))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return (obs.float() - self.mean) / self.std
+
+
+def build_frontend(cfg: FrontendConfig) -> ConvFrontend | VectorFrontend:
+    if cfg.kind in ("pilotnet", "drone"):
+        return ConvFrontend(cfg)
+    if cfg.kind == "vector":
+        return VectorFrontend(cfg)
+    raise ValueError(f"unknown front end {cfg.kind!r}; choose pilotnet, drone or vector")
