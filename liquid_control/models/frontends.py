@@ -67,8 +67,11 @@ class ConvFrontend(nn.Module):
             layers += [nn.Conv2d(channels, out, kernel, stride), nn.ReLU()]
             channels = out
         self.convs = nn.Sequential(*layers)
-        with torch.no_grad():
-            flat = self.convs(torch.zeros(1, 3, cfg.image_height, cfg.image_width)).numel()
+        try:
+            with torch.no_grad():
+                flat = self.convs(torch.zeros(1, 3, cfg.image_height, cfg.image_width)).numel()
+        except RuntimeError:
+            flat = 0
         if flat == 0:
             raise ValueError(
                 f"image {cfg.image_height}x{cfg.image_width} is too small for the conv stack"

@@ -1,0 +1,236 @@
+"""Export a policy's single control step for the edge, and load it back behind one ``step``.
+
+``export_policy`` traces ``Policy.step`` (one step, never a whole sequence: a
+traced sequence silently freezes its length) and freezes it for TorchScript
+(optimised for inference when loaded), exports the same step to ONNX, and writes a manifest with the
+model config, the input/output/state spec and the sha256 of every file.
+``load_exported`` validates the manifest and hashes and returns an
+:class:`EdgePolicy` whose ``step`` is the same call for every backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from liquid_control.atomic import atomic_dir
+from liquid_control.errors import UserError
+from liquid_control.models.checkpoint import load_checkpoint, read_checkpoint
+from liquid_control.models.policy import Policy
+
+MANIFEST_FORMAT = "liquid_control.export/1"
+BACKENDS = ("torchscript", "onnxruntime", "eager")
+FILES = {"checkpoint": "policy.safetensors", "torchscript": "step.pt", "onnx": "step.onnx"}
+
+
+class StepModule(nn.Module):
+    """``(obs[1,...], dt[1], state[1,S]) -> (action[1,A], state[1,S])``: the traced unit."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: Tensor, dt: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return self.policy.step(obs, dt, state)
+
+
+def example_inputs(policy: Policy, batch: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    if policy.cfg.frontend.kind == "vector":
+        obs = torch.zeros(batch, *policy.obs_shape)
+    else:
+        obs = torch.zeros(batch, *policy.obs_shape, dtype=torch.uint8)
+    return obs, torch.full((batch,), 0.05), policy.initial_state(batch)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _export_torchscript(step: StepModule, inputs: tuple[Tensor, ...], path: Path) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # trace is marked deprecated in 2.13 but is what we want
+        traced = torch.jit.trace(step, inputs, check_trace=False)
+        frozen = torch.jit.freeze(traced.eval())
+    # optimize_for_inference bakes in MKL-DNN packed weights that do not survive save/load,
+    # so the file holds the frozen trace and EdgePolicy optimises it after loading.
+    frozen.save(str(path))
+
+
+def _export_onnx(step: StepModule, inputs: tuple[Tensor, ...], path: Path) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            step,
+            inputs,
+            str(path),
+            input_names=["obs", "dt", "state"],
+            output_names=["action", "state_out"],
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def io_spec(policy: Policy) -> dict[str, Any]:
+    fe = policy.cfg.frontend
+    if fe.kind == "vector":
+        obs = {
+            "shape": [1, fe.obs_dim],
+            "dtype": "float32",
+            "normalisation": "mean/std stored in the model",
+        }
+    else:
+        obs = {
+            "shape": [1, fe.image_height, fe.image_width, 3],
+            "dtype": "uint8",
+            "encoding": "rgb8",
+            "layout": "NHWC",
+            "resize": "resize the camera frame to height x width (cv2.INTER_AREA)",
+            "normalisation": "per-frame standardisation inside the model",
+        }
+    return {
+        "inputs": {
+            "obs": obs,
+            "dt": {"shape": [1], "dtype": "float32", "unit": "s"},
+            "state": {"shape": [1, policy.state_size], "dtype": "float32"},
+        },
+        "outputs": {
+            "action": {"shape": [1, policy.cfg.action_dim], "dtype": "float32"},
+            "state_out": {"shape": [1, policy.state_size], "dtype": "float32"},
+        },
+    }
+
+
+def export_policy(checkpoint: str | Path, out_dir: str | Path, onnx: bool = True) -> Path:
+    """Export a checkpoint into ``out_dir`` (replaced atomically); return the manifest path."""
+    policy, info = load_checkpoint(checkpoint)
+    step = StepModule(policy).eval()
+    inputs = example_inputs(policy)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        shutil.copyfile(checkpoint, tmp / FILES["checkpoint"])
+        _export_torchscript(step, inputs, tmp / FILES["torchscript"])
+        names = ["checkpoint", "torchscript"]
+        if onnx:
+            _export_onnx(step, inputs, tmp / FILES["onnx"])
+            names.append("onnx")
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "name": policy.cfg.name,
+            "config": policy.cfg.to_dict(),
+            "info": info,
+            **io_spec(policy),
+            "files": {n: {"path": FILES[n], "sha256": sha256(tmp / FILES[n])} for n in names},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out_dir / "manifest.json"
+
+
+def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Parse and check a manifest (a file or its directory); return it and its directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"model manifest {path} does not exist; run `liquid-control export`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"model manifest {path} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise UserError(f"{path} is not a liquid_control export manifest")
+    for key in ("config", "inputs", "outputs", "files"):
+        if key not in manifest:
+            raise UserError(f"model manifest {path} lacks '{key}'")
+    return manifest, path.parent
+
+
+def _verified_file(manifest: dict[str, Any], root: Path, name: str) -> Path:
+    entry = manifest["files"].get(name)
+    if entry is None:
+        raise UserError(f"the export in {root} has no {name} file; re-export with it")
+    path = root / entry["path"]
+    if not path.is_file():
+        raise UserError(f"model file {path} named in the manifest is missing")
+    if sha256(path) != entry["sha256"]:
+        raise UserError(f"model file {path} does not match its sha256 in the manifest")
+    return path
+
+
+class EdgePolicy:
+    """One ``step`` over numpy arrays whatever the backend; holds no recurrent state itself.
+
+    ``step(obs, dt, state) -> (action, state)`` with ``obs`` shaped like the
+    manifest's ``inputs.obs`` (batch 1), ``dt`` in seconds.
+    """
+
+    def __init__(self, manifest: str | Path, backend: str = "torchscript", threads: int = 0):
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.manifest, self.root = read_manifest(manifest)
+        self.backend = backend
+        spec = self.manifest["inputs"]
+        self.obs_shape = tuple(spec["obs"]["shape"])
+        self.obs_dtype = np.dtype(spec["obs"]["dtype"])
+        self.state_shape = tuple(spec["state"]["shape"])
+        if threads > 0 and backend != "onnxruntime":
+            torch.set_num_threads(threads)
+        if backend == "onnxruntime":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads > 0:
+                options.intra_op_num_threads = threads
+            path = _verified_file(self.manifest, self.root, "onnx")
+            self._session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+            # The exporter drops inputs a model never reads (dt of the feed-forward baseline).
+            self._onnx_inputs = {i.name for i in self._session.get_inputs()}
+        elif backend == "torchscript":
+            path = _verified_file(self.manifest, self.root, "torchscript")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._module = torch.jit.optimize_for_inference(torch.jit.load(str(path)))
+        else:
+            path = _verified_file(self.manifest, self.root, "checkpoint")
+            cfg, _, _ = read_checkpoint(path)
+            if cfg.to_dict() != self.manifest["config"]:
+                raise UserError(f"checkpoint {path} does not match the manifest's config")
+            self._policy, _ = load_checkpoint(path)
+
+    def initial_state(self) -> np.ndarray:
+        return np.zeros(self.state_shape, dtype=np.float32)
+
+    def step(self, obs: np.ndarray, dt: float, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.ascontiguousarray(obs, dtype=self.obs_dtype).reshape(self.obs_shape)
+        dt_arr = np.array([dt], dtype=np.float32)
+        state = np.ascontiguousarray(state, dtype=np.float32)
+        if self.backend == "onnxruntime":
+            feed = {"obs": obs, "dt": dt_arr, "state": state}
+            feed = {k: v for k, v in feed.items() if k in self._onnx_inputs}
+            action, new_state = self._session.run(None, feed)
+            return action, new_state
+        args = (torch.from_numpy(obs), torch.from_numpy(dt_arr), torch.from_numpy(state))
+        with torch.inference_mode():
+            if self.backend == "torchscript":
+                action, new_state = self._module(*args)
+            else:
+                action, new_state = self._policy.step(*args)
+        return action.numpy(), new_state.numpy()
+
+
+def load_exported(manifest: str | Path, backend: str = "torchscript", threads: int = 0):
+    """Validate an export and return its :class:`EdgePolicy` for ``backend``."""
+    return EdgePolicy(manifest, backend, threads)

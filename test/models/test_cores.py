@@ -1,0 +1,133 @@
+"""Cores: irregular time steps per sample, step == forward, parity with ncps 1.0.1."""
+
+import pytest
+import torch
+from ncps.torch import LTC, CfC
+from ncps.wirings import AutoNCP, FullyConnected
+
+from liquid_control.models.cores import CfCCore, LTCCore
+from liquid_control.models.policy import CoreConfig, build_core
+
+INPUTS = 7
+CORES = [
+    CoreConfig(kind="cfc", units=8),
+    CoreConfig(kind="cfc", units=8, mode="no_gate"),
+    CoreConfig(kind="cfc", units=8, mode="pure"),
+    CoreConfig(
+        kind="cfc",
+        wiring="ncp",
+        inter_neurons=5,
+        command_neurons=3,
+        motor_neurons=2,
+        sensory_fanout=3,
+        inter_fanout=2,
+        recurrent_command_synapses=2,
+        motor_fanin=2,
+    ),
+    CoreConfig(kind="cfc", wiring="autoncp", units=12, motor_neurons=2),
+    CoreConfig(kind="ltc", units=6),
+    CoreConfig(kind="ltc", wiring="autoncp", units=12, motor_neurons=2, ode_unfolds=3),
+    CoreConfig(kind="lstm", units=8),
+    CoreConfig(kind="gru", units=8),
+    CoreConfig(kind="ff", units=8),
+]
+
+
+def _ids(cfg: CoreConfig) -> str:
+    return f"{cfg.kind}-{cfg.wiring}-{cfg.mode}"
+
+
+@pytest.mark.parametrize("cfg", CORES, ids=_ids)
+def test_batched_irregular_dt_equals_per_sample_loop(cfg: CoreConfig) -> None:
+    torch.manual_seed(0)
+    core = build_core(cfg, INPUTS)
+    # Batch size equal to a layer size is where ncps silently mis-broadcasts (upstream #81).
+    batch = core.state_size
+    x = torch.randn(batch, 9, INPUTS)
+    dt = torch.rand(batch, 9) * 0.3 + 0.01
+    h0 = torch.randn(batch, core.state_size) * 0.1
+    y, h = core(x, dt, h0)
+    for b in range(batch):
+        yb, hb = core(x[b : b + 1], dt[b : b + 1], h0[b : b + 1])
+        torch.testing.assert_close(y[b : b + 1], yb, atol=1e-6, rtol=0)
+        torch.testing.assert_close(h[b : b + 1], hb, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cfg", CORES, ids=_ids)
+def test_step_by_step_equals_sequence_forward(cfg: CoreConfig) -> None:
+    torch.manual_seed(1)
+    core = build_core(cfg, INPUTS)
+    x = torch.randn(3, 6, INPUTS)
+    dt = torch.rand(3, 6) * 0.2 + 0.01
+    y, h_seq = core(x, dt)
+    h = core.initial_state(3)
+    for t in range(6):
+        yt, h = core.step(x[:, t], dt[:, t], h)
+        torch.testing.assert_close(yt, y[:, t], atol=1e-6, rtol=0)
+    torch.testing.assert_close(h, h_seq, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cfg", CORES[:7], ids=_ids)
+def test_time_span_changes_continuous_time_state(cfg: CoreConfig) -> None:
+    torch.manual_seed(2)
+    core = build_core(cfg, INPUTS)
+    x = torch.randn(1, 4, INPUTS)
+    _, h_short = core(x, torch.full((1, 4), 0.02))
+    _, h_long = core(x, torch.full((1, 4), 0.5))
+    assert (h_short - h_long).abs().max() > 1e-3
+
+
+def _irregular(seq: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    return torch.randn(1, seq, INPUTS), torch.rand(1, seq) * 0.4 + 0.01
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
+def test_dense_cfc_matches_ncps_on_same_weights(mode: str) -> None:
+    ref = CfC(INPUTS, 16, mode=mode)
+    mine = CfCCore(INPUTS, 16, mode=mode)
+    mine.load_state_dict(ref.state_dict())
+    x, dt = _irregular()
+    y_ref, h_ref = ref(x, timespans=dt)
+    y, h = mine(x, dt)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
+def test_wired_cfc_matches_ncps_on_same_weights(mode: str) -> None:
+    ref = CfC(INPUTS, AutoNCP(19, 2, seed=5), mode=mode)
+    mine = CfCCore(INPUTS, wiring=AutoNCP(19, 2, seed=5), mode=mode)
+    mine.load_state_dict(ref.state_dict())
+    x, dt = _irregular()
+    y_ref, h_ref = ref(x, timespans=dt)
+    y, h = mine(x, dt)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("wiring", ["dense", "ncp"])
+def test_ltc_matches_ncps_on_same_weights(wiring: str) -> None:
+    def make():
+        return FullyConnected(10) if wiring == "dense" else AutoNCP(14, 3, seed=7)
+
+    ref = LTC(INPUTS, make(), ode_unfolds=6)
+    mine = LTCCore(INPUTS, make(), ode_unfolds=6)
+    mine.load_state_dict(ref.state_dict())
+    x, dt = _irregular()
+    y_ref, h_ref = ref(x, timespans=dt)
+    y, h = mine(x, dt)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
+
+
+def test_cfc_gradients_match_ncps() -> None:
+    ref = CfC(INPUTS, AutoNCP(12, 2, seed=1))
+    mine = CfCCore(INPUTS, wiring=AutoNCP(12, 2, seed=1))
+    mine.load_state_dict(ref.state_dict())
+    x, dt = _irregular(6)
+    ref(x, timespans=dt)[0].square().sum().backward()
+    mine(x, dt)[0].square().sum().backward()
+    grads = dict(ref.named_parameters())
+    for name, p in mine.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, atol=1e-5, rtol=1e-4)
