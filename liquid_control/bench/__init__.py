@@ -1,0 +1,1 @@
+"""Benchmarks: commands that write ``bench/results/<name>.json`` and a markdown table."""

@@ -1,0 +1,267 @@
+"""``liquid-control bench cores``: cost of the recurrent cores and of the exported lane policy.
+
+Measures, in one run so that ratios are meaningful on a noisy machine:
+parameter counts; forward+backward time of one training batch (B=64, T=32,
+23 inputs, 64 units) for every core and for ncps's own CfC and LTC; batch-1
+step latency of each core and of the PilotNet + 19-neuron NCP policy through
+eager, TorchScript and onnxruntime; and this machine's compute floor for that
+policy (its conv+linear FLOPs over a measured fp32 matmul peak).
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ncps.torch import LTC, CfC
+from ncps.wirings import FullyConnected
+from torch import nn
+
+from liquid_control.bench.report import write_results
+from liquid_control.models import CoreConfig, FrontendConfig, Policy, PolicyConfig, save_checkpoint
+from liquid_control.models.export import BACKENDS, example_inputs, export_policy, load_exported
+from liquid_control.models.policy import build_core
+
+BATCH, SEQ, INPUTS, UNITS = 64, 32, 23, 64
+
+CORE_CONFIGS: dict[str, CoreConfig] = {
+    "LSTM": CoreConfig(kind="lstm", units=UNITS),
+    "GRU": CoreConfig(kind="gru", units=UNITS),
+    "CfC": CoreConfig(kind="cfc", units=UNITS),
+    "CfC AutoNCP(64,17)": CoreConfig(kind="cfc", wiring="autoncp", units=UNITS, motor_neurons=17),
+    "LTC (6 unfolds)": CoreConfig(kind="ltc", units=UNITS, ode_unfolds=6),
+}
+TARGETS = {"CfC": 2.0, "CfC AutoNCP(64,17)": 3.0, "LTC (6 unfolds)": 20.0}
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _median_p99(samples: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples) * 1e3
+    return {"median_ms": float(np.median(arr)), "p99_ms": float(np.percentile(arr, 99))}
+
+
+def training_step_times(repeats: int, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Median fwd+bwd time per batch for each core, measured round-robin."""
+    torch.manual_seed(seed)
+    x = torch.randn(BATCH, SEQ, INPUTS)
+    dt = torch.rand(BATCH, SEQ) * 0.1 + 0.02
+    target = torch.randn(BATCH, SEQ, 1)
+    models: dict[str, tuple[nn.Module, Callable[[], torch.Tensor]]] = {}
+    for name, cfg in CORE_CONFIGS.items():
+        core = build_core(cfg, INPUTS)
+        head = nn.Linear(core.output_size, 1)
+        models[name] = (nn.ModuleList([core, head]), _loss_fn(core, head, x, dt, target))
+    # ncps 1.0.1 cannot take per-sample timespans for batch > 1 (upstream #81): its reference
+    # runs get the first sample's spans for every sample, which costs the same.
+    shared_dt = dt[:1].expand_as(dt).contiguous()
+    for name, rnn in {
+        "ncps CfC": CfC(INPUTS, UNITS),
+        "ncps LTC (6 unfolds)": LTC(INPUTS, FullyConnected(UNITS), ode_unfolds=6),
+    }.items():
+        head = nn.Linear(UNITS, 1)
+        models[name] = (nn.ModuleList([rnn, head]), _ncps_loss_fn(rnn, head, x, shared_dt, target))
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    for module, loss_fn in models.values():  # warm-up
+        _timed_backward(module, loss_fn)
+    for _ in range(repeats):
+        for name, (module, loss_fn) in models.items():
+            samples[name].append(_timed_backward(module, loss_fn))
+    results = {}
+    for name, (module, _) in models.items():
+        results[name] = {"params": _params(module[0]), **_median_p99(samples[name])}
+    lstm = results["LSTM"]["median_ms"]
+    for name, r in results.items():
+        r["ratio_to_lstm"] = r["median_ms"] / lstm
+        if name in TARGETS:
+            r["target_ratio"] = TARGETS[name]
+            r["meets_target"] = r["ratio_to_lstm"] <= TARGETS[name]
+    return results
+
+
+def _loss_fn(core, head, x, dt, target) -> Callable[[], torch.Tensor]:
+    return lambda: (head(core(x, dt)[0]) - target).square().mean()
+
+
+def _ncps_loss_fn(rnn, head, x, dt, target) -> Callable[[], torch.Tensor]:
+    return lambda: (head(rnn(x, timespans=dt)[0]) - target).square().mean()
+
+
+def _timed_backward(module: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> float:
+    module.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    loss_fn().backward()
+    return time.perf_counter() - start
+
+
+def lane_policy_config() -> PolicyConfig:
+    return PolicyConfig(name="lane-cfc-ncp19", core=CoreConfig(kind="cfc", wiring="ncp"))
+
+
+def step_latencies(policy: Policy, steps: int, workdir: Path) -> dict[str, dict[str, float]]:
+    """Batch-1 ``step`` latency of an exported policy through every backend."""
+    ckpt = save_checkpoint(workdir / f"{policy.cfg.name}.safetensors", policy)
+    manifest = export_policy(ckpt, workdir / policy.cfg.name)
+    rng = np.random.default_rng(0)
+    results = {}
+    for backend in BACKENDS:
+        edge = load_exported(manifest, backend)
+        shape = edge.obs_shape[1:]
+        if edge.obs_dtype == np.uint8:
+            frames = rng.integers(0, 256, (16, *shape), dtype=np.uint8)
+        else:
+            frames = rng.standard_normal((16, *shape)).astype(np.float32)
+        state = edge.initial_state()
+        for i in range(20):
+            _, state = edge.step(frames[i % 16], 0.05, state)
+        samples = []
+        for i in range(steps):
+            start = time.perf_counter()
+            _, state = edge.step(frames[i % 16], 0.05, state)
+            samples.append(time.perf_counter() - start)
+        results[backend] = _median_p99(samples)
+    return results
+
+
+def conv_policy_flops(policy: Policy) -> int:
+    """Multiply-adds x2 of the conv and linear layers for one frame (the bulk of a step)."""
+    flops = 0
+    hooks = []
+
+    def count(module: nn.Module, inputs, output) -> None:
+        nonlocal flops
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels
+            flops += 2 * k * output.numel()
+        elif isinstance(module, nn.Linear):
+            flops += 2 * module.in_features * output.numel()
+
+    for m in policy.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            hooks.append(m.register_forward_hook(count))
+    with torch.no_grad():
+        policy.step(*example_inputs(policy))
+    for h in hooks:
+        h.remove()
+    return flops
+
+
+def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = min(_time(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _time(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(out_dir: Path, repeats: int = 20, latency_steps: int = 500) -> dict[str, Any]:
+    threads = torch.get_num_threads()
+    training = training_step_times(repeats)
+    latency: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cfg in CORE_CONFIGS.items():
+            vector = PolicyConfig(
+                name=name.split()[0].lower(),
+                frontend=FrontendConfig(kind="vector", obs_dim=INPUTS),
+                core=cfg,
+            )
+            latency[name] = step_latencies(Policy(vector).eval(), latency_steps, Path(tmp))
+        lane = Policy(lane_policy_config()).eval()
+        lane_latency = step_latencies(lane, latency_steps, Path(tmp))
+    flops = conv_policy_flops(lane)
+    peak = matmul_peak_gflops()
+    floor_ms = flops / (peak * 1e9) * 1e3
+    fastest = min(lane_latency.values(), key=lambda r: r["median_ms"])["median_ms"]
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch_threads": threads,
+            "torch": torch.__version__,
+        },
+        "setup": {"batch": BATCH, "seq": SEQ, "inputs": INPUTS, "units": UNITS, "repeats": repeats},
+        "training_step": training,
+        "step_latency_cores": latency,
+        "lane_policy": {
+            "config": lane_policy_config().to_dict(),
+            "parameters": lane.parameter_report(),
+            "step_latency": lane_latency,
+            "flops_per_step": flops,
+            "matmul_peak_gflops": peak,
+            "compute_floor_ms": floor_ms,
+            "fastest_median_ms": fastest,
+            "ratio_to_floor": fastest / floor_ms,
+            "target_ratio_to_floor": 2.0,
+            "meets_target": fastest / floor_ms <= 2.0,
+        },
+    }
+    write_results(out_dir, "cores", results, markdown(results))
+    return results
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "# Cores benchmark",
+        "",
+        f"Machine: {r['machine']['processor']}, {r['machine']['torch_threads']} torch threads, "
+        f"torch {r['machine']['torch']}. Written by `liquid-control bench cores`.",
+        "",
+        f"## Training step (B={BATCH}, T={SEQ}, {INPUTS} inputs, {UNITS} units, fwd+bwd)",
+        "",
+        "| core | params | median ms | p99 ms | x LSTM | target | met |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, t in r["training_step"].items():
+        target = f"<= {t['target_ratio']:.0f}x" if "target_ratio" in t else ""
+        met = ("yes" if t["meets_target"] else "**no**") if "meets_target" in t else ""
+        lines.append(
+            f"| {name} | {t['params']} | {t['median_ms']:.2f} | {t['p99_ms']:.2f} | "
+            f"{t['ratio_to_lstm']:.2f} | {target} | {met} |"
+        )
+    lines += [
+        "",
+        "ncps rows share one timespan column across the batch (ncps 1.0.1 cannot take "
+        "per-sample spans for batch > 1, upstream #81); the cost is the same.",
+        "",
+        "## Batch-1 step latency (ms, median / p99)",
+        "",
+        "| model | " + " | ".join(BACKENDS) + " |",
+        "|---|" + "---:|" * len(BACKENDS),
+    ]
+    rows = dict(r["step_latency_cores"])
+    rows["PilotNet + 19-neuron CfC NCP"] = r["lane_policy"]["step_latency"]
+    for name, lat in rows.items():
+        cells = [f"{lat[b]['median_ms']:.3f} / {lat[b]['p99_ms']:.3f}" for b in BACKENDS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lp = r["lane_policy"]
+    params = lp["parameters"]
+    lines += [
+        "",
+        "## PilotNet + 19-neuron NCP policy",
+        "",
+        f"Parameters: conv head {params['frontend']}, core {params['core']}, "
+        f"readout {params['readout']} (total {params['total']}); wiring "
+        f"{params['wiring']['neurons_per_layer']}, {params['wiring']['synapses']} synapses "
+        f"({params['wiring']['sensory_synapses']} sensory).",
+        "",
+        f"Compute floor: {lp['flops_per_step'] / 1e6:.1f} MFLOP per step at a measured "
+        f"{lp['matmul_peak_gflops']:.0f} GFLOP/s fp32 matmul peak = "
+        f"{lp['compute_floor_ms']:.3f} ms. Fastest backend median {lp['fastest_median_ms']:.3f} ms "
+        f"= {lp['ratio_to_floor']:.2f}x the floor (target <= 2x: "
+        f"{'met' if lp['meets_target'] else 'not met'}).",
+        "",
+    ]
+    return "\n".join(lines)

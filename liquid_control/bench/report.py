@@ -1,0 +1,20 @@
+"""Writing benchmark results: one JSON file and one markdown table per benchmark, atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from liquid_control.atomic import atomic_path
+
+
+def write_results(out_dir: str | Path, name: str, results: dict[str, Any], table: str) -> Path:
+    """Write ``<out_dir>/<name>.json`` and ``<out_dir>/<name>.md``; return the JSON path."""
+    out_dir = Path(out_dir)
+    json_path = out_dir / f"{name}.json"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+    with atomic_path(out_dir / f"{name}.md") as tmp:
+        tmp.write_text(table)
+    return json_path

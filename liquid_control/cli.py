@@ -1,0 +1,96 @@
+"""The ``liquid-control`` command: one verb per job (export, info, bench, ...).
+
+Each verb imports its module only when it runs, so ``--help`` is instant and a
+machine without ROS 2 can use every verb that does not need it. Errors a user
+can cause are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from liquid_control.errors import UserError
+
+DEFAULT_RESULTS = Path("bench/results")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from liquid_control.models.export import export_policy
+
+    out = args.out or Path(args.checkpoint).with_suffix("")
+    manifest = export_policy(args.checkpoint, out, onnx=not args.no_onnx)
+    print(f"wrote {manifest}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from liquid_control.models import load_checkpoint
+    from liquid_control.models.export import read_manifest
+
+    path = Path(args.model)
+    if path.suffix == ".safetensors":
+        policy, info = load_checkpoint(path)
+        report = {"config": policy.cfg.to_dict(), "parameters": policy.parameter_report()}
+        report["info"] = info
+    else:
+        from liquid_control.models import Policy, PolicyConfig
+
+        manifest, _ = read_manifest(path)
+        policy = Policy(PolicyConfig.from_dict(manifest["config"]))
+        report = {"config": manifest["config"], "parameters": policy.parameter_report()}
+    print(json.dumps(report, indent=2))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.what == "cores":
+        from liquid_control.bench import cores
+
+        cores.run(args.out, repeats=args.repeats)
+        print((args.out / "cores.md").read_text())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liquid-control", description="Liquid neural network policies for ROS 2 robots."
+    )
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("export", help="export a checkpoint's step to TorchScript + ONNX")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint written by train")
+    p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("info", help="print a checkpoint's or export's config and parameter report")
+    p.add_argument("model", help="a .safetensors checkpoint or an export directory/manifest")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
+    p.add_argument("what", choices=["cores"], help="which benchmark")
+    p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions per model")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except UserError as e:
+        print(f"liquid-control {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
