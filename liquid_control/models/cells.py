@@ -79,6 +79,10 @@ class CfCCell(nn.Module):
         self.hidden_size = hidden_size
         self.mode = mode
         self.backbone_layers = backbone_layers
+        # The hand-written BPTT (cfc_bptt) covers the layouts this project trains.
+        self.fast_bptt = mode != "pure" and (
+            backbone_layers == 0 or (backbone_layers == 1 and backbone_activation == "lecun_tanh")
+        )
         if sparsity_mask is None:
             self.sparsity_mask = None
         else:

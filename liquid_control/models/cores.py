@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from liquid_control.models.cells import CfCCell, LTCCell
+from liquid_control.models.cfc_bptt import CfCSequence, LayerSpec
 
 
 class Core(nn.Module):
@@ -95,6 +96,14 @@ class CfCCore(Core):
         self.state_size = wiring.units
         self.output_size = wiring.output_dim
 
+    def _use_fast_bptt(self, cells: list[CfCCell]) -> bool:
+        return (
+            torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and all(c.fast_bptt for c in cells)
+            and any(p.requires_grad for p in self.parameters())
+        )
+
     def cells(self) -> list[CfCCell]:
         if self.wiring is None:
             return [self.rnn_cell]
@@ -107,6 +116,17 @@ class CfCCore(Core):
         first_proj = cells[0].project_inputs(x, params[0])
         ts = dt.unsqueeze(-1)
         hs = list(torch.split(h, self.layer_sizes, dim=1))
+        if self._use_fast_bptt(cells):
+            specs = tuple(
+                LayerSpec(c.hidden_size, c.backbone is not None, c.mode == "no_gate") for c in cells
+            )
+            flat: list[Tensor] = []
+            for i, (c, p) in enumerate(zip(cells, params, strict=True)):
+                flat += [hs[i], p.w_h] + ([p.w_x, p.b] if i > 0 else [])
+                if c.backbone is not None:
+                    flat += [p.w_heads, p.b_heads]
+            y, *hs = CfCSequence.apply(specs, first_proj, ts, *flat)
+            return y, torch.cat(hs, 1)
         outputs = []
         for t in range(x.shape[1]):
             proj = first_proj[:, t]
