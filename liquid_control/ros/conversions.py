@@ -1,0 +1,73 @@
+"""Conversions between ROS 2 messages and numpy, with no ROS import at module level.
+
+``image_to_rgb`` decodes ``sensor_msgs/Image`` itself (no cv_bridge): rgb8,
+bgr8, rgba8, bgra8 and mono8, honouring row padding (``step``). Anything
+malformed raises :class:`ImageError` with a one-line reason, so a node can drop
+the frame, count it and carry on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+class ImageError(ValueError):
+    """A ``sensor_msgs/Image`` that cannot be decoded."""
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """Decode an Image message to an (H, W, 3) uint8 RGB array (a copy)."""
+    encoding = str(msg.encoding).lower()
+    if encoding not in CHANNELS:
+        raise ImageError(f"unsupported encoding {msg.encoding!r} (use {', '.join(CHANNELS)})")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ImageError(f"empty image {width}x{height}")
+    channels = CHANNELS[encoding]
+    row = width * channels
+    if step < row:
+        raise ImageError(f"step {step} is smaller than width*channels {row}")
+    data = np.frombuffer(msg.data, dtype=np.uint8)  # rclpy gives array('B'): no copy
+    if data.size != step * height:
+        raise ImageError(f"data has {data.size} bytes, expected step*height = {step * height}")
+    pixels = data.reshape(height, step)[:, :row].reshape(height, width, channels)
+    if encoding == "rgb8":
+        return pixels.copy()
+    if encoding == "bgr8":
+        return pixels[:, :, ::-1].copy()
+    if encoding == "rgba8":
+        return pixels[:, :, :3].copy()
+    if encoding == "bgra8":
+        return pixels[:, :, 2::-1].copy()
+    return np.repeat(pixels, 3, axis=2)
+
+
+def rgb_to_image(rgb: np.ndarray, stamp: Any, frame_id: str) -> Any:
+    """Wrap an (H, W, 3) uint8 RGB array as a ``sensor_msgs/Image`` (rgb8)."""
+    from sensor_msgs.msg import Image
+
+    msg = Image()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    return msg
+
+
+def stamp_to_s(stamp: Any) -> float:
+    """``builtin_interfaces/Time`` to seconds."""
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+def s_to_stamp(seconds: float) -> Any:
+    from builtin_interfaces.msg import Time
+
+    sec = int(np.floor(seconds))
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)

@@ -1,0 +1,95 @@
+"""Declared ROS 2 parameters: one table per node, with type, range and description.
+
+Each node declares its parameters from its table, so every parameter has a
+descriptor (type, range, description) and is validated the same way at start-up
+and on later ``set_parameters`` calls. A refused value becomes a one-line error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    low: float | None = None  # numeric range (inclusive)
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+
+    def check(self, value: Any) -> str | None:
+        """None when ``value`` is acceptable, else why not."""
+        if isinstance(self.default, bool):
+            ok_type = isinstance(value, bool)
+        elif isinstance(self.default, int):
+            ok_type = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(self.default, float):
+            ok_type = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok_type = isinstance(value, type(self.default))
+        if not ok_type:
+            return f"{self.name} must be a {type(self.default).__name__}, got {value!r}"
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            return f"{self.name}={value!r} is outside [{self.low}, {self.high}]"
+        if self.choices and value not in self.choices:
+            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+        return None
+
+
+class ParameterError(ValueError):
+    """A node parameter value was refused."""
+
+
+def declare(node: Any, table: list[Param]) -> dict[str, Any]:
+    """Declare every parameter of ``table`` on ``node``; return the validated values.
+
+    Raises :class:`ParameterError` for a refused start-up value and installs a
+    callback that refuses bad values set later (read-only ones cannot change).
+    """
+    from rcl_interfaces.msg import (
+        FloatingPointRange,
+        IntegerRange,
+        ParameterDescriptor,
+        SetParametersResult,
+    )
+    from rclpy.exceptions import InvalidParameterValueException
+
+    values = {}
+    by_name = {p.name: p for p in table}
+    for p in table:
+        descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
+        if p.choices:
+            descriptor.additional_constraints = "one of: " + ", ".join(p.choices)
+        if p.low is not None and isinstance(p.default, float):
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(p.low), to_value=float(p.high), step=0.0)
+            ]
+        elif p.low is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(p.low), to_value=int(p.high), step=1)
+            ]
+        try:
+            value = node.declare_parameter(p.name, p.default, descriptor).value
+        except InvalidParameterValueException as e:
+            raise ParameterError(f"parameter {p.name} refused: {str(e).splitlines()[0]}") from None
+        except Exception as e:  # rclpy raises several types for a wrongly typed override
+            raise ParameterError(f"parameter {p.name} refused: {e}") from None
+        problem = p.check(value)
+        if problem:
+            raise ParameterError(problem)
+        values[p.name] = value
+
+    def on_set(params: list[Any]) -> Any:
+        for param in params:
+            spec = by_name.get(param.name)
+            problem = spec.check(param.value) if spec else None
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+    return values

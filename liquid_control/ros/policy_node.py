@@ -1,0 +1,175 @@
+"""``policy_node``: edge inference. Camera ``Image`` in, stamped command out.
+
+Glue only: parameters come from :data:`PARAMS`, frames are decoded by
+:mod:`liquid_control.ros.conversions`, and :class:`EdgeController` owns the
+policy, its recurrent state and the statistics reported on ``/diagnostics``.
+A malformed frame is dropped with a throttled warning; no valid frame for
+``timeout_s`` publishes the fail-safe command (stop) and reports ERROR.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from liquid_control.paths import DEFAULT_LANE_MODEL
+from liquid_control.ros.conversions import ImageError, image_to_rgb, stamp_to_s
+from liquid_control.ros.edge import (
+    COMMAND_MODES,
+    Command,
+    EdgeController,
+    action_to_command,
+    failsafe_command,
+)
+from liquid_control.ros.params import Param, declare
+
+NAME = "policy_node"
+PARAMS = [
+    Param(
+        "model",
+        str(DEFAULT_LANE_MODEL),
+        "exported model directory or manifest.json",
+        read_only=True,
+    ),
+    Param(
+        "backend",
+        "torchscript",
+        "inference backend",
+        choices=("torchscript", "onnxruntime", "eager"),
+        read_only=True,
+    ),
+    Param("threads", 0, "inference threads (0: library default)", 0, 64, read_only=True),
+    Param("image_topic", "camera/image_raw", "camera topic (sensor_msgs/Image)", read_only=True),
+    Param("command_topic", "cmd_vel", "command topic (geometry_msgs/TwistStamped)", read_only=True),
+    Param(
+        "command_mode",
+        "curvature",
+        "curvature: action is path curvature (1/m), yaw rate = "
+        "curvature * speed; velocity: action is [vx, vy, vz, yaw_rate]",
+        choices=COMMAND_MODES,
+    ),
+    Param("speed_mps", 10.0, "forward speed in curvature mode (m/s)", 0.0, 40.0),
+    Param(
+        "timeout_s", 0.5, "no valid frame for this long publishes the fail-safe command", 0.01, 60.0
+    ),
+    Param("max_gap_s", 0.5, "a frame gap above this resets the recurrent state", 0.01, 60.0),
+    Param("frame_id", "base_link", "frame of the published command"),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
+]
+
+
+def _make_node_class():
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.clock import Clock, ClockType
+    from rclpy.node import Node
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    class PolicyNode(Node):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(NAME, **kwargs)
+            self.p = declare(self, PARAMS)
+            self.controller = EdgeController(
+                self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"]
+            )
+            self.failsafe_active = False
+            self.last_valid = time.monotonic()
+            sensor_qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+            )
+            self.create_subscription(Image, self.p["image_topic"], self.on_image, sensor_qos)
+            self.cmd_pub = self.create_publisher(TwistStamped, self.p["command_topic"], 10)
+            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            # Steady clock: the watchdog must fire even when (sim) time stops.
+            steady = Clock(clock_type=ClockType.STEADY_TIME)
+            self.create_timer(min(self.p["timeout_s"] / 4, 0.05), self.on_watchdog, clock=steady)
+            self.create_timer(
+                self.p["diagnostics_period_s"], self.publish_diagnostics, clock=steady
+            )
+            self.get_logger().info(
+                f"loaded {self.p['model']} ({self.p['backend']}); listening on "
+                f"{self.p['image_topic']}"
+            )
+
+        def on_image(self, msg: Image) -> None:
+            received = time.perf_counter()
+            try:
+                rgb = image_to_rgb(msg)
+            except ImageError as e:
+                self.controller.stats.dropped += 1
+                self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)
+                return
+            action, reset = self.controller.on_frame(rgb, stamp_to_s(msg.header.stamp), received)
+            if reset:
+                self.get_logger().info(f"recurrent state reset: {reset}")
+            if not all(math.isfinite(float(a)) for a in action):
+                self.controller.reset()
+                self.get_logger().error(
+                    "policy produced a non-finite action; state reset", throttle_duration_sec=2.0
+                )
+                return
+            command = action_to_command(action, self.p["command_mode"], self.p["speed_mps"])
+            self.publish(command, msg.header.stamp)
+            self.last_valid = time.monotonic()
+            if self.failsafe_active:
+                self.failsafe_active = False
+                self.get_logger().info("valid frames again; fail-safe cleared")
+
+        def publish(self, command: Command, stamp: Any) -> None:
+            msg = TwistStamped()
+            msg.header.stamp = stamp
+            msg.header.frame_id = self.p["frame_id"]
+            msg.twist.linear.x = command.linear_x
+            msg.twist.linear.y = command.linear_y
+            msg.twist.linear.z = command.linear_z
+            msg.twist.angular.z = command.angular_z
+            self.cmd_pub.publish(msg)
+
+        def on_watchdog(self) -> None:
+            if time.monotonic() - self.last_valid < self.p["timeout_s"]:
+                return
+            if not self.failsafe_active:
+                self.failsafe_active = True
+                self.controller.reset()
+                self.get_logger().error(
+                    f"no valid image for {self.p['timeout_s']} s: publishing fail-safe command"
+                )
+            self.publish(failsafe_command(), self.get_clock().now().to_msg())
+
+        def publish_diagnostics(self) -> None:
+            stats = self.controller.stats.summary()
+            status = DiagnosticStatus()
+            status.name = f"{self.get_name()}: inference"
+            status.hardware_id = self.p["backend"]
+            if self.failsafe_active:
+                status.level, status.message = DiagnosticStatus.ERROR, "no valid image: fail-safe"
+            elif stats["dropped_frames"]:
+                status.level, status.message = DiagnosticStatus.WARN, "dropping malformed frames"
+            else:
+                status.level, status.message = DiagnosticStatus.OK, "running"
+            values = {**stats, "backend": self.p["backend"], "failsafe": self.failsafe_active}
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+            array = DiagnosticArray()
+            array.header.stamp = self.get_clock().now().to_msg()
+            array.status = [status]
+            self.diag_pub.publish(array)
+
+    return PolicyNode
+
+
+def create_node(**kwargs: Any):
+    """Build the node (``parameter_overrides=[...]`` etc. go to ``rclpy.node.Node``)."""
+    return _make_node_class()(**kwargs)
+
+
+def main(args: list[str] | None = None) -> int:
+    from liquid_control.ros.runtime import spin_single
+
+    return spin_single(create_node, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Start-up and shutdown shared by every node executable.
+
+A node that cannot start because of something the user handed in (a bad
+parameter, a missing model) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from liquid_control.errors import UserError
+from liquid_control.ros.params import ParameterError
+
+
+def spin_single(factory: Callable[..., Any], args: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except (UserError, ParameterError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

@@ -1,0 +1,59 @@
+"""Fixtures for tests over real rclpy/DDS: an isolated domain and a spinning executor."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+
+from liquid_control.models import CoreConfig, Policy, PolicyConfig, save_checkpoint
+from liquid_control.models.export import export_policy
+
+rclpy = pytest.importorskip("rclpy")
+
+
+@pytest.fixture(scope="session")
+def domain_id() -> int:
+    # A private DDS domain per test session keeps parallel runs from hearing each other.
+    return int(os.environ.get("LC_TEST_DOMAIN_ID", random.randint(100, 200)))
+
+
+@pytest.fixture
+def ros(domain_id: int) -> Iterator[object]:
+    from rclpy.executors import MultiThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield executor, context
+    executor.shutdown(timeout_sec=2.0)
+    for node in list(executor.get_nodes()):
+        node.destroy_node()
+    rclpy.shutdown(context=context)
+    thread.join(timeout=2.0)
+
+
+@pytest.fixture(scope="session")
+def lane_export(tmp_path_factory) -> str:
+    """A small untrained lane policy (PilotNet + 19-neuron CfC NCP), exported."""
+    torch.manual_seed(0)
+    tmp = tmp_path_factory.mktemp("lane_export")
+    policy = Policy(PolicyConfig(name="lane-test", core=CoreConfig(kind="cfc", wiring="ncp")))
+    ckpt = save_checkpoint(tmp / "policy.safetensors", policy.eval())
+    return str(export_policy(ckpt, tmp / "export", onnx=True).parent)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
