@@ -56,6 +56,42 @@ def _bench(args: argparse.Namespace) -> None:
         print((args.out / "cores.md").read_text())
 
 
+def _drive(args: argparse.Namespace) -> None:
+    from liquid_control.ros.runner import drive
+
+    overrides = {
+        "model": args.model or "",
+        "backend": args.backend or "",
+        "perturb": args.perturb,
+        "mode": args.mode or "",
+    }
+    drive(
+        args.task,
+        overrides,
+        duration_s=args.duration,
+        episodes=None if args.duration and not args.episodes else args.episodes,
+        summary_path=args.summary,
+        video_path=args.video,
+    )
+    print(f"wrote {args.summary}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from liquid_control.train.evaluate import EvalConfig, evaluate_model
+
+    cfg = EvalConfig(
+        episodes=args.episodes,
+        track_length_m=args.track_length,
+        perturb=args.perturb,
+        backend=args.backend,
+        seed=args.seed,
+        video=not args.no_video,
+    )
+    result = evaluate_model(args.model, cfg, args.out)
+    print(json.dumps(result["metrics"], indent=2))
+    print(f"wrote {args.out}/eval.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liquid-control", description="Liquid neural network policies for ROS 2 robots."
@@ -71,6 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a checkpoint's or export's config and parameter report")
     p.add_argument("model", help="a .safetensors checkpoint or an export directory/manifest")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("drive", help="run the drive graph (sim_bridge + policy_node) in-process")
+    p.add_argument("--task", default="lane", help="which graph (lane)")
+    p.add_argument("--model", help="exported model directory (default: the shipped policy)")
+    p.add_argument("--backend", choices=["torchscript", "onnxruntime", "eager"])
+    p.add_argument("--perturb", default="", help="e.g. noise=0.2,drop=0.5")
+    p.add_argument("--mode", choices=["sync", "realtime"], help="bridge mode (default: sync)")
+    p.add_argument("--episodes", type=int, default=1, help="stop after this many episodes")
+    p.add_argument("--duration", type=float, help="stop after this many wall seconds")
+    p.add_argument("--summary", type=Path, default=Path("out/drive/summary.json"))
+    p.add_argument("--video", type=Path, help="write an MP4 of the camera with the command")
+    p.set_defaults(func=_drive)
+
+    p = sub.add_parser("eval", help="closed-loop evaluation on held-out tracks")
+    p.add_argument("model", help="export directory/manifest or .safetensors checkpoint")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--track-length", type=float, default=1000.0, help="metres per track")
+    p.add_argument("--perturb", default="", help="e.g. noise=0.2 | drop=0.5 | ood=snow")
+    p.add_argument(
+        "--backend", default="torchscript", choices=["torchscript", "onnxruntime", "eager"]
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-video", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("out/eval"))
+    p.set_defaults(func=_eval)
 
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument("what", choices=["cores"], help="which benchmark")

@@ -170,6 +170,7 @@ def _verified_file(manifest: dict[str, Any], root: Path, name: str) -> Path:
 
 class EdgePolicy:
     """One ``step`` over numpy arrays whatever the backend; holds no recurrent state itself.
+    ``manifest`` is the parsed manifest (config, input/output spec).
 
     ``step(obs, dt, state) -> (action, state)`` with ``obs`` shaped like the
     manifest's ``inputs.obs`` (batch 1), ``dt`` in seconds.
@@ -178,15 +179,35 @@ class EdgePolicy:
     def __init__(self, manifest: str | Path, backend: str = "torchscript", threads: int = 0):
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        self.manifest, self.root = read_manifest(manifest)
         self.backend = backend
+        if threads > 0 and backend != "onnxruntime":
+            torch.set_num_threads(threads)
+        if Path(manifest).suffix == ".safetensors":
+            # A bare checkpoint runs eagerly; its spec is what export would write.
+            if backend != "eager":
+                raise UserError(f"{manifest} is a checkpoint: export it for {backend}")
+            self._policy, _ = load_checkpoint(manifest)
+            cfg = self._policy.cfg
+            self.manifest = {"name": cfg.name, "config": cfg.to_dict(), **io_spec(self._policy)}
+            self.root = Path(manifest).parent
+        else:
+            self.manifest, self.root = read_manifest(manifest)
+            self._load_backend(threads)
         spec = self.manifest["inputs"]
         self.obs_shape = tuple(spec["obs"]["shape"])
         self.obs_dtype = np.dtype(spec["obs"]["dtype"])
         self.state_shape = tuple(spec["state"]["shape"])
-        if threads > 0 and backend != "onnxruntime":
-            torch.set_num_threads(threads)
-        if backend == "onnxruntime":
+        self._warm_up()
+
+    def _warm_up(self, calls: int = 3) -> None:
+        """TorchScript optimises on its first calls (hundreds of ms); pay that at load time."""
+        state = self.initial_state()
+        obs = np.zeros(self.obs_shape, dtype=self.obs_dtype)
+        for _ in range(calls):
+            _, state = self.step(obs, 0.05, state)
+
+    def _load_backend(self, threads: int) -> None:
+        if self.backend == "onnxruntime":
             import onnxruntime as ort
 
             options = ort.SessionOptions()
@@ -198,7 +219,7 @@ class EdgePolicy:
             )
             # The exporter drops inputs a model never reads (dt of the feed-forward baseline).
             self._onnx_inputs = {i.name for i in self._session.get_inputs()}
-        elif backend == "torchscript":
+        elif self.backend == "torchscript":
             path = _verified_file(self.manifest, self.root, "torchscript")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -232,5 +253,8 @@ class EdgePolicy:
 
 
 def load_exported(manifest: str | Path, backend: str = "torchscript", threads: int = 0):
-    """Validate an export and return its :class:`EdgePolicy` for ``backend``."""
+    """Validate an export and return its :class:`EdgePolicy` for ``backend``.
+
+    ``manifest`` may also be a ``.safetensors`` checkpoint, run with the eager backend.
+    """
     return EdgePolicy(manifest, backend, threads)

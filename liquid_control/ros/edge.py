@@ -31,16 +31,20 @@ class Command:
     angular_z: float = 0.0
 
 
-def action_to_command(action: np.ndarray, mode: str, speed_mps: float) -> Command:
+def action_to_command(
+    action: np.ndarray, mode: str, speed_mps: float, max_abs_curvature: float = 0.2
+) -> Command:
     """Map a policy action to a command.
 
-    ``curvature``: the action is path curvature kappa (1/m); the command drives at
+    ``curvature``: the action is path curvature kappa (1/m), limited to
+    ``max_abs_curvature`` (the vehicle's steering limit); the command drives at
     ``speed_mps`` with yaw rate kappa * speed (lane keeping). ``velocity``: the
     action is [vx, vy, vz, yaw_rate] in the body frame (drone).
     """
     a = np.asarray(action, dtype=np.float64).reshape(-1)
     if mode == "curvature":
-        return Command(linear_x=speed_mps, angular_z=float(a[0]) * speed_mps)
+        kappa = float(np.clip(a[0], -max_abs_curvature, max_abs_curvature))
+        return Command(linear_x=speed_mps, angular_z=kappa * speed_mps)
     if mode == "velocity":
         vx, vy, vz, yaw = (list(a[:4]) + [0.0] * 4)[:4]
         return Command(float(vx), float(vy), float(vz), float(yaw))

@@ -51,6 +51,7 @@ PARAMS = [
         choices=COMMAND_MODES,
     ),
     Param("speed_mps", 10.0, "forward speed in curvature mode (m/s)", 0.0, 40.0),
+    Param("max_abs_curvature", 0.2, "steering limit in curvature mode (1/m)", 0.001, 10.0),
     Param(
         "timeout_s", 0.5, "no valid frame for this long publishes the fail-safe command", 0.01, 60.0
     ),
@@ -111,7 +112,9 @@ def _make_node_class():
                     "policy produced a non-finite action; state reset", throttle_duration_sec=2.0
                 )
                 return
-            command = action_to_command(action, self.p["command_mode"], self.p["speed_mps"])
+            command = action_to_command(
+                action, self.p["command_mode"], self.p["speed_mps"], self.p["max_abs_curvature"]
+            )
             self.publish(command, msg.header.stamp)
             self.last_valid = time.monotonic()
             if self.failsafe_active:

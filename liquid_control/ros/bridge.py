@@ -1,0 +1,193 @@
+"""Simulation side of ``sim_bridge``, importable and testable without ROS.
+
+:class:`SimSession` owns a Gymnasium env (any registered id, perturbations
+applied), the simulated clock, the last valid command and the episode
+bookkeeping. The node only turns messages into :meth:`SimSession.command`
+calls and :class:`Frame` results into messages.
+
+Commands arrive as a Twist-like (linear x/y/z, angular z) and are mapped to the
+env's action by ``command_mode``:
+
+- ``curvature`` (lane keeping): curvature = angular.z / linear.x (1/m), i.e. the
+  Twist carries the speed in ``linear.x`` and the yaw rate in ``angular.z`` =
+  curvature * speed. A command with ``|linear.x| < 0.1`` m/s means curvature 0.
+- ``velocity`` (drone): [linear.x, linear.y, linear.z, angular.z].
+- ``vector``: the raw action vector (``std_msgs/Float64MultiArray``, Walker2d).
+
+A command that is non-finite, of the wrong length or outside the action space
+is rejected and counted; the session then holds the safe command (zero action).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+COMMAND_MODES = ("curvature", "velocity", "vector")
+MIN_SPEED_MPS = 0.1
+# Sim time jumps this much at every reset, so a policy node's gap rule resets its state.
+RESET_GAP_S = 1.0
+
+
+class CommandError(ValueError):
+    """A command that cannot be applied."""
+
+
+@dataclass
+class Frame:
+    """What one simulation step produced, ready to publish."""
+
+    sim_time_s: float
+    observation: Any
+    info: dict[str, Any]
+    reward: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def image(self) -> np.ndarray | None:
+        if isinstance(self.observation, dict) and "image" in self.observation:
+            return self.observation["image"]
+        return None
+
+    @property
+    def vector(self) -> np.ndarray | None:
+        if isinstance(self.observation, dict):
+            return None
+        return np.asarray(self.observation, dtype=np.float64).reshape(-1)
+
+
+def make_env(env_id: str, env_kwargs: str | dict[str, Any] = "", perturb: str = "") -> Any:
+    """A Gymnasium env by id (project envs registered), with kwargs (JSON) and perturbations."""
+    import gymnasium as gym
+
+    import liquid_control.envs  # noqa: F401  (registers LiquidControl/* ids)
+
+    kwargs = json.loads(env_kwargs) if isinstance(env_kwargs, str) and env_kwargs else {}
+    if isinstance(env_kwargs, dict):
+        kwargs = env_kwargs
+    env = gym.make(env_id, **kwargs)
+    if perturb:
+        from liquid_control.envs.perturb import make_perturbed
+
+        env = make_perturbed(env, perturb)
+    return env
+
+
+class SimSession:
+    """One env in closed loop: commands in, frames out, with sim time and episode events."""
+
+    def __init__(self, env: Any, command_mode: str, seed: int = 0) -> None:
+        if command_mode not in COMMAND_MODES:
+            raise ValueError(f"unknown command mode {command_mode!r}")
+        self.env = env
+        self.command_mode = command_mode
+        self.seed = seed
+        space = env.action_space
+        self.action_low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+        self.action_high = np.asarray(space.high, dtype=np.float64).reshape(-1)
+        self.safe_action = np.clip(
+            np.zeros_like(self.action_low), self.action_low, self.action_high
+        )
+        self.action = self.safe_action.copy()
+        self.sim_time_s = 0.0
+        self.episode = -1
+        self.episode_return = 0.0
+        self.rejected = 0
+        self.steps = 0
+        self.finished_episodes: list[dict[str, Any]] = []
+        self.abs_offsets_m: list[float] = []  # lane envs: |lateral offset| of every step
+        self.on_frame: Any = None  # optional hook called with every stepped Frame
+
+    def reset(self, reason: str = "reset") -> Frame:
+        if self.episode >= 0:
+            self.sim_time_s += RESET_GAP_S
+        self.episode += 1
+        obs, info = self.env.reset(seed=self.seed + self.episode)
+        self.action = self.safe_action.copy()
+        self.episode_return = 0.0
+        event = {"event": reason, "episode": self.episode, "sim_time_s": self.sim_time_s}
+        return Frame(self.sim_time_s, obs, info, events=[event])
+
+    def to_action(self, values: list[float]) -> np.ndarray:
+        """Map a command (Twist fields or a raw vector) to an env action, or raise."""
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(v)):
+            raise CommandError(f"non-finite command {v.tolist()}")
+        if self.command_mode == "curvature":
+            speed, yaw_rate = v[0], v[3]
+            action = np.array([0.0 if abs(speed) < MIN_SPEED_MPS else yaw_rate / speed])
+        elif self.command_mode == "velocity":
+            action = v[:4]
+        else:
+            action = v
+        if action.shape != self.action_low.shape:
+            raise CommandError(
+                f"command has {action.size} values, the action space needs {self.action_low.size}"
+            )
+        tolerance = 1e-6 * np.maximum(1.0, np.abs(self.action_high - self.action_low))
+        if np.any(action < self.action_low - tolerance) or np.any(
+            action > self.action_high + tolerance
+        ):
+            raise CommandError(
+                f"command {action.tolist()} outside [{self.action_low.tolist()}, "
+                f"{self.action_high.tolist()}]"
+            )
+        return np.clip(action, self.action_low, self.action_high)
+
+    def command(self, values: list[float]) -> str | None:
+        """Take a command; on rejection hold the safe action and return why."""
+        try:
+            self.action = self.to_action(values)
+        except CommandError as e:
+            self.rejected += 1
+            self.action = self.safe_action.copy()
+            return str(e)
+        return None
+
+    def step(self) -> Frame:
+        """Advance one env step with the held action; resets after an episode ends."""
+        obs, reward, terminated, truncated, info = self.env.step(self.action.astype(np.float32))
+        self.steps += 1
+        dt = _frame_dt(obs, self.env)
+        self.sim_time_s += dt
+        self.episode_return += float(reward)
+        frame = Frame(self.sim_time_s, obs, info, float(reward))
+        if "lateral_offset_m" in info:
+            self.abs_offsets_m.append(abs(float(info["lateral_offset_m"])))
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        if terminated or truncated:
+            summary = {
+                "event": "terminated" if terminated else "truncated",
+                "episode": self.episode,
+                "sim_time_s": self.sim_time_s,
+                "return": self.episode_return,
+                **{k: _jsonable(v) for k, v in info.items()},
+            }
+            if "lateral_offset_m" in info and terminated:
+                summary["event"] = "lane_departure"
+            self.finished_episodes.append(summary)
+            reset = self.reset("reset")
+            reset.events.insert(0, summary)
+            return reset
+        return frame
+
+
+def _frame_dt(obs: Any, env: Any) -> float:
+    if isinstance(obs, dict) and "dt" in obs:
+        return float(np.asarray(obs["dt"]).reshape(-1)[0])
+    return float(getattr(env.unwrapped, "dt", 0.05))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)

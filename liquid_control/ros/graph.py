@@ -1,0 +1,75 @@
+"""The drive graphs: which nodes run, with which parameters. One source for two front doors.
+
+``launch/drive.launch.py`` (``ros2 launch``) and ``liquid-control drive`` (the
+in-process runner for machines without ROS 2's launch tools) both build their
+node list from :data:`GRAPHS` and their parameters from the same YAML file plus
+the same launch-argument overrides (:func:`node_parameters`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from liquid_control.errors import UserError
+from liquid_control.paths import share_dir
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str  # node name and executable name under lib/liquid_control
+    module: str  # module with create_node() for the in-process runner
+
+
+@dataclass(frozen=True)
+class Graph:
+    config: str  # YAML file under config/
+    nodes: tuple[NodeSpec, ...]
+
+
+BRIDGE = NodeSpec("sim_bridge", "liquid_control.ros.sim_bridge")
+POLICY = NodeSpec("policy_node", "liquid_control.ros.policy_node")
+GRAPHS = {"lane": Graph("drive.yaml", (BRIDGE, POLICY))}
+
+# Launch arguments: name -> (node, parameter, default). An empty value keeps the YAML's.
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {
+    "model": ("policy_node", "model", ""),
+    "backend": ("policy_node", "backend", ""),
+    "perturb": ("sim_bridge", "perturb", ""),
+    "mode": ("sim_bridge", "mode", ""),
+}
+
+
+def config_path(task: str) -> Path:
+    if task not in GRAPHS:
+        raise UserError(f"unknown task {task!r}; choose one of {', '.join(GRAPHS)}")
+    return share_dir() / "config" / GRAPHS[task].config
+
+
+def node_parameters(task: str, overrides: dict[str, str] | None = None) -> dict[str, dict]:
+    """Parameters of every node of ``task``: the YAML's, then non-empty launch arguments."""
+    path = config_path(task)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"cannot read node config {path}: {e}") from None
+    params = {
+        n.name: dict(data.get(n.name, {}).get("ros__parameters", {})) for n in GRAPHS[task].nodes
+    }
+    for arg, value in (overrides or {}).items():
+        if arg not in LAUNCH_ARGUMENTS:
+            raise UserError(f"unknown launch argument {arg!r}")
+        node, param, _ = LAUNCH_ARGUMENTS[arg]
+        if value != "":
+            params[node][param] = value
+    return params
+
+
+def as_ros_parameters(values: dict[str, Any]) -> list[Any]:
+    """``rclpy.parameter.Parameter`` overrides for an in-process node."""
+    from rclpy.parameter import Parameter
+
+    return [Parameter(name, value=value) for name, value in values.items()]

@@ -1,0 +1,227 @@
+"""``sim_bridge``: any Gymnasium env of the project in closed loop over ROS 2 topics.
+
+Glue only: :class:`SimSession` owns the env, sim time and episodes. Publishes the
+camera (``sensor_msgs/Image`` rgb8 + ``CameraInfo``), ground truth
+(``nav_msgs/Odometry``), vector observations (``std_msgs/Float64MultiArray``),
+``/clock`` and episode events (``std_msgs/String``, JSON); takes commands as
+``geometry_msgs/TwistStamped`` (or ``Twist`` on ``<command_topic>_unstamped``,
+or ``Float64MultiArray`` in ``vector`` mode); ``~/reset`` (``std_srvs/Trigger``)
+starts a new episode.
+
+``sync`` mode advances one step per command received (deterministic closed
+loop, as fast as the loop allows; after ``sync_timeout_s`` without a command it
+steps with the held command so the loop never deadlocks). ``realtime`` mode
+steps on a timer at the env's frame rate and holds the last command.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from typing import Any
+
+from liquid_control.ros.bridge import COMMAND_MODES, Frame, SimSession, make_env
+from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
+from liquid_control.ros.params import Param
+
+NAME = "sim_bridge"
+PARAMS = [
+    Param("env_id", "LiquidControl/LaneKeeping-v0", "Gymnasium env id", read_only=True),
+    Param("env_kwargs", "{}", "JSON object of env keyword arguments", read_only=True),
+    Param("perturb", "", "perturbations, e.g. 'noise=0.2,drop=0.5' (empty: clean)", read_only=True),
+    Param(
+        "mode",
+        "sync",
+        "sync: one step per command; realtime: step on a timer",
+        choices=("sync", "realtime"),
+        read_only=True,
+    ),
+    Param("rate_hz", 20.0, "realtime step rate (Hz)", 0.1, 1000.0, read_only=True),
+    Param(
+        "sync_timeout_s", 1.0, "sync mode: step with the held command after this wait", 0.01, 60.0
+    ),
+    Param(
+        "command_mode",
+        "curvature",
+        "how a command maps to the env action",
+        choices=COMMAND_MODES,
+        read_only=True,
+    ),
+    Param(
+        "seed",
+        0,
+        "seed of the first episode (episode k uses seed + k)",
+        0,
+        2**31 - 1,
+        read_only=True,
+    ),
+    Param("camera_topic", "camera/image_raw", "camera image topic", read_only=True),
+    Param("command_topic", "cmd_vel", "command topic", read_only=True),
+    Param("frame_id", "camera", "frame of the camera images", read_only=True),
+    Param(
+        "max_episodes",
+        0,
+        "shut down after this many episodes (0: never)",
+        0,
+        1_000_000,
+        read_only=True,
+    ),
+]
+
+
+def _make_node_class():
+    from geometry_msgs.msg import Twist, TwistStamped
+    from nav_msgs.msg import Odometry
+    from rclpy.clock import Clock, ClockType
+    from rclpy.node import Node
+    from rosgraph_msgs.msg import Clock as ClockMsg
+    from sensor_msgs.msg import CameraInfo
+    from sensor_msgs.msg import Image as ImageMsg
+    from std_msgs.msg import Float64MultiArray, String
+    from std_srvs.srv import Trigger
+
+    from liquid_control.ros.params import declare
+
+    class SimBridge(Node):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(NAME, **kwargs)
+            self.p = declare(self, PARAMS)
+            env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
+            self.session = SimSession(env, self.p["command_mode"], self.p["seed"])
+            self.lock = threading.Lock()
+            self.done = threading.Event()
+            self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
+            info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
+            self.info_pub = self.create_publisher(CameraInfo, info_topic, 10)
+            self.odom_pub = self.create_publisher(Odometry, "odom", 10)
+            self.obs_pub = self.create_publisher(Float64MultiArray, "observation", 10)
+            self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
+            self.event_pub = self.create_publisher(String, "episode_events", 10)
+            topic = self.p["command_topic"]
+            if self.p["command_mode"] == "vector":
+                self.create_subscription(Float64MultiArray, topic, self.on_vector, 10)
+            else:
+                self.create_subscription(TwistStamped, topic, self.on_twist_stamped, 10)
+                self.create_subscription(Twist, topic + "_unstamped", self.on_twist, 10)
+            self.create_service(Trigger, "~/reset", self.on_reset)
+            steady = Clock(clock_type=ClockType.STEADY_TIME)
+            if self.p["mode"] == "realtime":
+                self.create_timer(1.0 / self.p["rate_hz"], self.advance, clock=steady)
+            else:
+                self.watchdog = self.create_timer(
+                    self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
+                )
+            self.sync_timeouts = 0
+            self.publish(self.session.reset())
+
+        # -- commands -------------------------------------------------------------------------
+        def on_twist_stamped(self, msg: TwistStamped) -> None:
+            self.on_twist(msg.twist)
+
+        def on_twist(self, msg: Twist) -> None:
+            self.take([msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.z])
+
+        def on_vector(self, msg: Float64MultiArray) -> None:
+            self.take(list(msg.data))
+
+        def take(self, values: list[float]) -> None:
+            with self.lock:
+                problem = self.session.command(values)
+            if problem:
+                self.get_logger().warning(
+                    f"rejected command ({problem}); holding the safe command "
+                    f"[{self.session.rejected} rejected]",
+                    throttle_duration_sec=2.0,
+                )
+            if self.p["mode"] == "sync":
+                self.watchdog.reset()
+                self.advance()
+
+        def on_sync_timeout(self) -> None:
+            self.sync_timeouts += 1
+            self.advance()
+
+        def on_reset(self, request: Any, response: Any) -> Any:
+            with self.lock:
+                frame = self.session.reset("reset_service")
+            self.publish(frame)
+            response.success = True
+            response.message = f"episode {self.session.episode} started"
+            return response
+
+        # -- stepping and publishing ----------------------------------------------------------
+        def advance(self) -> None:
+            if self.done.is_set():
+                return
+            with self.lock:
+                frame = self.session.step()
+            self.publish(frame)
+            limit = self.p["max_episodes"]
+            if limit and len(self.session.finished_episodes) >= limit:
+                self.done.set()
+
+        def publish(self, frame: Frame) -> None:
+            stamp = s_to_stamp(frame.sim_time_s)
+            self.clock_pub.publish(ClockMsg(clock=stamp))
+            for event in frame.events:
+                self.event_pub.publish(String(data=_json(event)))
+            info = frame.info
+            if "x_m" in info:
+                self.odom_pub.publish(_odometry(Odometry(), stamp, info))
+            if frame.vector is not None:
+                self.obs_pub.publish(Float64MultiArray(data=frame.vector.tolist()))
+            if frame.image is not None:
+                image = rgb_to_image(frame.image, stamp, self.p["frame_id"])
+                self.info_pub.publish(_camera_info(CameraInfo(), image))
+                self.image_pub.publish(image)
+
+    return SimBridge
+
+
+def _json(event: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(event)
+
+
+def _odometry(msg: Any, stamp: Any, info: dict[str, Any]) -> Any:
+    msg.header.stamp = stamp
+    msg.header.frame_id = "map"
+    msg.child_frame_id = "base_link"
+    msg.pose.pose.position.x = float(info["x_m"])
+    msg.pose.pose.position.y = float(info["y_m"])
+    yaw = float(info.get("yaw_rad", 0.0))
+    msg.pose.pose.orientation.z = math.sin(yaw / 2)
+    msg.pose.pose.orientation.w = math.cos(yaw / 2)
+    if "speed_mps" in info:
+        msg.twist.twist.linear.x = float(info["speed_mps"])
+    return msg
+
+
+def _camera_info(msg: Any, image: Any, hfov_rad: float = math.radians(60.0)) -> Any:
+    """Pinhole intrinsics for the rendered camera (square pixels, centred)."""
+    msg.header = image.header
+    msg.height, msg.width = image.height, image.width
+    fx = image.width / (2.0 * math.tan(hfov_rad / 2.0))
+    cx, cy = image.width / 2.0, image.height / 2.0
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fx, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def create_node(**kwargs: Any):
+    return _make_node_class()(**kwargs)
+
+
+def main(args: list[str] | None = None) -> int:
+    from liquid_control.ros.runtime import spin_single
+
+    return spin_single(create_node, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Closed-loop evaluation of a lane-keeping policy on held-out tracks.
+
+The policy runs through the same ``step`` as everywhere else (an export through
+any backend, or a checkpoint eagerly), frame by frame, in
+``LiquidControl/LaneKeeping-v0`` with optional perturbations. Reported per run:
+mean and 95th-percentile |lateral offset|, lane departures per km, km driven,
+steering smoothness (mean |d curvature / dt|) and success rate; written as
+JSON plus a trajectory plot over the track map, offset over time, and an MP4
+of the camera view with the command overlaid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from liquid_control.atomic import atomic_path
+
+HELD_OUT_FIRST_SEED = 100_000  # liquid_control.envs.tracks.TEST_SEEDS starts here
+
+
+class Agent(Protocol):
+    """Anything that drives: a policy, the expert, a baseline."""
+
+    def reset(self) -> None: ...
+
+    def act(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray: ...
+
+
+class PolicyAgent:
+    """Drives with an exported policy (``EdgePolicy``): image + dt in, curvature out."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.state = runner.initial_state()
+
+    def reset(self) -> None:
+        self.state = self.runner.initial_state()
+
+    def act(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray:
+        action, self.state = self.runner.step(obs["image"], float(obs["dt"][0]), self.state)
+        return np.asarray(action, dtype=np.float32).reshape(-1)
+
+
+@dataclass
+class EpisodeLog:
+    """What happened in one episode, step by step (arrays of equal length)."""
+
+    track_seed: int
+    time_s: np.ndarray
+    x_m: np.ndarray
+    y_m: np.ndarray
+    offset_m: np.ndarray
+    curvature: np.ndarray
+    progress_m: float
+    track_length_m: float
+    departed: bool
+    frames: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return not self.departed and self.progress_m >= self.track_length_m - 1e-6
+
+
+def run_episode(
+    env: Any, agent: Agent, track_seed: int, seed: int, keep_frames: bool = False
+) -> EpisodeLog:
+    """Drive one episode on ``track_seed``; ``seed`` seeds the start pose and perturbations."""
+    obs, info = env.reset(seed=seed, options={"track_seed": track_seed})
+    agent.reset()
+    t, times, xs, ys, offsets, curvatures, frames = 0.0, [], [], [], [], [], []
+    departed = False
+    while True:
+        action = agent.act(obs, env)
+        obs, _, terminated, truncated, info = env.step(action)
+        t += float(obs["dt"][0])
+        times.append(t)
+        xs.append(info["x_m"])
+        ys.append(info["y_m"])
+        offsets.append(info["lateral_offset_m"])
+        curvatures.append(info["steer_curvature"])
+        if keep_frames:
+            frames.append(_overlay(obs["image"], info))
+        if terminated or truncated:
+            departed = bool(terminated)
+            break
+    return EpisodeLog(
+        track_seed=track_seed,
+        time_s=np.asarray(times),
+        x_m=np.asarray(xs),
+        y_m=np.asarray(ys),
+        offset_m=np.asarray(offsets),
+        curvature=np.asarray(curvatures),
+        progress_m=float(info["progress_m"]),
+        track_length_m=float(info["track_length_m"]),
+        departed=departed,
+        frames=frames,
+    )
+
+
+def summarise(logs: list[EpisodeLog]) -> dict[str, float]:
+    """Aggregate metrics over episodes (offsets pooled over all steps)."""
+    offsets = np.abs(np.concatenate([log.offset_m for log in logs]))
+    km = sum(log.progress_m for log in logs) / 1000.0
+    departures = sum(log.departed for log in logs)
+    rates = [
+        np.abs(np.diff(log.curvature)) / np.diff(log.time_s) for log in logs if log.time_s.size > 1
+    ]
+    return {
+        "episodes": len(logs),
+        "km_driven": km,
+        "departures": int(departures),
+        "departures_per_km": departures / km if km > 0 else float("inf"),
+        "mean_abs_offset_m": float(offsets.mean()),
+        "p95_abs_offset_m": float(np.percentile(offsets, 95)),
+        "steering_smoothness_per_m_s": float(np.concatenate(rates).mean()) if rates else 0.0,
+        "success_rate": float(np.mean([log.finished for log in logs])),
+    }
+
+
+@dataclass
+class EvalConfig:
+    """Closed-loop evaluation settings.
+
+    episodes: number of held-out tracks (seeds from the test split, in order).
+    track_length_m: length of each track.
+    perturb: perturbation spec, e.g. "noise=0.2" or "drop=0.5,ood=snow" (empty: clean).
+    backend: torchscript, onnxruntime or eager (a checkpoint always runs eager).
+    seed: seeds start poses and perturbations.
+    video: write an MP4 of the first episode.
+    speed_mps: vehicle speed.
+    """
+
+    episodes: int = 20
+    track_length_m: float = 1000.0
+    perturb: str = ""
+    backend: str = "torchscript"
+    seed: int = 0
+    video: bool = True
+    speed_mps: float = 10.0
+
+
+def make_eval_env(cfg: EvalConfig) -> Any:
+    import gymnasium as gym
+
+    from liquid_control.envs import LANE_KEEPING_ID
+    from liquid_control.envs.perturb import make_perturbed
+
+    env = gym.make(
+        LANE_KEEPING_ID,
+        track_split="test",
+        track_length_m=cfg.track_length_m,
+        speed_mps=cfg.speed_mps,
+    )
+    return make_perturbed(env, cfg.perturb) if cfg.perturb else env
+
+
+def evaluate_agent(
+    agent: Agent,
+    cfg: EvalConfig,
+    out_dir: str | Path | None = None,
+    progress: Callable[[int, EpisodeLog], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``cfg.episodes`` held-out episodes; write artifacts to ``out_dir`` if given."""
+    env = make_eval_env(cfg)
+    logs = []
+    try:
+        for i in range(cfg.episodes):
+            keep = cfg.video and out_dir is not None and i == 0
+            log = run_episode(env, agent, HELD_OUT_FIRST_SEED + i, cfg.seed + i, keep_frames=keep)
+            logs.append(log)
+            if progress:
+                progress(i, log)
+        tracks = [env.unwrapped.track] if cfg.episodes else []
+    finally:
+        env.close()
+    result = {"config": asdict(cfg), "metrics": summarise(logs)}
+    result["episodes"] = [
+        {
+            "track_seed": log.track_seed,
+            "km": log.progress_m / 1000.0,
+            "departed": log.departed,
+            "mean_abs_offset_m": float(np.abs(log.offset_m).mean()),
+        }
+        for log in logs
+    ]
+    if out_dir is not None:
+        write_artifacts(Path(out_dir), result, logs, tracks)
+    return result
+
+
+def evaluate_model(model: str | Path, cfg: EvalConfig, out_dir: str | Path | None = None):
+    """Evaluate an export (directory/manifest) or a ``.safetensors`` checkpoint."""
+    from liquid_control.models.export import load_exported
+
+    backend = "eager" if Path(model).suffix == ".safetensors" else cfg.backend
+    agent = PolicyAgent(load_exported(model, backend))
+    result = evaluate_agent(agent, cfg, out_dir)
+    result["model"] = str(model)
+    if out_dir is not None:
+        _write_json(Path(out_dir) / "eval.json", result)
+    return result
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_artifacts(
+    out_dir: Path, result: dict[str, Any], logs: list[EpisodeLog], tracks: list[Any]
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "eval.json", result)
+    plot_trajectories(out_dir / "trajectories.png", logs[-1:], tracks)
+    plot_offsets(out_dir / "offset.png", logs)
+    if logs and logs[0].frames:
+        write_video(out_dir / "episode0.mp4", logs[0].frames)
+
+
+def plot_trajectories(path: Path, logs: list[EpisodeLog], tracks: list[Any]) -> None:
+    """The last episode's path over its track's lane edges (the map)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 7))
+    for track in tracks:
+        for lateral, style in ((0.0, "k--"), (-1.8, "k-"), (1.8, "k-")):
+            line = track.offset_polyline(lateral)
+            ax.plot(line[:, 0], line[:, 1], style, lw=0.6)
+    for log in logs:
+        colour = "tab:red" if log.departed else "tab:blue"
+        ax.plot(log.x_m, log.y_m, color=colour, lw=1.2, label=f"track {log.track_seed}")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("closed-loop path (blue: finished, red: departed)")
+    _save(fig, path)
+
+
+def plot_offsets(path: Path, logs: list[EpisodeLog]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    for log in logs:
+        ax.plot(log.time_s, log.offset_m, lw=0.7)
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("lateral offset (m)")
+    ax.set_title(f"lateral offset over time, {len(logs)} episodes")
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _overlay(image: np.ndarray, info: dict[str, Any], scale: int = 3) -> np.ndarray:
+    """Camera frame upscaled, with the commanded curvature as text and a steering bar."""
+    import cv2
+
+    frame = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    h, w = frame.shape[:2]
+    kappa = float(info["steer_curvature"])
+    text = f"curvature {kappa:+.4f} 1/m  offset {info['lateral_offset_m']:+.2f} m"
+    cv2.putText(frame, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    centre = w // 2
+    bar = int(np.clip(-kappa / 0.2, -1, 1) * (w // 2 - 10))  # positive curvature turns left
+    cv2.line(frame, (centre, h - 10), (centre + bar, h - 10), (0, 255, 255), 5)
+    return frame
+
+
+def write_video(path: Path, frames_bgr: list[np.ndarray], fps: int = 20) -> None:
+    import cv2
+
+    h, w = frames_bgr[0].shape[:2]
+    with atomic_path(path) as tmp:
+        mp4 = tmp.with_suffix(".mp4")
+        writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        for frame in frames_bgr:
+            writer.write(frame)
+        writer.release()
+        mp4.replace(tmp)
