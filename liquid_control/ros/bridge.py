@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.errors import UserError
+
 COMMAND_MODES = ("curvature", "velocity", "vector")
 MIN_SPEED_MPS = 0.1
 # Sim time jumps this much at every reset, so a policy node's gap rule resets its state.
@@ -66,10 +68,21 @@ def make_env(env_id: str, env_kwargs: str | dict[str, Any] = "", perturb: str = 
 
     import liquid_control.envs  # noqa: F401  (registers LiquidControl/* ids)
 
-    kwargs = json.loads(env_kwargs) if isinstance(env_kwargs, str) and env_kwargs else {}
     if isinstance(env_kwargs, dict):
         kwargs = env_kwargs
-    env = gym.make(env_id, **kwargs)
+    else:
+        try:
+            kwargs = json.loads(env_kwargs or "{}")
+        except ValueError as e:
+            raise UserError(f"env_kwargs is not a JSON object: {e}") from None
+        if not isinstance(kwargs, dict):
+            raise UserError(f"env_kwargs must be a JSON object, got {env_kwargs!r}")
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise UserError(f"cannot make env {env_id!r}: {e}") from None
+    except TypeError as e:
+        raise UserError(f"bad env_kwargs for {env_id!r}: {e}") from None
     if perturb:
         from liquid_control.envs.perturb import make_perturbed
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from liquid_control.ros.bridge import COMMAND_MODES, Frame, SimSession, make_env
@@ -87,9 +88,10 @@ def _make_node_class():
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(NAME, **kwargs)
             self.p = declare(self, PARAMS)
-            env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
-            self.session = SimSession(env, self.p["command_mode"], self.p["seed"])
-            self.lock = threading.Lock()
+            # MuJoCo's GL context belongs to the thread that made it, and executors may run
+            # callbacks on any thread: one worker thread owns the env for its whole life.
+            self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
+            self.session = self.worker.submit(self._make_session).result()
             self.done = threading.Event()
             self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
             info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
@@ -113,7 +115,17 @@ def _make_node_class():
                     self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
                 )
             self.sync_timeouts = 0
-            self.publish(self.session.reset())
+            self.worker.submit(self._reset, "start")
+
+        def _make_session(self) -> SimSession:
+            env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
+            return SimSession(env, self.p["command_mode"], self.p["seed"])
+
+        def destroy_node(self) -> None:
+            self.done.set()
+            self.worker.submit(self.session.env.close)
+            self.worker.shutdown(wait=True)
+            super().destroy_node()
 
         # -- commands -------------------------------------------------------------------------
         def on_twist_stamped(self, msg: TwistStamped) -> None:
@@ -126,8 +138,12 @@ def _make_node_class():
             self.take(list(msg.data))
 
         def take(self, values: list[float]) -> None:
-            with self.lock:
-                problem = self.session.command(values)
+            if self.p["mode"] == "sync":
+                self.watchdog.reset()
+            self.worker.submit(self._command, values)
+
+        def _command(self, values: list[float]) -> None:
+            problem = self.session.command(values)
             if problem:
                 self.get_logger().warning(
                     f"rejected command ({problem}); holding the safe command "
@@ -135,27 +151,29 @@ def _make_node_class():
                     throttle_duration_sec=2.0,
                 )
             if self.p["mode"] == "sync":
-                self.watchdog.reset()
-                self.advance()
+                self._advance()
 
         def on_sync_timeout(self) -> None:
             self.sync_timeouts += 1
             self.advance()
 
         def on_reset(self, request: Any, response: Any) -> Any:
-            with self.lock:
-                frame = self.session.reset("reset_service")
-            self.publish(frame)
+            self.worker.submit(self._reset, "reset_service").result()
             response.success = True
             response.message = f"episode {self.session.episode} started"
             return response
 
-        # -- stepping and publishing ----------------------------------------------------------
+        # -- stepping and publishing (on the worker thread) -------------------------------------
         def advance(self) -> None:
+            self.worker.submit(self._advance)
+
+        def _reset(self, reason: str) -> None:
+            self.publish(self.session.reset(reason))
+
+        def _advance(self) -> None:
             if self.done.is_set():
                 return
-            with self.lock:
-                frame = self.session.step()
+            frame = self.session.step()
             self.publish(frame)
             limit = self.p["max_episodes"]
             if limit and len(self.session.finished_episodes) >= limit:
