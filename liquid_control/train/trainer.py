@@ -1,0 +1,569 @@
+"""Behaviour cloning of a policy on Minari datasets with truncated BPTT over windows.
+
+Read top to bottom: load episodes, split them by episode, cut windows, then per epoch
+train on shuffled window batches and validate; checkpoints, metrics and a resume file
+are written under ``out_dir`` (atomically, by rank 0 only).
+
+Every random draw is derived from ``(seed, epoch, step)``: the epoch's window order, the
+frame drop and augmentation of a batch, and torch's generator (dropout) for a step.
+Resuming therefore needs only the weights, the optimiser state and the position, and a
+run killed at any point and resumed ends with the same weights as an uninterrupted one.
+
+Runs unchanged under ``torchrun`` (gloo on CPU, NCCL on GPU): ranks shard each epoch's
+windows, gradients are averaged by DistributedDataParallel, validation losses are summed
+over ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from liquid_control.atomic import atomic_path
+from liquid_control.data.minari_io import Episode, load_episodes
+from liquid_control.data.windows import (
+    TARGETS,
+    ImageAugment,
+    make_batch,
+    split_by_episode,
+    window_rows,
+)
+from liquid_control.errors import UserError
+from liquid_control.models.checkpoint import save_checkpoint
+from liquid_control.models.policy import Policy, PolicyConfig
+
+RESUME_FORMAT = "liquid_control.resume/1"
+
+
+@dataclass
+class TrainConfig:
+    """One training run; every field can be set in the YAML file."""
+
+    datasets: list[str] = field(default_factory=list)
+    """Minari dataset ids (under MINARI_DATASETS_PATH) or dataset directories."""
+    policy: dict[str, Any] = field(default_factory=dict)
+    """The policy to train, as a PolicyConfig dict (frontend, core, action_dim)."""
+    out_dir: str = "runs/train"
+    """Where checkpoints, metrics.csv, loss.png and resume.pt go."""
+    target: str = "label"
+    """Regress onto the expert "label" or the executed "action"."""
+    window: int = 16
+    """Steps per truncated-BPTT window (the state starts at zero in every window)."""
+    stride: int = 8
+    """Steps between the starts of consecutive windows of an episode."""
+    warmup_steps: int = 0
+    """First steps of each window left out of the loss while the state settles."""
+    batch_size: int = 32
+    """Windows per batch on each rank."""
+    epochs: int = 10
+    """Passes over the training windows."""
+    lr: float = 1e-3
+    """AdamW learning rate (constant)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 turns clipping off."""
+    val_fraction: float = 0.2
+    """Fraction of episodes (not windows) held out for validation."""
+    seed: int = 0
+    """Seed of the split, the window order, augmentation and initial weights."""
+    frame_drop: float = 0.0
+    """Up to this fraction of each training window's steps is dropped (dt summed forward)."""
+    augment_brightness: float = 0.0
+    """Image brightness is scaled by 1 + U(-x, x) per training window."""
+    augment_shadow: float = 0.0
+    """Probability of a shadow (darkened half-plane) on a training window."""
+    augment_noise_std: float = 0.0
+    """Std of Gaussian pixel noise (0-255 units) on training frames."""
+    max_steps_per_epoch: int | None = None
+    """Cap on optimiser steps per epoch (None: all windows)."""
+    resume_every_steps: int = 50
+    """Write resume.pt every this many optimiser steps (and at every epoch end)."""
+    num_workers: int = 0
+    """DataLoader worker processes building batches (0: in the training process)."""
+    dt_s: float | None = None
+    """Frame period for datasets that record none (vector datasets without a dt)."""
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu" or "cuda"."""
+    export: bool = False
+    """Export the best checkpoint (TorchScript + ONNX + manifest) under out_dir/export."""
+    progress: bool = True
+    """Show tqdm progress bars (rank 0)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise UserError(f"unknown training config keys {unknown}; known keys: {sorted(names)}")
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"training config {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"training config {path} is not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"training config {path} must be a mapping of keys to values")
+        return cls.from_dict(data)
+
+    def policy_config(self) -> PolicyConfig:
+        try:
+            return PolicyConfig.from_dict(self.policy)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"training config: bad policy ({e})") from None
+
+    def validate(self) -> None:
+        """Refuse values that cannot train, with a message naming the field."""
+        if not self.datasets:
+            raise UserError("training config: datasets is empty; list Minari ids or paths")
+        if self.target not in TARGETS:
+            raise UserError(f"training config: target must be one of {TARGETS}")
+        positive = ("window", "stride", "batch_size", "epochs", "resume_every_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"training config: {name} must be >= 1")
+        if not 0 <= self.warmup_steps < self.window:
+            raise UserError("training config: warmup_steps must be in [0, window)")
+        if not 0.0 <= self.frame_drop < 1.0:
+            raise UserError("training config: frame_drop must be in [0, 1)")
+        if self.lr <= 0:
+            raise UserError("training config: lr must be > 0")
+        self.policy_config()
+
+
+@dataclass
+class _Dist:
+    """Where this process sits in a (possibly single-process) run."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        # cuBLAS is deterministic only with a fixed workspace, set before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if world == 1:
+        return _Dist(device=torch.device("cuda" if use_cuda else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), dev, owns)
+
+
+def _step_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class _EpochBatches(Dataset):
+    """Batch ``i`` of one rank's share of an epoch; a pure function of (seed, epoch, i)."""
+
+    def __init__(
+        self,
+        episodes: Sequence[Episode],
+        rows: np.ndarray,
+        cfg: TrainConfig,
+        seed_parts: tuple[int, ...] | None,
+    ) -> None:
+        self.episodes = episodes
+        self.rows = rows
+        self.cfg = cfg
+        self.seed_parts = seed_parts  # None: validation, no augmentation
+        self.augment = ImageAugment(
+            cfg.augment_brightness, cfg.augment_shadow, cfg.augment_noise_std
+        )
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.rows) / self.cfg.batch_size)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        rows = self.rows[i * self.cfg.batch_size : (i + 1) * self.cfg.batch_size]
+        rng = None
+        if self.seed_parts is not None:
+            rng = np.random.default_rng([*self.seed_parts, i])
+        batch = make_batch(
+            self.episodes,
+            rows,
+            self.cfg.window,
+            self.cfg.target,
+            rng,
+            self.cfg.frame_drop,
+            self.augment,
+        )
+        mask = batch.mask.copy()
+        mask[:, : self.cfg.warmup_steps] = False
+        return {
+            "obs": torch.from_numpy(batch.obs),
+            "dt": torch.from_numpy(batch.dt_s),
+            "target": torch.from_numpy(batch.target),
+            "mask": torch.from_numpy(mask),
+        }
+
+
+def _loader(batches: _EpochBatches, first: int, last: int, workers: int) -> DataLoader:
+    return DataLoader(batches, batch_size=None, sampler=range(first, last), num_workers=workers)
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(sum of squared errors over unmasked steps, number of unmasked values)."""
+    m = mask.unsqueeze(-1).to(pred.dtype)
+    return ((pred - target) ** 2 * m).sum(), m.sum() * pred.shape[-1]
+
+
+def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _check_data(policy: Policy, episodes: Sequence[Episode], cfg: TrainConfig) -> None:
+    obs_shape = episodes[0].obs.shape[1:]
+    if tuple(obs_shape) != tuple(policy.obs_shape):
+        raise UserError(
+            f"datasets give observations {tuple(obs_shape)} but the policy takes "
+            f"{tuple(policy.obs_shape)}; fix policy.frontend in the training config"
+        )
+    targets = episodes[0].labels if cfg.target == "label" else episodes[0].actions
+    if targets.shape[1] != policy.cfg.action_dim:
+        raise UserError(
+            f"datasets give {targets.shape[1]}-d {cfg.target}s but policy.action_dim is "
+            f"{policy.cfg.action_dim}"
+        )
+
+
+def _set_vector_statistics(policy: Policy, episodes: Sequence[Episode]) -> None:
+    obs = np.concatenate([ep.obs for ep in episodes]).astype(np.float64)
+    policy.frontend.set_statistics(
+        torch.as_tensor(obs.mean(0), dtype=torch.float32),
+        torch.as_tensor(obs.std(0), dtype=torch.float32),
+    )
+
+
+def _epoch_rows(rows: np.ndarray, seed: int, epoch: int, ctx: _Dist) -> np.ndarray:
+    """This rank's share of the epoch's shuffled windows (padded to a multiple of ranks)."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(rows))
+    order = np.resize(order, math.ceil(len(order) / ctx.world) * ctx.world)
+    return rows[order[ctx.rank :: ctx.world]]
+
+
+def _steps_in_epoch(n_rows: int, cfg: TrainConfig, ctx: _Dist) -> int:
+    steps = math.ceil(math.ceil(n_rows / ctx.world) / cfg.batch_size)
+    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+
+
+@torch.no_grad()
+def _validate(
+    model: nn.Module, episodes: Sequence[Episode], rows: np.ndarray, cfg: TrainConfig, ctx: _Dist
+) -> float:
+    if len(rows) == 0:
+        return float("nan")
+    model.eval()
+    batches = _EpochBatches(episodes, rows[ctx.rank :: ctx.world], cfg, None)
+    totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    for batch in _loader(batches, 0, len(batches), cfg.num_workers):
+        batch = _to(batch, ctx.device)
+        pred, _ = model(batch["obs"], batch["dt"])
+        err, count = masked_mse(pred, batch["target"], batch["mask"])
+        totals += torch.stack([err.double(), count.double()])
+    if ctx.world > 1:
+        dist.all_reduce(totals)
+    model.train()
+    return float(totals[0] / totals[1])
+
+
+def _save_torch(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _write_metrics(out_dir: Path, history: list[dict[str, float]]) -> None:
+    columns = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_path(out_dir / "metrics.csv") as tmp:
+        tmp.write_text(text.getvalue())
+    _plot_losses(out_dir / "loss.png", history)
+
+
+def _plot_losses(path: Path, history: list[dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
+    ax.plot(epochs, [row["val_loss"] for row in history], "s-", label="validation")
+    ax.set(xlabel="epoch", ylabel="MSE", yscale="log", title="behaviour cloning loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _weights_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _export(checkpoint: Path, out_dir: Path) -> str | None:
+    from liquid_control.models import export as export_module
+
+    export_policy = getattr(export_module, "export_policy", None)
+    if export_policy is None:
+        return None
+    return str(export_policy(checkpoint, out_dir / "export"))
+
+
+def _epoch_start(epoch: int, history: list[dict[str, float]], best: float) -> dict[str, Any]:
+    """The run's position at the start of ``epoch``: what resume.pt holds besides weights."""
+    return {
+        "epoch": epoch,
+        "step": 0,
+        "loss_sum": 0.0,
+        "loss_count": 0.0,
+        "seconds": 0.0,
+        "history": history,
+        "best_val": best,
+    }
+
+
+# Fields that do not change the weights a run produces; a resume may change them.
+_NOT_TRAJECTORY = ("out_dir", "epochs", "progress", "num_workers", "export", "resume_every_steps")
+
+
+def _trajectory_key(cfg: TrainConfig) -> str:
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_TRAJECTORY}
+    return json.dumps(fields, sort_keys=True)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train a policy as ``cfg`` says; with ``resume`` continue from ``out_dir/resume.pt``.
+
+    Returns a summary: checkpoint paths, best validation loss, per-epoch history,
+    world size and the weights' digest on every rank (they must be equal).
+    """
+    cfg.validate()
+    ctx = _setup_distributed(cfg.device)
+    try:
+        return _train(cfg, resume, ctx)
+    finally:
+        if ctx.owns_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
+    out_dir = Path(cfg.out_dir)
+    resume_path = out_dir / "resume.pt"
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed)
+
+    episodes = load_episodes(cfg.datasets, dt_s=cfg.dt_s)
+    train_ids, val_ids = split_by_episode(len(episodes), cfg.val_fraction, cfg.seed)
+    lengths = [len(ep) for ep in episodes]
+    train_rows = window_rows(lengths, train_ids, cfg.window, cfg.stride)
+    val_rows = window_rows(lengths, val_ids, cfg.window, cfg.stride)
+    if len(train_rows) == 0:
+        raise UserError(
+            f"no training window: every training episode is shorter than window={cfg.window}"
+        )
+
+    policy = Policy(cfg.policy_config())
+    _check_data(policy, episodes, cfg)
+    if policy.cfg.frontend.kind == "vector":
+        _set_vector_statistics(policy, [episodes[i] for i in train_ids])
+    policy.to(ctx.device)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    state = _epoch_start(0, [], math.inf)
+    if resume and resume_path.is_file():
+        saved = torch.load(resume_path, map_location=ctx.device, weights_only=True)
+        if saved.get("format") != RESUME_FORMAT:
+            raise UserError(f"{resume_path} is not a liquid_control resume file")
+        if saved["config"] != _trajectory_key(cfg):
+            raise UserError(
+                f"{resume_path} was written by a config that trains differently; "
+                "resume with the same config (only epochs and output settings may change)"
+            )
+        policy.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["position"]
+    model: nn.Module = policy
+    if ctx.world > 1:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(policy, device_ids=ids)
+    model.train()
+
+    def save_resume() -> None:
+        if ctx.is_main:
+            _save_torch(
+                {
+                    "format": RESUME_FORMAT,
+                    "config": _trajectory_key(cfg),
+                    "model": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "position": state,
+                },
+                resume_path,
+            )
+
+    best_path, last_path = out_dir / "best.safetensors", out_dir / "last.safetensors"
+    total_steps = 0
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        rows = _epoch_rows(train_rows, cfg.seed, epoch, ctx)
+        n_steps = _steps_in_epoch(len(train_rows), cfg, ctx)
+        batches = _EpochBatches(episodes, rows, cfg, (cfg.seed, epoch, ctx.rank))
+        started = time.perf_counter()
+        bar = tqdm(
+            _loader(batches, state["step"], n_steps, cfg.num_workers),
+            total=n_steps,
+            initial=state["step"],
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (ctx.is_main and cfg.progress),
+            leave=False,
+        )
+        for batch in bar:
+            torch.manual_seed(_step_seed(cfg.seed, epoch, state["step"], ctx.rank))
+            batch = _to(batch, ctx.device)
+            pred, _ = model(batch["obs"], batch["dt"])
+            err, count = masked_mse(pred, batch["target"], batch["mask"])
+            loss = err / count.clamp(min=1.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            optimizer.step()
+            policy.apply_constraints()
+            state["loss_sum"] += float(err.detach())
+            state["loss_count"] += float(count)
+            state["step"] += 1
+            total_steps += 1
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
+            if state["step"] % cfg.resume_every_steps == 0 and state["step"] < n_steps:
+                state["seconds"] += time.perf_counter() - started
+                started = time.perf_counter()
+                save_resume()
+        bar.close()
+
+        train_loss = state["loss_sum"] / max(state["loss_count"], 1.0)
+        if ctx.world > 1:
+            sums = torch.tensor(
+                [state["loss_sum"], state["loss_count"]], dtype=torch.float64, device=ctx.device
+            )
+            dist.all_reduce(sums)
+            train_loss = float(sums[0] / sums[1].clamp(min=1.0))
+        val_loss = _validate(model, episodes, val_rows, cfg, ctx)
+        seconds = state["seconds"] + time.perf_counter() - started
+        lr = optimizer.param_groups[0]["lr"]
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr,
+            "seconds": round(seconds, 3),
+        }
+        score = val_loss if math.isfinite(val_loss) else train_loss
+        improved = score < state["best_val"]
+        state = _epoch_start(epoch + 1, [*state["history"], row], min(score, state["best_val"]))
+        if ctx.is_main:
+            info = {**row, "config": dataclasses.asdict(cfg)}
+            save_checkpoint(last_path, policy, info)
+            if improved:
+                save_checkpoint(best_path, policy, info)
+            _write_metrics(out_dir, state["history"])
+            tqdm.write(
+                f"epoch {epoch + 1}/{cfg.epochs}: train {train_loss:.5g}  val {val_loss:.5g}"
+                f"  ({seconds:.1f} s)",
+                file=sys.stderr,
+            )
+        save_resume()
+
+    digest = _weights_digest(policy)
+    digests = [digest]
+    if ctx.world > 1:
+        digests = [""] * ctx.world
+        dist.all_gather_object(digests, digest)
+    result: dict[str, Any] = {
+        "out_dir": str(out_dir),
+        "best_checkpoint": str(best_path),
+        "last_checkpoint": str(last_path),
+        "best_score": state["best_val"],  # best val loss (train loss without a val split)
+        "history": state["history"],
+        "steps_this_run": total_steps,
+        "world_size": ctx.world,
+        "weights_sha256": digests,
+        "export_manifest": None,
+    }
+    if ctx.is_main:
+        if cfg.export:
+            result["export_manifest"] = _export(best_path, out_dir)
+        with atomic_path(out_dir / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m liquid_control.train.trainer CONFIG [--resume] [--out DIR]``."""
+    parser = argparse.ArgumentParser(description="Train a policy by behaviour cloning.")
+    parser.add_argument("config", help="training config YAML (see config/train_*.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue from out_dir/resume.pt")
+    parser.add_argument("--out", help="output directory (overrides out_dir in the config)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = TrainConfig.from_yaml(args.config)
+        if args.out:
+            cfg.out_dir = args.out
+        train(cfg, resume=args.resume)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

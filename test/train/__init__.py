@@ -1,0 +1,1 @@
+"""Tests of liquid_control.train."""

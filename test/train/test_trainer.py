@@ -1,0 +1,193 @@
+"""The behaviour-cloning trainer: learning, artifacts, determinism, kill/resume, DDP."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from liquid_control.errors import UserError
+from liquid_control.models import Policy, load_checkpoint
+from liquid_control.models import export as export_module
+from liquid_control.train import TrainConfig, train
+from liquid_control.train.trainer import main
+
+REPO = Path(__file__).resolve().parents[2]
+MakeConfig = Callable[..., TrainConfig]
+
+
+def _write_config(cfg: TrainConfig, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(asdict(cfg)))
+    return path
+
+
+def _subprocess_env() -> dict[str, str]:
+    # One thread per process: the kill/resume and DDP runs share 2 cores with pytest.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_vector_training_lowers_the_loss_and_writes_every_artifact(
+    vector_config: MakeConfig,
+) -> None:
+    cfg = vector_config(epochs=4)
+    result = train(cfg)
+    out = Path(cfg.out_dir)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    train_losses = [float(r["train_loss"]) for r in rows]
+    val_losses = [float(r["val_loss"]) for r in rows]
+    assert train_losses[-1] < 0.5 * train_losses[0]
+    assert min(val_losses) < val_losses[0] and all(np.isfinite(val_losses))
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    best, best_info = load_checkpoint(out / "best.safetensors")
+    _, last_info = load_checkpoint(out / "last.safetensors")
+    assert last_info["epoch"] == 4 and best_info["val_loss"] == min(val_losses)
+    assert best_info["config"]["datasets"] == cfg.datasets
+    # vector normalisation comes from the training split, not the defaults
+    assert best.frontend.std.min() > 0.05 and not torch.allclose(best.frontend.std, torch.ones(3))
+    assert result["history"][-1]["train_loss"] == pytest.approx(train_losses[-1])
+    assert json.loads((out / "result.json").read_text())["world_size"] == 1
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(
+    vector_config: MakeConfig, tmp_path: Path
+) -> None:
+    a = train(vector_config(epochs=2, frame_drop=0.3, out_dir=str(tmp_path / "a")))
+    b = train(vector_config(epochs=2, frame_drop=0.3, out_dir=str(tmp_path / "b")))
+    c = train(vector_config(epochs=2, frame_drop=0.3, out_dir=str(tmp_path / "c"), seed=1))
+    assert a["weights_sha256"] == b["weights_sha256"]
+    assert a["weights_sha256"] != c["weights_sha256"]
+
+
+def test_image_policy_trains_with_frame_drop_and_augmentation(
+    datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = TrainConfig.from_dict(
+        {
+            "datasets": [str(datasets["image"])],
+            "policy": {
+                "frontend": {
+                    "kind": "pilotnet",
+                    "image_height": 32,
+                    "image_width": 40,
+                    "convs": [[8, 3, 2], [8, 3, 2]],
+                    "features": 8,
+                },
+                "core": {"kind": "cfc", "wiring": "autoncp", "units": 8},
+                "action_dim": 1,
+            },
+            "out_dir": str(tmp_path / "img"),
+            "window": 6,
+            "stride": 3,
+            "batch_size": 8,
+            "epochs": 3,
+            "lr": 0.005,
+            "val_fraction": 0.25,
+            "frame_drop": 0.3,
+            "augment_brightness": 0.2,
+            "augment_shadow": 0.5,
+            "augment_noise_std": 4.0,
+            "progress": False,
+        }
+    )
+    history = train(cfg)["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    policy, info = load_checkpoint(tmp_path / "img" / "last.safetensors")
+    assert info["epoch"] == 3 and policy.obs_shape == (32, 40, 3)
+
+
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(
+    vector_config: MakeConfig, tmp_path: Path
+) -> None:
+    settings = {"epochs": 4, "batch_size": 2, "stride": 2, "resume_every_steps": 3}
+    reference = train(vector_config(out_dir=str(tmp_path / "whole"), **settings))
+    cfg = vector_config(out_dir=str(tmp_path / "killed"), **settings)
+    config_path = _write_config(cfg, tmp_path / "killed.yaml")
+    resume_file = Path(cfg.out_dir) / "resume.pt"
+    command = [sys.executable, "-m", "liquid_control.train.trainer", str(config_path)]
+    proc = subprocess.Popen(command, env=_subprocess_env(), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not resume_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL, "the run ended before it could be killed"
+    position = torch.load(resume_file, weights_only=True)["position"]
+    assert (position["epoch"], position["step"]) < (cfg.epochs, 0)
+
+    resumed = train(cfg, resume=True)
+    assert resumed["steps_this_run"] < reference["steps_this_run"]
+    assert resumed["weights_sha256"] == reference["weights_sha256"]
+    assert resumed["history"][-1]["val_loss"] == reference["history"][-1]["val_loss"]
+    whole, _ = load_checkpoint(tmp_path / "whole" / "last.safetensors")
+    again, _ = load_checkpoint(tmp_path / "killed" / "last.safetensors")
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=1e-6)
+
+
+def test_two_ddp_processes_on_cpu_keep_their_replicas_equal(
+    vector_config: MakeConfig, tmp_path: Path
+) -> None:
+    cfg = vector_config(out_dir=str(tmp_path / "ddp"), epochs=2, max_steps_per_epoch=4)
+    config_path = _write_config(cfg, tmp_path / "ddp.yaml")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "liquid_control.train.trainer",
+        str(config_path),
+    ]
+    done = subprocess.run(command, env=_subprocess_env(), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert result["world_size"] == 2 and len(result["history"]) == 2
+    first, second = result["weights_sha256"]
+    assert first == second
+    assert (tmp_path / "ddp" / "best.safetensors").is_file()
+
+
+def test_bad_configs_are_one_line_user_errors(
+    vector_config: MakeConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(UserError, match="unknown training config keys"):
+        vector_config(learning_rate=0.1)
+    with pytest.raises(UserError, match="bad policy"):
+        vector_config(policy={"core": {"kind": "cfc", "nonsense": 1}})
+    wrong_obs = {"frontend": {"kind": "vector", "obs_dim": 5}, "action_dim": 1}
+    with pytest.raises(UserError, match=r"observations \(3,\) but the policy takes \(5,\)"):
+        train(vector_config(policy=wrong_obs))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [x]\nwindow: 0\n")
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: training config: window") and err.count("\n") == 1
+
+
+@pytest.mark.skipif(
+    not hasattr(export_module, "export_policy"), reason="models.export not available yet"
+)
+def test_export_writes_a_manifest_for_the_best_checkpoint(vector_config: MakeConfig) -> None:
+    result = train(vector_config(epochs=1, export=True))
+    manifest = Path(result["export_manifest"])
+    assert manifest.is_file() and manifest.parent == Path(result["out_dir"]) / "export"
+
+
+@pytest.mark.parametrize("name", ["train_lane.yaml", "train_walker.yaml"])
+def test_example_configs_load_and_build_their_policy(name: str) -> None:
+    cfg = TrainConfig.from_yaml(REPO / "config" / name)
+    policy = Policy(cfg.policy_config())
+    assert policy.cfg.action_dim == {"train_lane.yaml": 1, "train_walker.yaml": 6}[name]
