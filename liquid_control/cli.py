@@ -76,6 +76,16 @@ def _drive(args: argparse.Namespace) -> None:
     print(f"wrote {args.summary}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from liquid_control.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.out:
+        cfg.out_dir = str(args.out)
+    result = train(cfg, resume=args.resume)
+    print(f"best val loss {result['best_score']:.5f}; outputs in {result['out_dir']}")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from liquid_control.train.evaluate import EvalConfig, evaluate_model
 
@@ -119,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", type=Path, default=Path("out/drive/summary.json"))
     p.add_argument("--video", type=Path, help="write an MP4 of the camera with the command")
     p.set_defaults(func=_drive)
+
+    p = sub.add_parser("train", help="train a policy from Minari datasets (config YAML)")
+    p.add_argument("config", type=Path, help="training config, e.g. config/train_lane.yaml")
+    p.add_argument("--resume", action="store_true", help="continue from out_dir/resume.pt")
+    p.add_argument("--out", type=Path, help="output directory (overrides out_dir)")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="closed-loop evaluation on held-out tracks")
     p.add_argument("model", help="export directory/manifest or .safetensors checkpoint")

@@ -350,12 +350,9 @@ def _weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _export(checkpoint: Path, out_dir: Path) -> str | None:
-    from liquid_control.models import export as export_module
+def _export(checkpoint: Path, out_dir: Path) -> str:
+    from liquid_control.models.export import export_policy
 
-    export_policy = getattr(export_module, "export_policy", None)
-    if export_policy is None:
-        return None
     return str(export_policy(checkpoint, out_dir / "export"))
 
 

@@ -18,7 +18,6 @@ import yaml
 
 from liquid_control.errors import UserError
 from liquid_control.models import Policy, load_checkpoint
-from liquid_control.models import export as export_module
 from liquid_control.train import TrainConfig, train
 from liquid_control.train.trainer import main
 
@@ -177,9 +176,6 @@ def test_bad_configs_are_one_line_user_errors(
     assert err.startswith("error: training config: window") and err.count("\n") == 1
 
 
-@pytest.mark.skipif(
-    not hasattr(export_module, "export_policy"), reason="models.export not available yet"
-)
 def test_export_writes_a_manifest_for_the_best_checkpoint(vector_config: MakeConfig) -> None:
     result = train(vector_config(epochs=1, export=True))
     manifest = Path(result["export_manifest"])
