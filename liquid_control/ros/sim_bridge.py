@@ -91,7 +91,12 @@ def _make_node_class():
             # MuJoCo's GL context belongs to the thread that made it, and executors may run
             # callbacks on any thread: one worker thread owns the env for its whole life.
             self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
-            self.session = self.worker.submit(self._make_session).result()
+            try:
+                self.session = self.worker.submit(self._make_session).result()
+            except BaseException:
+                self.worker.shutdown(wait=True)
+                super().destroy_node()
+                raise
             self.done = threading.Event()
             self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
             info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"

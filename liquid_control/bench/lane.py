@@ -1,0 +1,173 @@
+"""``liquid-control bench lane``: lane keeping, liquid cores against baselines, same data.
+
+Every model shares the PilotNet conv head, the training data, the training
+recipe (``config/train_lane.yaml``) and the held-out evaluation tracks; only the
+recurrent core differs. Each trained model is evaluated in closed loop, clean
+and under every perturbation of the bench config. Results go to
+``bench/results/lane.json`` and a markdown table with parameter counts (conv
+head vs recurrent part) next to the closed-loop metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from liquid_control.bench.report import write_results
+from liquid_control.errors import UserError
+
+
+@dataclass
+class LaneBenchConfig:
+    """What the lane benchmark trains and how it evaluates.
+
+    train_config: base training config; its policy core is replaced per model.
+    models: name -> core config (dict of CoreConfig fields).
+    seeds: training seeds per model.
+    epochs: training epochs per model (overrides the base config).
+    max_steps_per_epoch: cap on optimiser steps per epoch (0: whole dataset).
+    episodes: held-out tracks per condition.
+    track_length_m: length of each evaluation track.
+    conditions: name -> perturbation spec ("" is clean).
+    out_dir: where runs (checkpoints, logs) go.
+    """
+
+    train_config: str = "config/train_lane.yaml"
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    epochs: int = 8
+    max_steps_per_epoch: int = 0
+    episodes: int = 5
+    track_length_m: float = 500.0
+    conditions: dict[str, str] = field(default_factory=lambda: {"clean": ""})
+    out_dir: str = "runs/bench_lane"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> LaneBenchConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+            return cls(**data)
+        except (OSError, yaml.YAMLError, TypeError) as e:
+            raise UserError(f"bench config {path}: {e}") from None
+
+
+def train_model(bench: LaneBenchConfig, name: str, core: dict[str, Any], seed: int) -> dict:
+    from liquid_control.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(bench.train_config)
+    cfg.policy = {**cfg.policy, "name": name, "core": core}
+    cfg.seed = seed
+    cfg.epochs = bench.epochs
+    if bench.max_steps_per_epoch:
+        cfg.max_steps_per_epoch = bench.max_steps_per_epoch
+    cfg.out_dir = str(Path(bench.out_dir) / _slug(name) / f"seed{seed}")
+    start = time.monotonic()
+    result = train(cfg)
+    result["train_seconds"] = time.monotonic() - start
+    return result
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def evaluate_conditions(export: str, bench: LaneBenchConfig) -> dict[str, dict[str, float]]:
+    from liquid_control.train.evaluate import EvalConfig, evaluate_model
+
+    results = {}
+    for condition, spec in bench.conditions.items():
+        cfg = EvalConfig(
+            episodes=bench.episodes,
+            track_length_m=bench.track_length_m,
+            perturb=spec,
+            backend="onnxruntime",
+            video=False,
+        )
+        results[condition] = evaluate_model(export, cfg)["metrics"]
+    return results
+
+
+def run(config: str | Path, out: Path) -> dict[str, Any]:
+    from liquid_control.models import Policy, PolicyConfig
+
+    bench = LaneBenchConfig.from_yaml(config)
+    rows: dict[str, Any] = {}
+    for name, core in bench.models.items():
+        runs = []
+        for seed in bench.seeds:
+            trained = train_model(bench, name, core, seed)
+            metrics = evaluate_conditions(trained["export_manifest"], bench)
+            runs.append({"seed": seed, "train": _train_summary(trained), "eval": metrics})
+        policy_cfg = PolicyConfig.from_dict({**_base_policy(bench), "name": name, "core": core})
+        rows[name] = {
+            "core": core,
+            "parameters": Policy(policy_cfg).parameter_report(),
+            "runs": runs,
+            "eval_mean": _mean_over_runs(runs, bench.conditions),
+        }
+    results = {"config": bench.__dict__, "models": rows}
+    write_results(out, "lane", results, markdown(results))
+    return results
+
+
+def _base_policy(bench: LaneBenchConfig) -> dict[str, Any]:
+    return dict(yaml.safe_load(Path(bench.train_config).read_text())["policy"])
+
+
+def _train_summary(trained: dict[str, Any]) -> dict[str, Any]:
+    keys = ("best_score", "train_seconds", "out_dir", "export_manifest")
+    return {k: trained.get(k) for k in keys}
+
+
+def _mean_over_runs(runs: list[dict], conditions: dict[str, str]) -> dict[str, dict[str, float]]:
+    mean: dict[str, dict[str, float]] = {}
+    for condition in conditions:
+        metrics = [r["eval"][condition] for r in runs]
+        mean[condition] = {
+            k: float(np.mean([m[k] for m in metrics]))
+            for k in metrics[0]
+            if isinstance(metrics[0][k], int | float)
+        }
+    return mean
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    conditions = list(cfg["conditions"])
+    lines = [
+        "# Lane-keeping benchmark",
+        "",
+        f"Same data, conv head and recipe for every model; {len(cfg['seeds'])} training seed(s) "
+        f"per model, {cfg['epochs']} epochs; {cfg['episodes']} held-out tracks of "
+        f"{cfg['track_length_m']:.0f} m per condition. Written by `liquid-control bench lane`.",
+        "",
+        "## Parameters",
+        "",
+        "| model | conv head | recurrent core | readout |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in results["models"].items():
+        p = row["parameters"]
+        lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
+    for metric, title, fmt in (
+        ("departures_per_km", "Lane departures per km (lower is better)", "{:.2f}"),
+        ("mean_abs_offset_m", "Mean |lateral offset| in m", "{:.3f}"),
+        ("success_rate", "Success rate (finished without departure)", "{:.2f}"),
+    ):
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            "| model | " + " | ".join(conditions) + " |",
+            "|---|" + "---:|" * len(conditions),
+        ]
+        for name, row in results["models"].items():
+            cells = [fmt.format(row["eval_mean"][c][metric]) for c in conditions]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
