@@ -31,24 +31,34 @@ class LayerSpec:
     no_gate: bool
 
 
-def _heads_forward(g: Tensor, ts: Tensor, no_gate: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _heads_forward(
+    g: Tensor, ts: Tensor, no_gate: bool, u1: Tensor, u2: Tensor, s: Tensor, h: Tensor
+) -> None:
+    """Heads of one step, written into the step's slices of the saved buffers."""
     f1, f2, ta, tb = g.chunk(4, dim=1)
-    s = torch.sigmoid(torch.addcmul(tb, ta, ts))
-    u1, u2 = torch.tanh(f1), torch.tanh(f2)
-    h = u1 + s * u2 if no_gate else torch.lerp(u1, u2, s)
-    return h, u1, u2, s
+    torch.sigmoid(torch.addcmul(tb, ta, ts), out=s)
+    torch.tanh(f1, out=u1)
+    torch.tanh(f2, out=u2)
+    if no_gate:
+        torch.addcmul(u1, s, u2, out=h)
+    else:
+        torch.lerp(u1, u2, s, out=h)
 
 
 def _heads_backward(
-    dh: Tensor, u1: Tensor, u2: Tensor, s: Tensor, ts: Tensor, no_gate: bool
-) -> Tensor:
+    dh: Tensor, u1: Tensor, u2: Tensor, s: Tensor, ts: Tensor, no_gate: bool, dg: Tensor
+) -> None:
+    """Gradient of the four head pre-activations, written into ``dg`` (B, 4H)."""
+    d1, d2, dta, dtb = dg.chunk(4, dim=1)
+    du2 = dh * s
     if no_gate:
-        du1, du2, ds = dh, dh * s, dh * u2
+        du1, ds = dh, dh * u2
     else:
-        du2 = dh * s
         du1, ds = dh - du2, dh * (u2 - u1)
-    dtb = ds * s * (1.0 - s)
-    return torch.cat([du1 * (1.0 - u1 * u1), du2 * (1.0 - u2 * u2), dtb * ts, dtb], dim=1)
+    torch.mul(ds, s - s * s, out=dtb)
+    torch.mul(dtb, ts, out=dta)
+    torch.addcmul(du1, du1 * u1, u1, value=-1.0, out=d1)
+    torch.addcmul(du2, du2 * u2, u2, value=-1.0, out=d2)
 
 
 class CfCSequence(torch.autograd.Function):
@@ -57,96 +67,100 @@ class CfCSequence(torch.autograd.Function):
     Inputs (flattened for autograd): ``specs``, ``xp`` (B, T, P0) the projected
     input of layer 0, ``ts`` (B, T, 1), then per layer ``h0`` (B, H), ``w_h``
     (P, H), and ``w_x`` (P, H_prev) / ``b`` (P,) for layers after the first,
-    and ``w_g`` (4H, U) / ``b_g`` (4H,) for layers with a backbone.
+    and ``w_g`` (4H, U) / ``b_g`` (4H,) for layers with a backbone. Per-step
+    values live in preallocated (T, B, ...) buffers, so the backward pass never
+    concatenates and the weight gradients are single matrix products.
     """
 
     @staticmethod
     def forward(ctx, specs: tuple[LayerSpec, ...], xp: Tensor, ts: Tensor, *flat: Tensor):
         layers = _unflatten(specs, flat)
-        steps = xp.shape[1]
-        saved: list[dict[str, list[Tensor]]] = [
-            {k: [] for k in ("h_prev", "x_in", "th", "u1", "u2", "s")} for _ in specs
-        ]
-        hs = [lay["h0"] for lay in layers]
-        outputs = []
+        steps, batch = xp.shape[1], xp.shape[0]
+        ts_steps = ts.transpose(0, 1).contiguous()  # (T, B, 1)
+        xp_steps = xp.transpose(0, 1)
+        bufs = []
+        for spec, lay in zip(specs, layers, strict=True):
+            new = lay["h0"].new_empty
+            hid = spec.hidden
+            buf = {
+                k: new(steps + 1 if k == "h" else steps, batch, hid) for k in ("h", "u1", "u2", "s")
+            }
+            buf["h"][0] = lay["h0"]
+            if spec.backbone:
+                buf["th"] = new(steps, batch, lay["w_h"].shape[0])
+            bufs.append(buf)
         for t in range(steps):
-            ts_t = ts[:, t]
-            x_in = None
-            for i, (spec, lay) in enumerate(zip(specs, layers, strict=True)):
+            ts_t = ts_steps[t]
+            for i, (spec, lay, buf) in enumerate(zip(specs, layers, bufs, strict=True)):
+                h_prev = buf["h"][t]
                 if i == 0:
-                    z = torch.addmm(xp[:, t], hs[0], lay["w_h"].t())
+                    z = torch.addmm(xp_steps[t], h_prev, lay["w_h"].t())
                 else:
-                    z = torch.addmm(lay["b"], x_in, lay["w_x"].t())
-                    z = z.addmm_(hs[i], lay["w_h"].t())
-                    saved[i]["x_in"].append(x_in)
+                    z = torch.addmm(lay["b"], bufs[i - 1]["h"][t + 1], lay["w_x"].t())
+                    z = z.addmm_(h_prev, lay["w_h"].t())
                 if spec.backbone:
-                    th = torch.tanh(LECUN_SLOPE * z)
+                    th = torch.tanh(LECUN_SLOPE * z, out=buf["th"][t])
                     g = torch.addmm(lay["b_g"], th, lay["w_g"].t(), alpha=LECUN_SCALE)
-                    saved[i]["th"].append(th)
                 else:
                     g = z
-                h, u1, u2, s = _heads_forward(g, ts_t, spec.no_gate)
-                store = saved[i]
-                store["h_prev"].append(hs[i])
-                store["u1"].append(u1)
-                store["u2"].append(u2)
-                store["s"].append(s)
-                hs[i] = h
-                x_in = h
-            outputs.append(x_in)
+                _heads_forward(
+                    g, ts_t, spec.no_gate, buf["u1"][t], buf["u2"][t], buf["s"][t], buf["h"][t + 1]
+                )
         ctx.specs = specs
-        ctx.steps = steps
-        ctx.saved = saved
-        ctx.save_for_backward(ts, *flat)
-        return (torch.stack(outputs, 1), *hs)
+        ctx.bufs = bufs
+        ctx.save_for_backward(ts_steps, *flat)
+        outputs = bufs[-1]["h"][1:].transpose(0, 1)
+        return (outputs, *(buf["h"][steps].clone() for buf in bufs))
 
     @staticmethod
     def backward(ctx, d_out: Tensor, *d_final: Tensor):
-        ts, *flat = ctx.saved_tensors
+        ts_steps, *flat = ctx.saved_tensors
         specs: tuple[LayerSpec, ...] = ctx.specs
         layers = _unflatten(specs, flat)
-        saved = ctx.saved
-        n = len(specs)
+        bufs = ctx.bufs
+        steps = ts_steps.shape[0]
+        d_out_steps = d_out.transpose(0, 1)
         dh_next = [
             d if d is not None else torch.zeros_like(lay["h0"])
             for d, lay in zip(d_final, layers, strict=True)
         ]
-        dz_steps: list[list[Tensor]] = [[] for _ in specs]
-        dg_steps: list[list[Tensor]] = [[] for _ in specs]
-        for t in reversed(range(ctx.steps)):
-            ts_t = ts[:, t]
-            d_from_above = d_out[:, t]
-            for i in reversed(range(n)):
-                spec, lay, store = specs[i], layers[i], saved[i]
+        dz_all = [
+            buf["h"].new_empty(steps, *buf["h"].shape[1:-1], lay["w_h"].shape[0])
+            for buf, lay in zip(bufs, layers, strict=True)
+        ]
+        dg_all = [
+            buf["u1"].new_empty(steps, buf["u1"].shape[1], 4 * spec.hidden) if spec.backbone else dz
+            for spec, buf, dz in zip(specs, bufs, dz_all, strict=True)
+        ]
+        for t in reversed(range(steps)):
+            ts_t = ts_steps[t]
+            d_from_above = d_out_steps[t]
+            for i in reversed(range(len(specs))):
+                spec, lay, buf = specs[i], layers[i], bufs[i]
                 dh = dh_next[i] + d_from_above
-                dg = _heads_backward(
-                    dh, store["u1"][t], store["u2"][t], store["s"][t], ts_t, spec.no_gate
-                )
+                dg = dg_all[i][t]
+                _heads_backward(dh, buf["u1"][t], buf["u2"][t], buf["s"][t], ts_t, spec.no_gate, dg)
+                dz = dz_all[i][t]
                 if spec.backbone:
-                    th = store["th"][t]
+                    th = buf["th"][t]
                     da = dg @ lay["w_g"]
-                    dz = da * (LECUN_SCALE * LECUN_SLOPE) * (1.0 - th * th)
-                    dg_steps[i].append(dg)
-                else:
-                    dz = dg
-                dz_steps[i].append(dz)
+                    torch.mul(da, (LECUN_SCALE * LECUN_SLOPE) * (1.0 - th * th), out=dz)
                 dh_next[i] = dz @ lay["w_h"]
                 d_from_above = dz @ lay["w_x"] if i > 0 else None
         grads: list[Tensor | None] = []
         d_xp = None
-        for i, (spec, store) in enumerate(zip(specs, saved, strict=True)):
-            dz_all = torch.stack(dz_steps[i][::-1], 1)  # (B, T, P)
-            dz_flat = dz_all.reshape(-1, dz_all.shape[-1])
-            h_prev = torch.stack(store["h_prev"], 1).reshape(-1, spec.hidden)
+        for i, (spec, buf) in enumerate(zip(specs, bufs, strict=True)):
+            dz_flat = dz_all[i].reshape(-1, dz_all[i].shape[-1])
+            h_prev = buf["h"][:-1].reshape(-1, spec.hidden)
             grads += [dh_next[i], dz_flat.t() @ h_prev]
             if i == 0:
-                d_xp = dz_all
+                d_xp = dz_all[0].transpose(0, 1)
             else:
-                x_in = torch.stack(store["x_in"], 1).reshape(dz_flat.shape[0], -1)
+                x_in = bufs[i - 1]["h"][1:].reshape(dz_flat.shape[0], -1)
                 grads += [dz_flat.t() @ x_in, dz_flat.sum(0)]
             if spec.backbone:
-                dg_flat = torch.stack(dg_steps[i][::-1], 1).reshape(-1, 4 * spec.hidden)
-                th = torch.stack(store["th"], 1).reshape(dg_flat.shape[0], -1)
+                dg_flat = dg_all[i].reshape(-1, 4 * spec.hidden)
+                th = buf["th"].reshape(dg_flat.shape[0], -1)
                 grads += [LECUN_SCALE * (dg_flat.t() @ th), dg_flat.sum(0)]
         return (None, d_xp, None, *grads)
 
