@@ -1,0 +1,185 @@
+"""Perturbation wrappers for camera envs: composable, seeded by ``reset(seed=...)``.
+
+- :class:`GaussianNoise` (``noise=σ``): the NCP paper's pixel noise. The frame is
+  standardised per frame (zero mean, unit std, as the policy sees it), N(0, σ²)
+  is added there, and the result is mapped back with the frame's own mean/std.
+- :class:`BrightnessContrast` (``brightness=b``): a per-episode brightness shift
+  U(-b, b) x 255 and contrast factor 1 + U(-b, b).
+- :class:`UnseenScene` (``ood=snow``): ground, lane and sky colours never used in
+  training (the env's ``scene`` parameter; ``default`` is the training scene).
+- :class:`FrameDrop` (``drop=p``): each frame is removed with probability ``p``;
+  the env keeps stepping with the held command and the next delivered frame
+  carries the summed ``dt``, so ``dt`` varies (at most ``max_run`` in a row).
+- :class:`CameraLatency` (``latency=k``): the policy sees the frame from ``k``
+  steps ago.
+
+``make_perturbed(env, "noise=0.2,drop=0.5")`` builds a chain from a spec string.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from liquid_control.errors import UserError
+
+
+class _SeededWrapper(gym.Wrapper):
+    """A wrapper with its own generator, reseeded from ``reset(seed)``."""
+
+    tag = 0
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.rng = np.random.default_rng(self.tag)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, self.tag])
+        return self.env.reset(seed=seed, options=options)
+
+
+class _ImageWrapper(_SeededWrapper):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        self.new_episode()
+        return self._apply(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._apply(obs), reward, terminated, truncated, info
+
+    def new_episode(self) -> None:
+        """Hook for per-episode draws."""
+
+    def _apply(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {**obs, "image": self.perturb(obs["image"])}
+
+    def perturb(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class GaussianNoise(_ImageWrapper):
+    tag = 1
+
+    def __init__(self, env: gym.Env, sigma: float) -> None:
+        super().__init__(env)
+        if sigma < 0:
+            raise UserError(f"noise sigma must be >= 0, got {sigma}")
+        self.sigma = sigma
+
+    def perturb(self, image: np.ndarray) -> np.ndarray:
+        x = image.astype(np.float32)
+        # N(0, sigma) in the standardised frame is N(0, sigma * std) in pixel space.
+        std = max(float(x.std()), 1.0)
+        noisy = x + self.sigma * std * self.rng.standard_normal(x.shape, dtype=np.float32)
+        return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+class BrightnessContrast(_ImageWrapper):
+    tag = 2
+
+    def __init__(self, env: gym.Env, amount: float) -> None:
+        super().__init__(env)
+        if not 0 <= amount <= 1:
+            raise UserError(f"brightness amount must be in [0, 1], got {amount}")
+        self.amount = amount
+        self.shift, self.gain = 0.0, 1.0
+
+    def new_episode(self) -> None:
+        self.shift = float(self.rng.uniform(-self.amount, self.amount)) * 255.0
+        self.gain = 1.0 + float(self.rng.uniform(-self.amount, self.amount))
+
+    def perturb(self, image: np.ndarray) -> np.ndarray:
+        x = image.astype(np.float32)
+        mean = x.mean()
+        return np.clip(np.rint((x - mean) * self.gain + mean + self.shift), 0, 255).astype(np.uint8)
+
+
+class UnseenScene(gym.Wrapper):
+    """Switches the env to an out-of-distribution scene (colours/textures)."""
+
+    def __init__(self, env: gym.Env, scene: str) -> None:
+        super().__init__(env)
+        from liquid_control.envs.scene import OOD_SCENES
+
+        if scene not in OOD_SCENES:
+            raise UserError(f"unknown unseen scene {scene!r}; choose one of {OOD_SCENES}")
+        env.unwrapped.set_scene(scene)
+
+
+class FrameDrop(_SeededWrapper):
+    tag = 3
+
+    def __init__(self, env: gym.Env, p: float, max_run: int = 10) -> None:
+        super().__init__(env)
+        if not 0 <= p < 1:
+            raise UserError(f"frame drop probability must be in [0, 1), got {p}")
+        self.p, self.max_run = p, max_run
+
+    def step(self, action):
+        reward_sum, dt_sum = 0.0, 0.0
+        for _ in range(self.max_run + 1):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            reward_sum += float(reward)
+            dt_sum += float(obs["dt"][0])
+            if terminated or truncated or self.rng.random() >= self.p:
+                break
+        obs = {**obs, "dt": np.array([dt_sum], np.float32)}
+        return obs, reward_sum, terminated, truncated, info
+
+
+class CameraLatency(gym.Wrapper):
+    def __init__(self, env: gym.Env, frames: int) -> None:
+        super().__init__(env)
+        if frames < 0:
+            raise UserError(f"latency must be >= 0 frames, got {frames}")
+        self.frames = collections.deque(maxlen=frames + 1)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.frames.clear()
+        self.frames.extend([obs["image"]] * self.frames.maxlen)
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.frames.append(obs["image"])
+        return {**obs, "image": self.frames[0]}, reward, terminated, truncated, info
+
+
+# Applied inside-out in this order: scene, camera latency, frame drops, photometric.
+PERTURBATIONS = {
+    "ood": (UnseenScene, str),
+    "latency": (CameraLatency, int),
+    "drop": (FrameDrop, float),
+    "brightness": (BrightnessContrast, float),
+    "noise": (GaussianNoise, float),
+}
+
+
+def parse_spec(spec: str) -> dict[str, Any]:
+    """``"noise=0.2,drop=0.5"`` -> ``{"noise": 0.2, "drop": 0.5}``; bad specs are UserErrors."""
+    values: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep or key not in PERTURBATIONS:
+            raise UserError(
+                f"bad perturbation {part!r}; use key=value with keys {', '.join(PERTURBATIONS)}"
+            )
+        try:
+            values[key] = PERTURBATIONS[key][1](raw)
+        except ValueError:
+            raise UserError(f"bad value in perturbation {part!r}") from None
+    return values
+
+
+def make_perturbed(env: gym.Env, spec: str) -> gym.Env:
+    values = parse_spec(spec)
+    for key, (wrapper, _) in PERTURBATIONS.items():
+        if key in values:
+            env = wrapper(env, values[key])
+    return env

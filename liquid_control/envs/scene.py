@@ -1,0 +1,481 @@
+"""The MuJoCo world of the lane-keeping env: template, palettes, track meshes, rendering.
+
+``LaneWorld`` loads ``sim/lane_world.xml``, recolours it with a ``Palette`` and adds one
+mesh per kind of track-dependent object (road, lane lines, posts, trees). The number of
+vertices of every mesh depends only on the track length, so a new track of the same length
+is loaded by rewriting vertex positions and re-uploading the meshes to the GL context: no
+recompilation and no new renderer per episode. Trees and posts are only translated (and
+trees uniformly scaled), which keeps the normals computed at compile time valid.
+
+The vehicle is a mocap body moved by the env; the driver camera hides geom group 3 (the
+car's own body) and the chase camera shows it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from liquid_control.envs.tracks import Track
+
+TEMPLATE_NAME = "lane_world.xml"
+ROAD_Z_M = 0.03
+LINE_Z_M = 0.06
+LINE_WIDTH_M = 0.15
+DASH_M = 3.0
+DASH_PERIOD_M = 9.0
+SHOULDER_M = 0.6
+ASPHALT_TILE_M = 4.0
+POST_SPACING_M = 25.0
+POST_SIZE_M = (0.12, 0.12, 1.0)
+TREE_SPACING_M = 6.0
+TREE_DISTANCE_M = (4.0, 35.0)
+CAR_GROUP = 3
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Colours (RGB in 0..1) and light levels of one scene."""
+
+    sky_top: tuple[float, float, float]
+    sky_horizon: tuple[float, float, float]
+    ground: tuple[float, float, float]
+    ground_mark: tuple[float, float, float]
+    asphalt: tuple[float, float, float]
+    asphalt_mark: tuple[float, float, float]
+    line_white: tuple[float, float, float]
+    line_yellow: tuple[float, float, float]
+    post: tuple[float, float, float]
+    trunk: tuple[float, float, float]
+    foliage: tuple[float, float, float]
+    sun: float
+    ambient: float
+
+
+SCENES: dict[str, Palette] = {
+    "default": Palette(
+        sky_top=(0.35, 0.55, 0.85),
+        sky_horizon=(0.82, 0.88, 0.94),
+        ground=(0.30, 0.50, 0.20),
+        ground_mark=(0.20, 0.36, 0.12),
+        asphalt=(0.33, 0.33, 0.34),
+        asphalt_mark=(0.24, 0.24, 0.25),
+        line_white=(0.92, 0.92, 0.92),
+        line_yellow=(0.95, 0.78, 0.15),
+        post=(0.9, 0.9, 0.85),
+        trunk=(0.35, 0.25, 0.15),
+        foliage=(0.12, 0.35, 0.12),
+        sun=0.6,
+        ambient=0.35,
+    ),
+    "desert": Palette(
+        sky_top=(0.55, 0.65, 0.85),
+        sky_horizon=(0.95, 0.85, 0.7),
+        ground=(0.82, 0.68, 0.45),
+        ground_mark=(0.7, 0.55, 0.35),
+        asphalt=(0.45, 0.40, 0.36),
+        asphalt_mark=(0.55, 0.48, 0.40),
+        line_white=(0.85, 0.85, 0.8),
+        line_yellow=(0.85, 0.55, 0.1),
+        post=(0.6, 0.3, 0.2),
+        trunk=(0.45, 0.35, 0.2),
+        foliage=(0.45, 0.5, 0.25),
+        sun=0.7,
+        ambient=0.4,
+    ),
+    "snow": Palette(
+        sky_top=(0.6, 0.65, 0.7),
+        sky_horizon=(0.88, 0.9, 0.92),
+        ground=(0.92, 0.93, 0.96),
+        ground_mark=(0.8, 0.83, 0.88),
+        asphalt=(0.22, 0.22, 0.24),
+        asphalt_mark=(0.7, 0.72, 0.75),
+        line_white=(0.98, 0.98, 1.0),
+        line_yellow=(0.9, 0.85, 0.5),
+        post=(0.2, 0.2, 0.2),
+        trunk=(0.25, 0.2, 0.15),
+        foliage=(0.1, 0.25, 0.15),
+        sun=0.5,
+        ambient=0.4,
+    ),
+    "night": Palette(
+        sky_top=(0.01, 0.01, 0.04),
+        sky_horizon=(0.06, 0.06, 0.12),
+        ground=(0.08, 0.1, 0.07),
+        ground_mark=(0.04, 0.06, 0.03),
+        asphalt=(0.12, 0.12, 0.13),
+        asphalt_mark=(0.07, 0.07, 0.08),
+        line_white=(0.75, 0.75, 0.7),
+        line_yellow=(0.7, 0.55, 0.1),
+        post=(0.7, 0.7, 0.6),
+        trunk=(0.1, 0.08, 0.05),
+        foliage=(0.03, 0.08, 0.04),
+        sun=0.15,
+        ambient=0.25,
+    ),
+}
+TRAIN_SCENE = "default"
+OOD_SCENES = ("desert", "snow", "night")
+
+
+def sim_dir() -> Path:
+    """Directory holding the MJCF worlds: the repo's ``sim/`` or the installed share copy."""
+    candidates = [Path(__file__).resolve().parents[2] / "sim"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("liquid_control")) / "sim")
+    except Exception:  # noqa: BLE001 - no ament index or package not installed there
+        pass
+    candidates.append(Path(sys.prefix) / "share" / "liquid_control" / "sim")
+    for candidate in candidates:
+        if (candidate / TEMPLATE_NAME).is_file():
+            return candidate
+    searched = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"{TEMPLATE_NAME} not found in {searched}; reinstall liquid_control")
+
+
+@dataclass(frozen=True)
+class MeshLayer:
+    """One render mesh: world-frame vertices, triangles and optional texture coordinates."""
+
+    name: str
+    material: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    texcoords: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RoadLayout:
+    """Lateral layout of the road relative to the ego-lane centreline (positive left).
+
+    The road has two lanes: the ego lane on the right and an oncoming lane on its left,
+    a solid white edge line on both sides and a dashed yellow centre line.
+    """
+
+    lane_width_m: float
+
+    @property
+    def right_line_m(self) -> float:
+        """Offset of the right edge line."""
+        return -0.5 * self.lane_width_m
+
+    @property
+    def centre_line_m(self) -> float:
+        """Offset of the dashed centre line."""
+        return 0.5 * self.lane_width_m
+
+    @property
+    def left_line_m(self) -> float:
+        """Offset of the left edge line."""
+        return 1.5 * self.lane_width_m
+
+    @property
+    def right_edge_m(self) -> float:
+        """Offset of the right edge of the asphalt."""
+        return self.right_line_m - SHOULDER_M
+
+    @property
+    def left_edge_m(self) -> float:
+        """Offset of the left edge of the asphalt."""
+        return self.left_line_m + SHOULDER_M
+
+
+def track_layers(track: Track, layout: RoadLayout) -> list[MeshLayer]:
+    """All track-dependent meshes; their sizes depend only on the track's sample count."""
+    rng = np.random.default_rng([track.seed & 0xFFFFFFFF, 7])
+    return [
+        _strip(track, "road", "asphalt", layout.right_edge_m, layout.left_edge_m, ROAD_Z_M),
+        _line(track, "line_right", "line_white", layout.right_line_m),
+        _line(track, "line_left", "line_white", layout.left_line_m),
+        _dashes(track, layout.centre_line_m),
+        _posts(track, layout),
+        *_trees(track, layout, rng),
+    ]
+
+
+def _strip(
+    track: Track, name: str, material: str, right_m: float, left_m: float, z_m: float
+) -> MeshLayer:
+    """A ribbon between two lateral offsets, textured in ASPHALT_TILE_M tiles."""
+    right = track.offset_polyline(right_m)
+    left = track.offset_polyline(left_m)
+    n = track.num_points
+    vertices = np.empty((2 * n, 3))
+    vertices[0::2, :2] = right
+    vertices[1::2, :2] = left
+    vertices[:, 2] = z_m
+    texcoords = np.empty((2 * n, 2))
+    texcoords[0::2, 0] = 0.0
+    texcoords[1::2, 0] = (left_m - right_m) / ASPHALT_TILE_M
+    texcoords[:, 1] = np.repeat(track.arc_m / ASPHALT_TILE_M, 2)
+    a = 2 * np.arange(n - 1)
+    faces = np.concatenate([np.stack([a, a + 2, a + 1], 1), np.stack([a + 1, a + 2, a + 3], 1)])
+    return MeshLayer(name, material, vertices, faces, texcoords)
+
+
+def _line(track: Track, name: str, material: str, offset_m: float) -> MeshLayer:
+    """A solid painted line."""
+    half = 0.5 * LINE_WIDTH_M
+    layer = _strip(track, name, material, offset_m - half, offset_m + half, LINE_Z_M)
+    return MeshLayer(layer.name, layer.material, layer.vertices, layer.faces)
+
+
+def _dashes(track: Track, offset_m: float) -> MeshLayer:
+    """The dashed centre line: one flat quad per dash."""
+    starts = np.arange(0.0, track.arc_m[-1] - DASH_M, DASH_PERIOD_M)
+    corners = []
+    for s in starts:
+        for arc in (s, s + DASH_M):
+            x, y, heading = track.pose_at(arc)
+            normal = np.array([-math.sin(heading), math.cos(heading)])
+            centre = np.array([x, y]) + offset_m * normal
+            corners += [centre - 0.5 * LINE_WIDTH_M * normal, centre + 0.5 * LINE_WIDTH_M * normal]
+    vertices = np.column_stack([np.array(corners), np.full(len(corners), LINE_Z_M)])
+    a = 4 * np.arange(len(starts))
+    faces = np.concatenate([np.stack([a, a + 2, a + 1], 1), np.stack([a + 1, a + 2, a + 3], 1)])
+    return MeshLayer("line_centre", "line_yellow", vertices, faces)
+
+
+def _posts(track: Track, layout: RoadLayout) -> MeshLayer:
+    """Delineator posts on both sides of the road every POST_SPACING_M."""
+    arcs = np.arange(0.0, track.arc_m[-1], POST_SPACING_M)
+    centres = []
+    for arc in arcs:
+        x, y, heading = track.pose_at(arc)
+        normal = np.array([-math.sin(heading), math.cos(heading)])
+        for offset in (layout.right_edge_m - 0.6, layout.left_edge_m + 0.6):
+            centres.append(np.array([x, y]) + offset * normal)
+    base = np.column_stack([np.array(centres), np.zeros(len(centres))])
+    return _instances("posts", "post", base, np.ones(len(base)), *_box(POST_SIZE_M))
+
+
+def _trees(track: Track, layout: RoadLayout, rng: np.random.Generator) -> list[MeshLayer]:
+    """Conifers scattered beside the road, never on it; returns trunk and canopy meshes."""
+    count = int(track.arc_m[-1] / TREE_SPACING_M)
+    middle = track.offset_polyline(0.5 * (layout.left_edge_m + layout.right_edge_m))[::2]
+    clearance = 0.5 * (layout.left_edge_m - layout.right_edge_m) + TREE_DISTANCE_M[0]
+    accepted: list[np.ndarray] = []
+    while sum(len(a) for a in accepted) < count:
+        arcs = rng.uniform(0.0, track.arc_m[-1], 2 * count)
+        sides = rng.choice([-1.0, 1.0], 2 * count)
+        distance = clearance + rng.uniform(0.0, TREE_DISTANCE_M[1], 2 * count)
+        index = np.minimum((arcs / track.ds_m).astype(int), track.num_points - 1)
+        xy = track.xy[index] + (sides * distance)[:, None] * track.normals()[index]
+        nearest = np.min(np.linalg.norm(xy[:, None, :] - middle[None, :, :], axis=2), axis=1)
+        accepted.append(xy[nearest > clearance])
+    xy = np.concatenate(accepted)[:count]
+    base = np.column_stack([xy, np.zeros(count)])
+    scale = rng.uniform(0.7, 1.4, count)
+    trunk = _instances("tree_trunks", "trunk", base, scale, *_box((0.3, 0.3, 1.5)))
+    canopy = _instances("tree_canopies", "foliage", base, scale, *_fir())
+    return [trunk, canopy]
+
+
+def _instances(
+    name: str,
+    material: str,
+    bases: np.ndarray,
+    scales: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+) -> MeshLayer:
+    """Copies of one shape, uniformly scaled and translated to each base point."""
+    n = len(vertices)
+    all_vertices = (scales[:, None, None] * vertices[None]) + bases[:, None, :]
+    all_faces = faces[None] + n * np.arange(len(bases))[:, None, None]
+    return MeshLayer(name, material, all_vertices.reshape(-1, 3), all_faces.reshape(-1, 3))
+
+
+def _box(size: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A box standing on z=0 with footprint centred at the origin."""
+    sx, sy, sz = 0.5 * size[0], 0.5 * size[1], size[2]
+    vertices = np.array([[x, y, z] for z in (0.0, sz) for y in (-sy, sy) for x in (-sx, sx)])
+    faces = np.array(
+        [
+            [0, 2, 1], [1, 2, 3], [4, 5, 6], [5, 7, 6], [0, 1, 4], [1, 5, 4],
+            [2, 6, 3], [3, 6, 7], [0, 4, 2], [2, 4, 6], [1, 3, 5], [3, 7, 5],
+        ]
+    )  # fmt: skip
+    return vertices, faces
+
+
+def _fir(sides: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Two stacked open cones, a low-polygon conifer canopy."""
+    vertices = []
+    faces = []
+    for radius, bottom, top in ((2.0, 1.2, 5.5), (1.4, 3.8, 7.5)):
+        first = len(vertices)
+        for k in range(sides):
+            angle = 2.0 * math.pi * k / sides
+            vertices.append([radius * math.cos(angle), radius * math.sin(angle), bottom])
+        vertices.append([0.0, 0.0, top])
+        vertices.append([0.0, 0.0, bottom])
+        apex, centre = first + sides, first + sides + 1
+        for k in range(sides):
+            a, b = first + k, first + (k + 1) % sides
+            faces += [[a, b, apex], [b, a, centre]]
+    return np.array(vertices), np.array(faces)
+
+
+class LaneWorld:
+    """MuJoCo model, data and off-screen renderers for one scene and one track length.
+
+    Args:
+        track: the first track to show; later tracks with the same number of samples are
+            swapped in by ``set_track``.
+        layout: lateral road layout.
+        scene: a key of ``SCENES``.
+        views: renderers to create, ``name -> (camera, height, width)``.
+    """
+
+    def __init__(
+        self,
+        track: Track,
+        layout: RoadLayout,
+        scene: str,
+        views: dict[str, tuple[str, int, int]],
+    ) -> None:
+        if scene not in SCENES:
+            raise ValueError(f"unknown scene {scene!r}; choose one of {sorted(SCENES)}")
+        self.scene = scene
+        self.layout = layout
+        self.num_points = track.num_points
+        layers = track_layers(track, layout)
+        self.model = _compile(layers, SCENES[scene], [(h, w) for _, h, w in views.values()])
+        self.data = mujoco.MjData(self.model)
+        self._mesh_ids = [self.model.mesh(layer.name).id for layer in layers]
+        _flatten_mesh_frames(self.model, self._mesh_ids)
+        self._views = dict(views)
+        self._renderers: dict[str, mujoco.Renderer] = {}
+        self._options: dict[str, mujoco.MjvOption] = {}
+        for view, (camera, height, width) in views.items():
+            renderer = mujoco.Renderer(self.model, height, width)
+            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
+                renderer.scene.flags[flag] = 0
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_FOG] = 1
+            option = mujoco.MjvOption()
+            option.geomgroup[CAR_GROUP] = int(camera != "driver")
+            self._renderers[view] = renderer
+            self._options[view] = option
+        self.track = track
+        self.set_track(track, force=True)
+
+    def accepts(self, track: Track) -> bool:
+        """Whether ``track`` can be swapped in without rebuilding the world."""
+        return track.num_points == self.num_points
+
+    def set_track(self, track: Track, force: bool = False) -> None:
+        """Move every track-dependent mesh to ``track`` and upload it to the renderers."""
+        if not self.accepts(track):
+            raise ValueError("track has a different sample count; build a new LaneWorld")
+        if track is self.track and not force:
+            return
+        self.track = track
+        for mesh_id, layer in zip(self._mesh_ids, track_layers(track, self.layout), strict=True):
+            start = self.model.mesh_vertadr[mesh_id]
+            self.model.mesh_vert[start : start + len(layer.vertices)] = layer.vertices
+        for renderer in self._renderers.values():
+            _upload_meshes(renderer, self._mesh_ids)
+
+    def set_car_pose(self, x_m: float, y_m: float, yaw_rad: float) -> None:
+        """Place the car (rear-axle frame) and update camera poses."""
+        self.data.mocap_pos[0] = (x_m, y_m, 0.0)
+        self.data.mocap_quat[0] = (math.cos(0.5 * yaw_rad), 0.0, 0.0, math.sin(0.5 * yaw_rad))
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
+
+    def render(self, view: str) -> np.ndarray:
+        """Render the current pose in one of the ``views``; returns (H, W, 3) uint8."""
+        renderer = self._renderers[view]
+        camera = self._views[view][0]
+        renderer.update_scene(self.data, camera=camera, scene_option=self._options[view])
+        return renderer.render()
+
+    def close(self) -> None:
+        """Free the GL contexts."""
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+
+def _compile(
+    layers: list[MeshLayer], palette: Palette, buffer_sizes: list[tuple[int, int]]
+) -> mujoco.MjModel:
+    """Build the model: template + palette + meshes + an off-screen buffer that fits."""
+    spec = mujoco.MjSpec.from_file(str(sim_dir() / TEMPLATE_NAME))
+    _apply_palette(spec, palette)
+    spec.visual.global_.offheight = max(h for h, _ in buffer_sizes)
+    spec.visual.global_.offwidth = max(w for _, w in buffer_sizes)
+    for layer in layers:
+        mesh = spec.add_mesh(name=layer.name)
+        mesh.uservert = layer.vertices.ravel().tolist()
+        mesh.userface = layer.faces.ravel().tolist()
+        if layer.texcoords is not None:
+            mesh.usertexcoord = layer.texcoords.ravel().tolist()
+        mesh.inertia = mujoco.mjtMeshInertia.mjMESH_INERTIA_SHELL
+        spec.worldbody.add_geom(
+            name=layer.name,
+            type=mujoco.mjtGeom.mjGEOM_MESH,
+            meshname=layer.name,
+            material=layer.material,
+            contype=0,
+            conaffinity=0,
+        )
+    return spec.compile()
+
+
+def _apply_palette(spec: mujoco.MjSpec, palette: Palette) -> None:
+    """Recolour the template's textures, materials, sun, headlight and fog."""
+    sky = spec.texture("sky")
+    sky.rgb1, sky.rgb2 = palette.sky_top, palette.sky_horizon
+    for name, colour, mark in (
+        ("ground", palette.ground, palette.ground_mark),
+        ("asphalt", palette.asphalt, palette.asphalt_mark),
+    ):
+        texture = spec.texture(name)
+        texture.rgb1 = texture.rgb2 = colour
+        texture.markrgb = mark
+    for name in ("line_white", "line_yellow", "post", "trunk", "foliage"):
+        spec.material(name).rgba = (*getattr(palette, name), 1.0)
+    sun = spec.light("sun")
+    sun.diffuse = (palette.sun,) * 3
+    spec.visual.headlight.ambient = (palette.ambient,) * 3
+    spec.visual.rgba.fog = (*palette.sky_horizon, 1.0)
+    spec.visual.rgba.haze = (*palette.sky_horizon, 1.0)
+
+
+def _flatten_mesh_frames(model: mujoco.MjModel, mesh_ids: list[int]) -> None:
+    """Undo the compiler's re-centring so mesh vertices are world coordinates.
+
+    The compiler moves each mesh to its principal frame and compensates with the geom
+    pose. Rewriting vertices per track is simpler in the world frame, so the geom pose is
+    folded back into the vertices and normals once, here.
+    """
+    for mesh_id in mesh_ids:
+        geom = int(np.flatnonzero(model.geom_dataid == mesh_id)[0])
+        rotation = np.zeros(9)
+        mujoco.mju_quat2Mat(rotation, model.geom_quat[geom])
+        rotation = rotation.reshape(3, 3)
+        v0, nv = model.mesh_vertadr[mesh_id], model.mesh_vertnum[mesh_id]
+        n0, nn = model.mesh_normaladr[mesh_id], model.mesh_normalnum[mesh_id]
+        model.mesh_vert[v0 : v0 + nv] = model.mesh_vert[v0 : v0 + nv] @ rotation.T
+        model.mesh_vert[v0 : v0 + nv] += model.geom_pos[geom]
+        model.mesh_normal[n0 : n0 + nn] = model.mesh_normal[n0 : n0 + nn] @ rotation.T
+        model.geom_pos[geom] = 0.0
+        model.geom_quat[geom] = (1.0, 0.0, 0.0, 0.0)
+
+
+def _upload_meshes(renderer: mujoco.Renderer, mesh_ids: list[int]) -> None:
+    """Send rewritten mesh vertices to the renderer's GL context."""
+    context = renderer._gl_context  # noqa: SLF001 - mujoco.Renderer has no public upload hook
+    if context is not None:
+        context.make_current()
+    for mesh_id in mesh_ids:
+        mujoco.mjr_uploadMesh(renderer.model, renderer._mjr_context, mesh_id)  # noqa: SLF001
