@@ -76,6 +76,28 @@ def _drive(args: argparse.Namespace) -> None:
     print(f"wrote {args.summary}")
 
 
+def _collect(args: argparse.Namespace) -> None:
+    import gymnasium as gym
+
+    from liquid_control.data.minari_io import collect_dataset
+    from liquid_control.envs import LANE_KEEPING_ID
+    from liquid_control.envs.expert import ExpertConfig, LaneExpert, episode_controller
+
+    env = gym.make(LANE_KEEPING_ID, track_split="train", track_length_m=args.track_length)
+    expert = LaneExpert(ExpertConfig(noise_std=args.noise))
+    path = collect_dataset(
+        env,
+        episode_controller(expert),
+        args.dataset_id,
+        args.episodes,
+        seed=args.seed,
+        image_encoding=args.image_encoding,
+        algorithm_name="pure-pursuit expert with OU noise and recovery pushes",
+        description=f"LaneKeeping-v0 expert, {args.episodes} episodes of {args.track_length} m",
+    )
+    print(f"wrote {args.dataset_id} ({path})")
+
+
 def _train(args: argparse.Namespace) -> None:
     from liquid_control.train.trainer import TrainConfig, train
 
@@ -129,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", type=Path, default=Path("out/drive/summary.json"))
     p.add_argument("--video", type=Path, help="write an MP4 of the camera with the command")
     p.set_defaults(func=_drive)
+
+    p = sub.add_parser("collect", help="record expert driving as a Minari dataset")
+    p.add_argument("task", choices=["lane"], help="which task")
+    p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--track-length", type=float, default=400.0, help="metres per episode")
+    p.add_argument("--noise", type=float, default=0.004, help="expert steering noise (1/m)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-encoding", choices=["lossless", "jpeg"], default="lossless")
+    p.add_argument("--dataset-id", default="liquid_control/lane-expert-v0")
+    p.set_defaults(func=_collect)
 
     p = sub.add_parser("train", help="train a policy from Minari datasets (config YAML)")
     p.add_argument("config", type=Path, help="training config, e.g. config/train_lane.yaml")

@@ -99,3 +99,16 @@ class LaneExpert:
 
 def _bounds(lane) -> tuple[float, float]:
     return -lane.max_curvature, lane.max_curvature
+
+
+def episode_controller(expert: LaneExpert):
+    """``controller(env) -> (executed, label)`` that reseeds the expert at every episode start
+    (with the episode's track seed), as dataset collection expects."""
+
+    def control(env) -> tuple[np.ndarray, np.ndarray]:
+        lane = env.unwrapped
+        if lane.steps == 0:
+            expert.reset(seed=lane.track.seed)
+        return expert.act(env)
+
+    return control
