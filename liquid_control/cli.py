@@ -53,7 +53,11 @@ def _bench(args: argparse.Namespace) -> None:
         from liquid_control.bench import cores
 
         cores.run(args.out, repeats=args.repeats)
-        print((args.out / "cores.md").read_text())
+    elif args.what == "lane":
+        from liquid_control.bench import lane
+
+        lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+    print((args.out / f"{args.what}.md").read_text())
 
 
 def _drive(args: argparse.Namespace) -> None:
@@ -182,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
-    p.add_argument("what", choices=["cores"], help="which benchmark")
+    p.add_argument("what", choices=["cores", "lane"], help="which benchmark")
+    p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions per model")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")

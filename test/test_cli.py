@@ -1,0 +1,76 @@
+"""The CLI end to end on tiny sizes: collect -> train -> eval -> export -> info, and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from liquid_control.cli import main
+
+
+def test_collect_train_eval_export_info(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    dataset = "liquid_control/lane-clitest-v0"
+    assert (
+        main(
+            ["collect", "lane", "--episodes", "2", "--track-length", "60", "--dataset-id", dataset]
+        )
+        == 0
+    )
+    base = yaml.safe_load(Path("config/train_lane.yaml").read_text())
+    base.update(
+        datasets=[dataset],
+        out_dir=str(tmp_path / "run"),
+        epochs=1,
+        window=8,
+        stride=8,
+        batch_size=4,
+        max_steps_per_epoch=2,
+        val_fraction=0.5,
+        num_workers=0,
+    )
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(base))
+    assert main(["train", str(config)]) == 0
+    export = tmp_path / "run" / "export"
+    assert (export / "manifest.json").is_file()
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "eval",
+                str(export),
+                "--episodes",
+                "1",
+                "--track-length",
+                "40",
+                "--perturb",
+                "noise=0.1,drop=0.3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = json.loads((out / "eval.json").read_text())
+    assert result["metrics"]["episodes"] == 1 and result["metrics"]["km_driven"] > 0
+    for artifact in ("trajectories.png", "offset.png", "episode0.mp4"):
+        assert (out / artifact).stat().st_size > 1000, artifact
+    capsys.readouterr()
+    assert main(["info", str(export)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["parameters"]["wiring"]["neurons"] == 19
+
+
+def test_user_errors_are_one_line_with_status_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "liquid_control.cli", "export", str(tmp_path / "nope.safetensors")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
