@@ -88,12 +88,17 @@ class CoreConfig:
 
 @dataclass
 class PolicyConfig:
-    """A whole policy. ``action_dim`` outputs come from a linear readout of the core."""
+    """A whole policy. ``action_dim`` outputs come from a linear readout of the core.
+
+    action_scale: the readout is multiplied by this, so the network works at unit scale
+    while the policy emits physical units (lane keeping: curvature in 1/m, ~0.05).
+    """
 
     name: str = "policy"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     core: CoreConfig = field(default_factory=CoreConfig)
     action_dim: int = 1
+    action_scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -172,7 +177,7 @@ class Policy(nn.Module):
         b, t = obs.shape[:2]
         features = self.frontend(obs.reshape(b * t, *obs.shape[2:])).reshape(b, t, -1)
         y, h = self.core(features, dt.to(features.dtype), h0)
-        return self.readout(y), h
+        return self.readout(y) * self.cfg.action_scale, h
 
     def step(self, obs: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         actions, h = self.forward(obs.unsqueeze(1), dt.unsqueeze(1), h)
