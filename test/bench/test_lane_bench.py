@@ -1,0 +1,56 @@
+"""bench lane on a tiny budget: trains each model, evaluates each condition, writes results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from liquid_control.bench import lane
+from liquid_control.cli import main
+
+
+def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    dataset = "liquid_control/lane-benchtest-v0"
+    assert (
+        main(
+            ["collect", "lane", "--episodes", "2", "--track-length", "40", "--dataset-id", dataset]
+        )
+        == 0
+    )
+    train = yaml.safe_load(Path("config/train_lane.yaml").read_text())
+    train.update(
+        datasets=[dataset],
+        window=6,
+        stride=6,
+        warmup_steps=2,
+        batch_size=2,
+        val_fraction=0.5,
+        num_workers=0,
+    )
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    bench = {
+        "train_config": str(tmp_path / "train.yaml"),
+        "models": {
+            "CfC NCP": {"kind": "cfc", "wiring": "ncp"},
+            "LSTM": {"kind": "lstm", "units": 8},
+        },
+        "epochs": 1,
+        "max_steps_per_epoch": 1,
+        "episodes": 1,
+        "track_length_m": 30.0,
+        "conditions": {"clean": "", "drop 50%": "drop=0.5"},
+        "out_dir": str(tmp_path / "runs"),
+    }
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
+    results = lane.run(tmp_path / "bench.yaml", tmp_path / "results")
+    saved = json.loads((tmp_path / "results" / "lane.json").read_text())
+    assert set(saved["models"]) == {"CfC NCP", "LSTM"}
+    for row in saved["models"].values():
+        assert set(row["eval_mean"]) == {"clean", "drop 50%"}
+        assert row["eval_mean"]["clean"]["km_driven"] > 0
+        assert row["parameters"]["frontend"] == results["models"]["LSTM"]["parameters"]["frontend"]
+    table = (tmp_path / "results" / "lane.md").read_text()
+    assert "| CfC NCP |" in table and "drop 50%" in table
