@@ -60,6 +60,10 @@ def _bench(args: argparse.Namespace) -> None:
     elif args.what == "lane":
         from liquid_control.bench import lane
 
+        if args.shipped:
+            lane.run_shipped(args.config or Path("config/bench_lane_shipped.yaml"), args.out)
+            print((args.out / "lane_shipped.md").read_text())
+            return
         lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
     print((args.out / f"{args.what}.md").read_text())
 
@@ -192,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument("what", choices=["cores", "env", "lane"], help="which benchmark")
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
+    p.add_argument(
+        "--shipped",
+        action="store_true",
+        help="lane: check the shipped policy's targets (config/bench_lane_shipped.yaml)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions per model")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")

@@ -171,3 +171,86 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
+
+
+@dataclass
+class ShippedBenchConfig:
+    """Closed-loop check of trained exports against the shipped-policy targets.
+
+    models: name -> export directory; the first is the policy under test.
+    baseline: name of the model the robustness targets compare against.
+    episodes / track_length_m: held-out tracks per condition.
+    conditions: name -> perturbation spec; must include clean, noise 0.2 and drop 50%.
+    """
+
+    models: dict[str, str] = field(default_factory=dict)
+    baseline: str = ""
+    episodes: int = 20
+    track_length_m: float = 1000.0
+    conditions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ShippedBenchConfig:
+        try:
+            return cls(**(yaml.safe_load(Path(path).read_text()) or {}))
+        except (OSError, yaml.YAMLError, TypeError) as e:
+            raise UserError(f"bench config {path}: {e}") from None
+
+
+def run_shipped(config: str | Path, out: Path) -> dict[str, Any]:
+    """Evaluate exports on held-out tracks and check the shipped policy's targets."""
+    from liquid_control.models import Policy, PolicyConfig
+    from liquid_control.models.export import read_manifest
+
+    bench = ShippedBenchConfig.from_yaml(config)
+    as_lane = LaneBenchConfig(
+        episodes=bench.episodes, track_length_m=bench.track_length_m, conditions=bench.conditions
+    )
+    rows: dict[str, Any] = {}
+    for name, export in bench.models.items():
+        manifest, _ = read_manifest(export)
+        rows[name] = {
+            "export": export,
+            "parameters": Policy(PolicyConfig.from_dict(manifest["config"])).parameter_report(),
+            "eval": evaluate_conditions(export, as_lane),
+        }
+    shipped, base = rows[next(iter(bench.models))]["eval"], rows[bench.baseline]["eval"]
+    targets = {
+        "zero departures clean": shipped["clean"]["departures"] == 0,
+        "mean |offset| <= 0.25 m clean": shipped["clean"]["mean_abs_offset_m"] <= 0.25,
+    }
+    for condition in ("noise 0.2", "drop 50%"):
+        targets[f"fewer departures/km than {bench.baseline} under {condition}"] = (
+            shipped[condition]["departures_per_km"] < base[condition]["departures_per_km"]
+        )
+    results = {"config": bench.__dict__, "models": rows, "targets": targets}
+    write_results(out, "lane_shipped", results, shipped_markdown(results))
+    return results
+
+
+def shipped_markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    conditions = list(cfg["conditions"])
+    lines = [
+        "# Shipped lane policy on held-out tracks",
+        "",
+        f"{cfg['episodes']} held-out tracks of {cfg['track_length_m']:.0f} m per condition. "
+        "Written by `liquid-control bench lane --shipped`.",
+        "",
+        "| model | condition | km | departures | departures/km | mean abs offset m | "
+        "p95 abs offset m | smoothness 1/(m s) | success |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in results["models"].items():
+        for c in conditions:
+            m = row["eval"][c]
+            lines.append(
+                f"| {name} | {c} | {m['km_driven']:.1f} | {m['departures']} | "
+                f"{m['departures_per_km']:.2f} | {m['mean_abs_offset_m']:.3f} | "
+                f"{m['p95_abs_offset_m']:.3f} | {m['steering_smoothness_per_m_s']:.3f} | "
+                f"{m['success_rate']:.2f} |"
+            )
+    lines += ["", "| target | met |", "|---|---|"]
+    lines += [f"| {t} | {'yes' if ok else '**no**'} |" for t, ok in results["targets"].items()]
+    lines.append("")
+    return "\n".join(lines)

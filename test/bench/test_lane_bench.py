@@ -54,3 +54,20 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
         assert row["parameters"]["frontend"] == results["models"]["LSTM"]["parameters"]["frontend"]
     table = (tmp_path / "results" / "lane.md").read_text()
     assert "| CfC NCP |" in table and "drop 50%" in table
+
+    exports = {
+        name: str(Path(row["runs"][0]["train"]["export_manifest"]).parent)
+        for name, row in results["models"].items()
+    }
+    shipped = {
+        "models": exports,
+        "baseline": "LSTM",
+        "episodes": 1,
+        "track_length_m": 30.0,
+        "conditions": {"clean": "", "noise 0.2": "noise=0.2", "drop 50%": "drop=0.5"},
+    }
+    (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
+    checked = lane.run_shipped(tmp_path / "shipped.yaml", tmp_path / "results")
+    assert len(checked["targets"]) == 4
+    assert all(isinstance(ok, bool) for ok in checked["targets"].values())
+    assert "| target | met |" in (tmp_path / "results" / "lane_shipped.md").read_text()
