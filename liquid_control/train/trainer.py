@@ -79,6 +79,9 @@ class TrainConfig:
     """Passes over the training windows."""
     lr: float = 1e-3
     """AdamW learning rate (constant)."""
+    core_lr: float = 0.0
+    """Learning rate of the recurrent core and readout (0: same as lr). Small sparse NCP
+    cores learn several times faster with a larger step than the conv head tolerates."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     grad_clip: float = 1.0
@@ -414,7 +417,10 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     if policy.cfg.frontend.kind == "vector":
         _set_vector_statistics(policy, [episodes[i] for i in train_ids])
     policy.to(ctx.device)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = list(policy.frontend.parameters())
+    rest = [p for name, p in policy.named_parameters() if not name.startswith("frontend.")]
+    groups = [{"params": head}, {"params": rest, "lr": cfg.core_lr or cfg.lr}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     state = _epoch_start(0, [], math.inf)
     if resume and resume_path.is_file():
