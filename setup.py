@@ -20,6 +20,7 @@ HERE = Path(__file__).parent
 NODES = {
     "sim_bridge": "liquid_control.ros.sim_bridge:main",
     "policy_node": "liquid_control.ros.policy_node:main",
+    "bag_recorder": "liquid_control.ros.recorder:main",
 }
 
 LAUNCHER_TEMPLATE = '''#!/usr/bin/env python3

@@ -84,6 +84,7 @@ def _drive(args: argparse.Namespace) -> None:
         episodes=None if args.duration and not args.episodes else args.episodes,
         summary_path=args.summary,
         video_path=args.video,
+        record=args.record is not None,
     )
     print(f"wrote {args.summary}")
 
@@ -110,12 +111,39 @@ def _collect(args: argparse.Namespace) -> None:
     print(f"wrote {args.dataset_id} ({path})")
 
 
+def _bag2minari(args: argparse.Namespace) -> None:
+    from liquid_control.data.bags import bag2minari
+
+    summary = bag2minari(
+        args.bags,
+        args.image_topic,
+        args.command_topic,
+        args.dataset_id,
+        tolerance_s=args.tolerance,
+        gap_s=args.gap,
+        time_source=args.time_source,
+    )
+    print(json.dumps(summary, indent=2, default=str))
+
+
 def _train(args: argparse.Namespace) -> None:
     from liquid_control.train.trainer import TrainConfig, train
 
     cfg = TrainConfig.from_yaml(args.config)
     if args.out:
         cfg.out_dir = str(args.out)
+    if args.bags:
+        # Recorded drives train directly: convert them to a fresh dataset first.
+        from liquid_control.data.bags import bag2minari
+        from liquid_control.data.minari_io import datasets_root, make_dataset_id
+
+        version = 0
+        while (datasets_root() / make_dataset_id("lane", "bags", version)).exists():
+            version += 1
+        dataset_id = make_dataset_id("lane", "bags", version)
+        summary = bag2minari(args.bags, args.image_topic, args.command_topic, dataset_id)
+        print(f"converted {len(args.bags)} bag(s) to {dataset_id}: {summary.get('frames')} frames")
+        cfg.datasets = [dataset_id]
     result = train(cfg, resume=args.resume)
     print(f"best val loss {result['best_score']:.5f}; outputs in {result['out_dir']}")
 
@@ -162,7 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many wall seconds")
     p.add_argument("--summary", type=Path, default=Path("out/drive/summary.json"))
     p.add_argument("--video", type=Path, help="write an MP4 of the camera with the command")
+    p.add_argument("--record", type=Path, help="record a rosbag2 of the drive into this directory")
+    p.add_argument("--record-storage", choices=["mcap", "sqlite3"], help="bag storage (mcap)")
     p.set_defaults(func=_drive)
+
+    p = sub.add_parser("bag2minari", help="convert recorded rosbag2 drives to a Minari dataset")
+    p.add_argument("bags", nargs="+", type=Path, help="rosbag2 directories or .mcap files")
+    p.add_argument("--image-topic", default="camera/image_raw")
+    p.add_argument("--command-topic", default="cmd_vel")
+    p.add_argument("--dataset-id", default="liquid_control/lane-bag-v0")
+    p.add_argument("--tolerance", type=float, default=0.1, help="frame/command pairing (s)")
+    p.add_argument("--gap", type=float, default=0.5, help="split episodes at larger gaps (s)")
+    p.add_argument("--time-source", choices=["header", "log"], default="header")
+    p.set_defaults(func=_bag2minari)
 
     p = sub.add_parser("collect", help="record expert driving as a Minari dataset")
     p.add_argument("task", choices=["lane"], help="which task")
@@ -178,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="training config, e.g. config/train_lane.yaml")
     p.add_argument("--resume", action="store_true", help="continue from out_dir/resume.pt")
     p.add_argument("--out", type=Path, help="output directory (overrides out_dir)")
+    p.add_argument("--bags", nargs="+", type=Path, help="train on these rosbag2 drives instead")
+    p.add_argument("--image-topic", default="camera/image_raw", help="with --bags")
+    p.add_argument("--command-topic", default="cmd_vel", help="with --bags")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="closed-loop evaluation on held-out tracks")

@@ -48,6 +48,8 @@ class Frame:
     info: dict[str, Any]
     reward: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
+    command: np.ndarray | None = None  # the autopilot's action that produced this frame
+    command_time_s: float = 0.0  # stamp of the frame that action responded to
 
     @property
     def image(self) -> np.ndarray | None:
@@ -93,7 +95,10 @@ def make_env(env_id: str, env_kwargs: str | dict[str, Any] = "", perturb: str = 
 class SimSession:
     """One env in closed loop: commands in, frames out, with sim time and episode events."""
 
-    def __init__(self, env: Any, command_mode: str, seed: int = 0) -> None:
+    def __init__(self, env: Any, command_mode: str, seed: int = 0, autopilot: Any = None) -> None:
+        """``autopilot``: an expert with ``act(env) -> (executed, label)`` that drives instead
+        of incoming commands (demonstrations over ROS); its command is in ``Frame.command``."""
+        self.autopilot = autopilot
         if command_mode not in COMMAND_MODES:
             raise ValueError(f"unknown command mode {command_mode!r}")
         self.env = env
@@ -163,12 +168,18 @@ class SimSession:
 
     def step(self) -> Frame:
         """Advance one env step with the held action; resets after an episode ends."""
+        command, command_time_s = None, self.sim_time_s
+        if self.autopilot is not None:
+            if getattr(self.env.unwrapped, "steps", 1) == 0:
+                self.autopilot.reset(seed=self.seed + self.episode)
+            command, _ = self.autopilot.act(self.env)
+            self.action = np.asarray(command, dtype=np.float64).reshape(-1)
         obs, reward, terminated, truncated, info = self.env.step(self.action.astype(np.float32))
         self.steps += 1
         dt = _frame_dt(obs, self.env)
         self.sim_time_s += dt
         self.episode_return += float(reward)
-        frame = Frame(self.sim_time_s, obs, info, float(reward))
+        frame = Frame(self.sim_time_s, obs, info, float(reward), command, command_time_s)
         if "lateral_offset_m" in info:
             self.abs_offsets_m.append(abs(float(info["lateral_offset_m"])))
         if self.on_frame is not None:

@@ -29,9 +29,14 @@ class Graph:
     config: str  # YAML file under config/
     nodes: tuple[NodeSpec, ...]
 
+    def active_nodes(self, record: bool) -> tuple[NodeSpec, ...]:
+        """The graph's nodes, plus the bag recorder when recording."""
+        return (*self.nodes, RECORDER) if record else self.nodes
+
 
 BRIDGE = NodeSpec("sim_bridge", "liquid_control.ros.sim_bridge")
 POLICY = NodeSpec("policy_node", "liquid_control.ros.policy_node")
+RECORDER = NodeSpec("bag_recorder", "liquid_control.ros.recorder")
 GRAPHS = {"lane": Graph("drive.yaml", (BRIDGE, POLICY))}
 
 # Launch arguments: name -> (node, parameter, default). An empty value keeps the YAML's.
@@ -40,7 +45,13 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {
     "backend": ("policy_node", "backend", ""),
     "perturb": ("sim_bridge", "perturb", ""),
     "mode": ("sim_bridge", "mode", ""),
+    "env_kwargs": ("sim_bridge", "env_kwargs", ""),
+    "autopilot": ("sim_bridge", "autopilot", ""),
+    "record_dir": ("bag_recorder", "output", ""),
+    "record_storage": ("bag_recorder", "storage", ""),
 }
+# record:=true adds the bag recorder to the graph.
+RECORD_ARGUMENT = "record"
 
 
 def config_path(task: str) -> Path:
@@ -57,7 +68,8 @@ def node_parameters(task: str, overrides: dict[str, str] | None = None) -> dict[
     except (OSError, yaml.YAMLError) as e:
         raise UserError(f"cannot read node config {path}: {e}") from None
     params = {
-        n.name: dict(data.get(n.name, {}).get("ros__parameters", {})) for n in GRAPHS[task].nodes
+        n.name: dict(data.get(n.name, {}).get("ros__parameters", {}))
+        for n in GRAPHS[task].active_nodes(record=True)
     }
     for arg, value in (overrides or {}).items():
         if arg not in LAUNCH_ARGUMENTS:

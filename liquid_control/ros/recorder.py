@@ -31,6 +31,7 @@ DEFAULT_TOPICS = [
     "camera/image_raw",
     "camera/camera_info",
     "cmd_vel",
+    "cmd_vel_autopilot",  # sim_bridge autopilot:=expert demonstrations
     "odom",
     "/clock",
     "episode_events",
@@ -88,7 +89,14 @@ def _make_node_class():
             self.p = declare(self, PARAMS)
             self.bag = BagWriter(self.p["output"] or default_output(), self.p["storage"])
             try:
-                self.pending = {self.resolve_topic_name(t) for t in self.p["topics"]}
+                # "name:pkg/msg/Type" entries subscribe now (nothing published before the
+                # first discovery tick is lost); bare names wait for a publisher to appear.
+                typed = dict(t.split(":", 1) for t in self.p["topics"] if ":" in t)
+                for topic, msgtype in typed.items():
+                    self.subscribe(self.resolve_topic_name(topic), [], msgtype)
+                self.pending = {
+                    self.resolve_topic_name(t) for t in self.p["topics"] if ":" not in t
+                }
                 steady = Clock(clock_type=ClockType.STEADY_TIME)
                 self.discovery = self.create_timer(DISCOVERY_PERIOD_S, self.discover, clock=steady)
             except BaseException:  # e.g. Ctrl-C during start-up: no node, so no bag either
@@ -112,8 +120,8 @@ def _make_node_class():
             if not self.pending:
                 self.discovery.cancel()
 
-        def subscribe(self, topic: str, publishers: list[Any]) -> None:
-            msgtypes = sorted({p.topic_type for p in publishers})
+        def subscribe(self, topic: str, publishers: list[Any], msgtype: str = "") -> None:
+            msgtypes = [msgtype] if msgtype else sorted({p.topic_type for p in publishers})
             if len(msgtypes) > 1:
                 self.get_logger().warning(f"{topic} has types {msgtypes}; recording {msgtypes[0]}")
             try:
@@ -132,7 +140,7 @@ def _make_node_class():
                     f"the recorded definition's {expected}; readers may misdecode it"
                 )
             qos = QoSProfile(depth=self.p["queue_depth"], reliability=self._reliability(publishers))
-            if all(
+            if publishers and all(
                 p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers
             ):
                 qos.durability = DurabilityPolicy.TRANSIENT_LOCAL  # get latched messages too
@@ -143,6 +151,8 @@ def _make_node_class():
 
         def _reliability(self, publishers: list[Any]) -> ReliabilityPolicy:
             choice = self.p["reliability"]
+            if choice == "auto" and not publishers:  # a typed topic before any publisher
+                choice = "reliable"
             if choice == "auto":
                 reliable = all(
                     p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers

@@ -29,6 +29,7 @@ def drive(
     summary_path: str | Path | None = None,
     video_path: str | Path | None = None,
     print_every_s: float = 2.0,
+    record: bool = False,
 ) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -37,7 +38,7 @@ def drive(
     rclpy.init()
     nodes: dict[str, Any] = {}
     try:
-        for spec in GRAPHS[task].nodes:
+        for spec in GRAPHS[task].active_nodes(record):
             module = importlib.import_module(spec.module)
             overrides_list = as_ros_parameters(params[spec.name])
             nodes[spec.name] = module.create_node(parameter_overrides=overrides_list)

@@ -61,6 +61,14 @@ PARAMS = [
     Param("command_topic", "cmd_vel", "command topic", read_only=True),
     Param("frame_id", "camera", "frame of the camera images", read_only=True),
     Param(
+        "autopilot",
+        "",
+        "expert: the privileged expert drives (commands are ignored) and its command is "
+        "published on <command_topic>_autopilot, for recording demonstrations",
+        choices=("", "expert"),
+        read_only=True,
+    ),
+    Param(
         "max_episodes",
         0,
         "shut down after this many episodes (0: never)",
@@ -105,6 +113,9 @@ def _make_node_class():
             self.obs_pub = self.create_publisher(Float64MultiArray, "observation", 10)
             self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
             self.event_pub = self.create_publisher(String, "episode_events", 10)
+            self.autopilot_pub = self.create_publisher(
+                TwistStamped, self.p["command_topic"] + "_autopilot", 10
+            )
             topic = self.p["command_topic"]
             if self.p["command_mode"] == "vector":
                 self.create_subscription(Float64MultiArray, topic, self.on_vector, 10)
@@ -124,7 +135,12 @@ def _make_node_class():
 
         def _make_session(self) -> SimSession:
             env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
-            return SimSession(env, self.p["command_mode"], self.p["seed"])
+            autopilot = None
+            if self.p["autopilot"] == "expert":
+                from liquid_control.envs.expert import LaneExpert
+
+                autopilot = LaneExpert()
+            return SimSession(env, self.p["command_mode"], self.p["seed"], autopilot)
 
         def destroy_node(self) -> None:
             self.done.set()
@@ -194,12 +210,25 @@ def _make_node_class():
                 self.odom_pub.publish(_odometry(Odometry(), stamp, info))
             if frame.vector is not None:
                 self.obs_pub.publish(Float64MultiArray(data=frame.vector.tolist()))
+            if frame.command is not None:
+                speed = float(getattr(self.session.env.unwrapped, "speed_mps", 0.0))
+                self.autopilot_pub.publish(_autopilot_twist(TwistStamped(), frame, speed))
             if frame.image is not None:
                 image = rgb_to_image(frame.image, stamp, self.p["frame_id"])
                 self.info_pub.publish(_camera_info(CameraInfo(), image))
                 self.image_pub.publish(image)
 
     return SimBridge
+
+
+def _autopilot_twist(msg: Any, frame: Frame, speed: float) -> Any:
+    """The autopilot's curvature as a lane-keeping Twist (angular.z = curvature * speed),
+    stamped like the frame it responded to, as policy_node stamps its commands."""
+    msg.header.stamp = s_to_stamp(frame.command_time_s)
+    msg.header.frame_id = "base_link"
+    msg.twist.linear.x = speed
+    msg.twist.angular.z = float(frame.command[0]) * speed
+    return msg
 
 
 def _json(event: dict[str, Any]) -> str:
