@@ -28,9 +28,10 @@ class FrontendConfig:
     features: size of the feature vector fed to the core (image kinds).
     obs_dim: length of the observation vector ("vector" kind; features = obs_dim).
     dropout: dropout before the feature layer (image kinds, training only).
-    feature_activation: "tanh" bounds the features fed to the core (image kinds); "none"
-        leaves them linear. Unbounded features grew to |x| ~ 150 in training and saturated
-        the 19-neuron NCP, which then only learned the mean command.
+    feature_norm: "layernorm" normalises the features fed to the core per frame (image
+        kinds), "tanh" bounds them, "none" leaves them linear. With AdamW the conv head's
+        wide last layer grew its outputs to |x| ~ 150-500 within an epoch; a 19-neuron NCP
+        fed that (or tanh of it) saturated and only learned the mean command.
     """
 
     kind: str = "pilotnet"
@@ -40,7 +41,7 @@ class FrontendConfig:
     features: int = 32
     obs_dim: int = 0
     dropout: float = 0.0
-    feature_activation: str = "tanh"
+    feature_norm: str = "layernorm"
 
     def conv_layers(self) -> list[tuple[int, int, int]]:
         if self.convs:
@@ -82,18 +83,21 @@ class ConvFrontend(nn.Module):
             )
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(flat, cfg.features)
-        if cfg.feature_activation not in ("tanh", "none"):
-            raise ValueError(
-                f"feature_activation must be tanh or none, got {cfg.feature_activation!r}"
-            )
-        self.activation = nn.Tanh() if cfg.feature_activation == "tanh" else nn.Identity()
+        norms = {
+            "layernorm": lambda: nn.LayerNorm(cfg.features, elementwise_affine=False),
+            "tanh": nn.Tanh,
+            "none": nn.Identity,
+        }
+        if cfg.feature_norm not in norms:
+            raise ValueError(f"feature_norm must be one of {list(norms)}, got {cfg.feature_norm!r}")
+        self.norm = norms[cfg.feature_norm]()
         self.out_features = cfg.features
         self.input_shape = (cfg.image_height, cfg.image_width, 3)
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.permute(0, 3, 1, 2).float()
         x = self.convs(per_frame_standardise(x))
-        return self.activation(self.fc(self.dropout(x.flatten(1))))
+        return self.norm(self.fc(self.dropout(x.flatten(1))))
 
 
 class VectorFrontend(nn.Module):
