@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets"
-DEFAULT_LANE_MODEL = ASSETS_DIR / "lane_cfc_ncp19"
+DEFAULT_LANE_MODEL = ASSETS_DIR / "lane_default"
 
 
 def share_dir() -> Path:

@@ -179,7 +179,14 @@ class SimSession:
         dt = _frame_dt(obs, self.env)
         self.sim_time_s += dt
         self.episode_return += float(reward)
-        frame = Frame(self.sim_time_s, obs, info, float(reward), command, command_time_s)
+        frame = Frame(
+            self.sim_time_s,
+            obs,
+            info,
+            float(reward),
+            command=command,
+            command_time_s=command_time_s,
+        )
         if "lateral_offset_m" in info:
             self.abs_offsets_m.append(abs(float(info["lateral_offset_m"])))
         if self.on_frame is not None:

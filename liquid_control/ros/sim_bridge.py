@@ -131,7 +131,18 @@ def _make_node_class():
                     self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
                 )
             self.sync_timeouts = 0
-            self.worker.submit(self._reset, "start")
+            self.submit(self._reset, "start")
+
+        def submit(self, fn: Any, *args: Any) -> Any:
+            """Run ``fn`` on the sim worker; a failure is logged, never silently dropped."""
+            future = self.worker.submit(fn, *args)
+            future.add_done_callback(self._report_failure)
+            return future
+
+        def _report_failure(self, future: Any) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                e = future.exception()
+                self.get_logger().error(f"simulation step failed: {type(e).__name__}: {e}")
 
         def _make_session(self) -> SimSession:
             env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
@@ -161,7 +172,7 @@ def _make_node_class():
         def take(self, values: list[float]) -> None:
             if self.p["mode"] == "sync":
                 self.watchdog.reset()
-            self.worker.submit(self._command, values)
+            self.submit(self._command, values)
 
         def _command(self, values: list[float]) -> None:
             problem = self.session.command(values)
@@ -179,14 +190,14 @@ def _make_node_class():
             self.advance()
 
         def on_reset(self, request: Any, response: Any) -> Any:
-            self.worker.submit(self._reset, "reset_service").result()
+            self.submit(self._reset, "reset_service").result()
             response.success = True
             response.message = f"episode {self.session.episode} started"
             return response
 
         # -- stepping and publishing (on the worker thread) -------------------------------------
         def advance(self) -> None:
-            self.worker.submit(self._advance)
+            self.submit(self._advance)
 
         def _reset(self, reason: str) -> None:
             self.publish(self.session.reset(reason))
