@@ -53,6 +53,10 @@ def _bench(args: argparse.Namespace) -> None:
         from liquid_control.bench import cores
 
         cores.run(args.out, repeats=args.repeats)
+    elif args.what == "edge":
+        from liquid_control.bench import edge
+
+        edge.run(args.out)
     elif args.what == "env":
         from liquid_control.bench import env
 
@@ -237,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
-    p.add_argument("what", choices=["cores", "env", "lane"], help="which benchmark")
+    p.add_argument("what", choices=["cores", "edge", "env", "lane"], help="which benchmark")
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
     p.add_argument(
         "--shipped",
