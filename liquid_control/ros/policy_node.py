@@ -24,6 +24,7 @@ from liquid_control.ros.edge import (
     failsafe_command,
 )
 from liquid_control.ros.params import Param, declare
+from liquid_control.ros.runtime import node_entry_points
 
 NAME = "policy_node"
 PARAMS = [
@@ -163,15 +164,7 @@ def _make_node_class():
     return PolicyNode
 
 
-def create_node(**kwargs: Any):
-    """Build the node (``parameter_overrides=[...]`` etc. go to ``rclpy.node.Node``)."""
-    return _make_node_class()(**kwargs)
-
-
-def main(args: list[str] | None = None) -> int:
-    from liquid_control.ros.runtime import spin_single
-
-    return spin_single(create_node, args)
+create_node, main = node_entry_points(_make_node_class)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 from liquid_control.data.bags import STORAGES, BagWriter
 from liquid_control.errors import UserError
 from liquid_control.ros.params import Param
+from liquid_control.ros.runtime import node_entry_points
 
 NAME = "bag_recorder"
 DEFAULT_TOPICS = [
@@ -186,15 +187,7 @@ def _make_node_class():
     return BagRecorder
 
 
-def create_node(**kwargs: Any):
-    """Build the node (``parameter_overrides=[...]`` etc. go to ``rclpy.node.Node``)."""
-    return _make_node_class()(**kwargs)
-
-
-def main(args: list[str] | None = None) -> int:
-    from liquid_control.ros.runtime import spin_single
-
-    return spin_single(create_node, args)
+create_node, main = node_entry_points(_make_node_class)
 
 
 if __name__ == "__main__":

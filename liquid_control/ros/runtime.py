@@ -34,3 +34,17 @@ def spin_single(factory: Callable[..., Any], args: list[str] | None = None) -> i
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def node_entry_points(make_class: Callable[[], type]) -> tuple[Callable[..., Any], Callable]:
+    """``create_node(**kwargs)`` (kwargs go to ``rclpy.node.Node``) and the executable's
+    ``main(args)`` for a node module whose class is built lazily by ``make_class`` (so the
+    module imports without ROS)."""
+
+    def create_node(**kwargs: Any) -> Any:
+        return make_class()(**kwargs)
+
+    def main(args: list[str] | None = None) -> int:
+        return spin_single(create_node, args)
+
+    return create_node, main

@@ -25,6 +25,7 @@ from typing import Any
 from liquid_control.ros.bridge import COMMAND_MODES, Frame, SimSession, make_env
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
 from liquid_control.ros.params import Param
+from liquid_control.ros.runtime import node_entry_points
 
 NAME = "sim_bridge"
 PARAMS = [
@@ -276,14 +277,7 @@ def _camera_info(msg: Any, image: Any, hfov_rad: float = math.radians(60.0)) -> 
     return msg
 
 
-def create_node(**kwargs: Any):
-    return _make_node_class()(**kwargs)
-
-
-def main(args: list[str] | None = None) -> int:
-    from liquid_control.ros.runtime import spin_single
-
-    return spin_single(create_node, args)
+create_node, main = node_entry_points(_make_node_class)
 
 
 if __name__ == "__main__":
