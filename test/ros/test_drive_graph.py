@@ -67,7 +67,7 @@ def test_closed_loop_runs_200_steps_through_both_nodes(ros, lane_export) -> None
     # Nearly every step was driven by a policy command; a camera frame lost on the
     # best-effort link costs one sync timeout (the step is then taken with the held command).
     assert bridge.sync_timeouts <= 0.05 * bridge.session.steps
-    assert policy.controller.stats.frames >= 200
+    assert policy.controller.stats.frames >= 0.9 * bridge.session.steps
     assert policy.controller.stats.state_resets >= 1  # at least one episode boundary
     with lock:
         assert seen["images"] >= 150 and seen["infos"] >= 150
