@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from lane_configs import tiny_lane_train_config
 
 from liquid_control.cli import main
 
@@ -21,20 +21,7 @@ def test_collect_train_eval_export_info(tmp_path: Path, monkeypatch, capsys) -> 
         )
         == 0
     )
-    base = yaml.safe_load(Path("config/train_lane.yaml").read_text())
-    base.update(
-        datasets=[dataset],
-        out_dir=str(tmp_path / "run"),
-        epochs=1,
-        window=8,
-        stride=8,
-        batch_size=4,
-        max_steps_per_epoch=2,
-        val_fraction=0.5,
-        num_workers=0,
-    )
-    config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump(base))
+    config = tiny_lane_train_config(tmp_path / "train.yaml", dataset, tmp_path / "run")
     assert main(["train", str(config)]) == 0
     export = tmp_path / "run" / "export"
     assert (export / "manifest.json").is_file()

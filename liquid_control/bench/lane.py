@@ -13,13 +13,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
 
 from liquid_control.bench.report import write_results
 from liquid_control.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,13 +49,13 @@ class LaneBenchConfig:
     conditions: dict[str, str] = field(default_factory=lambda: {"clean": ""})
     out_dir: str = "runs/bench_lane"
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> LaneBenchConfig:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-            return cls(**data)
-        except (OSError, yaml.YAMLError, TypeError) as e:
-            raise UserError(f"bench config {path}: {e}") from None
+
+def load_bench_config(cls: type[T], path: str | Path) -> T:
+    """A bench config dataclass from YAML; unreadable files and unknown keys are UserErrors."""
+    try:
+        return cls(**(yaml.safe_load(Path(path).read_text()) or {}))
+    except (OSError, yaml.YAMLError, TypeError) as e:
+        raise UserError(f"bench config {path}: {e}") from None
 
 
 def train_model(bench: LaneBenchConfig, name: str, core: dict[str, Any], seed: int) -> dict:
@@ -95,7 +97,7 @@ def evaluate_conditions(export: str, bench: LaneBenchConfig) -> dict[str, dict[s
 def run(config: str | Path, out: Path) -> dict[str, Any]:
     from liquid_control.models import Policy, PolicyConfig
 
-    bench = LaneBenchConfig.from_yaml(config)
+    bench = load_bench_config(LaneBenchConfig, config)
     rows: dict[str, Any] = {}
     for name, core in bench.models.items():
         runs = []
@@ -189,20 +191,13 @@ class ShippedBenchConfig:
     track_length_m: float = 1000.0
     conditions: dict[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> ShippedBenchConfig:
-        try:
-            return cls(**(yaml.safe_load(Path(path).read_text()) or {}))
-        except (OSError, yaml.YAMLError, TypeError) as e:
-            raise UserError(f"bench config {path}: {e}") from None
-
 
 def run_shipped(config: str | Path, out: Path) -> dict[str, Any]:
     """Evaluate exports on held-out tracks and check the shipped policy's targets."""
     from liquid_control.models import Policy, PolicyConfig
     from liquid_control.models.export import read_manifest
 
-    bench = ShippedBenchConfig.from_yaml(config)
+    bench = load_bench_config(ShippedBenchConfig, config)
     as_lane = LaneBenchConfig(
         episodes=bench.episodes, track_length_m=bench.track_length_m, conditions=bench.conditions
     )

@@ -4,9 +4,8 @@ becomes a Minari dataset, a tiny policy trains on it, and the policy drives the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import yaml
+from lane_configs import tiny_lane_train_config
 
 from liquid_control.cli import main
 from liquid_control.data.bags import bag2minari
@@ -41,19 +40,7 @@ def test_record_expert_convert_train_and_drive(tmp_path, monkeypatch, domain_id,
     labels = [abs(float(v)) for e in episodes for v in e.labels.reshape(-1)]
     assert max(labels) > 1e-3  # the expert steered, and its curvature was recovered
 
-    train = yaml.safe_load(Path("config/train_lane.yaml").read_text())
-    train.update(
-        datasets=[dataset],
-        out_dir=str(tmp_path / "run"),
-        epochs=1,
-        window=8,
-        stride=8,
-        batch_size=4,
-        max_steps_per_epoch=2,
-        val_fraction=0.5,
-        num_workers=0,
-    )
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    tiny_lane_train_config(tmp_path / "train.yaml", dataset, tmp_path / "run")
     assert main(["train", str(tmp_path / "train.yaml")]) == 0
 
     export = str(tmp_path / "run" / "export")
