@@ -171,8 +171,6 @@ def _make_node_class():
             self.take(list(msg.data))
 
         def take(self, values: list[float]) -> None:
-            if self.p["mode"] == "sync":
-                self.watchdog.reset()
             self.submit(self._command, values)
 
         def _command(self, values: list[float]) -> None:
@@ -187,6 +185,8 @@ def _make_node_class():
                 self._advance()
 
         def on_sync_timeout(self) -> None:
+            if self.count_subscribers(self.p["camera_topic"]) == 0:
+                return  # nobody drives yet: wait instead of running the sim open loop
             self.sync_timeouts += 1
             self.advance()
 
@@ -213,6 +213,10 @@ def _make_node_class():
                 self.done.set()
 
         def publish(self, frame: Frame) -> None:
+            if self.p["mode"] == "sync":
+                # The timeout measures the wait for the policy, not the sim's own work
+                # (a reset rebuilding the road can take longer than the timeout).
+                self.watchdog.reset()
             stamp = s_to_stamp(frame.sim_time_s)
             self.clock_pub.publish(ClockMsg(clock=stamp))
             for event in frame.events:
