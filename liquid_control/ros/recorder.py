@@ -78,6 +78,7 @@ def message_class(msgtype: str) -> Any:
 
 
 def _make_node_class():
+    import rclpy.logging
     from rclpy.clock import Clock, ClockType
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -168,21 +169,26 @@ def _make_node_class():
         def on_message(self, connection: Any, cdr: bytes) -> None:
             self.bag.write(connection, self.get_clock().now().nanoseconds, cdr)
 
-        def finish(self) -> None:
+        def finish(self, logger: Any = None) -> None:
             """Close the bag and rename it into place (idempotent)."""
+            logger = logger or self.get_logger()
             try:
                 path = self.bag.close()
             except (OSError, UserError) as e:
-                self.get_logger().error(
+                logger.error(
                     f"could not finish the bag ({e}); what was recorded is in {self.bag.partial}"
                 )
                 return
             counts = ", ".join(f"{t}: {n}" for t, n in sorted(self.bag.counts.items()))
-            self.get_logger().info(f"wrote {path} ({counts or 'no messages'})")
+            logger.info(f"wrote {path} ({counts or 'no messages'})")
 
         def destroy_node(self) -> None:
-            self.finish()
+            # On SIGINT (ros2 launch) the context is already shut down and the node's
+            # /rosout publisher is invalid: destroy the node first, then report on the
+            # console through a logger no longer bound to it.
+            name = self.get_name()
             super().destroy_node()
+            self.finish(rclpy.logging.get_logger(name))
 
     return BagRecorder
 
