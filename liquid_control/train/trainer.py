@@ -53,6 +53,7 @@ from liquid_control.models.checkpoint import save_checkpoint
 from liquid_control.models.policy import Policy, PolicyConfig
 
 RESUME_FORMAT = "liquid_control.resume/1"
+READOUT_INITS = ("data", "random")
 
 
 @dataclass
@@ -112,6 +113,12 @@ class TrainConfig:
     """Export the best checkpoint (TorchScript + ONNX + manifest) under out_dir/export."""
     progress: bool = True
     """Show tqdm progress bars (rank 0)."""
+    readout_init: str = "data"
+    """"data": start the readout at the training targets' mean (zero weights, bias = mean
+    target / action_scale), so the first steps do not spend their gradient on the mean.
+    A random readout on a CfC-NCP's saturated motor neuron starts ~10x off and the first
+    large steps collapsed the conv head to frame-independent features. "random": keep the
+    layer's default initialisation."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -158,6 +165,8 @@ class TrainConfig:
             raise UserError("training config: frame_drop must be in [0, 1)")
         if self.lr <= 0:
             raise UserError("training config: lr must be > 0")
+        if self.readout_init not in READOUT_INITS:
+            raise UserError(f"training config: readout_init must be one of {READOUT_INITS}")
         self.policy_config()
 
 
@@ -277,6 +286,16 @@ def _set_vector_statistics(policy: Policy, episodes: Sequence[Episode]) -> None:
         torch.as_tensor(obs.mean(0), dtype=torch.float32),
         torch.as_tensor(obs.std(0), dtype=torch.float32),
     )
+
+
+def _init_readout(policy: Policy, episodes: Sequence[Episode], cfg: TrainConfig) -> None:
+    targets = np.concatenate(
+        [ep.labels if cfg.target == "label" else ep.actions for ep in episodes]
+    ).astype(np.float64)
+    with torch.no_grad():
+        policy.readout.weight.zero_()
+        mean = torch.as_tensor(targets.mean(0) / policy.cfg.action_scale, dtype=torch.float32)
+        policy.readout.bias.copy_(mean)
 
 
 def _epoch_rows(rows: np.ndarray, seed: int, epoch: int, ctx: _Dist) -> np.ndarray:
@@ -416,6 +435,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     _check_data(policy, episodes, cfg)
     if policy.cfg.frontend.kind == "vector":
         _set_vector_statistics(policy, [episodes[i] for i in train_ids])
+    if cfg.readout_init == "data":
+        _init_readout(policy, [episodes[i] for i in train_ids], cfg)
     policy.to(ctx.device)
     head = list(policy.frontend.parameters())
     rest = [p for name, p in policy.named_parameters() if not name.startswith("frontend.")]

@@ -17,6 +17,8 @@ import pytest
 import torch
 import yaml
 
+from liquid_control.data.minari_io import load_episodes
+from liquid_control.data.windows import split_by_episode
 from liquid_control.errors import UserError
 from liquid_control.models import Policy, load_checkpoint
 from liquid_control.train import TrainConfig, train
@@ -181,6 +183,25 @@ def test_bad_configs_are_one_line_user_errors(
     assert main([str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: training config: window") and err.count("\n") == 1
+
+
+def test_readout_starts_at_the_training_targets_mean(vector_config: MakeConfig) -> None:
+    cfg = vector_config(epochs=1, max_steps_per_epoch=1, lr=1e-12)
+    train(cfg)
+    policy, _ = load_checkpoint(Path(cfg.out_dir) / "last.safetensors")
+    episodes = load_episodes(cfg.datasets)
+    train_ids, _ = split_by_episode(len(episodes), cfg.val_fraction, cfg.seed)
+    mean = np.concatenate([episodes[i].labels for i in train_ids]).mean(0)
+    assert abs(mean[0]) > 1e-3  # a zero mean would not tell the init from a zero bias
+    assert torch.allclose(policy.readout.weight, torch.zeros(1, 8), atol=1e-9)
+    bias = policy.readout.bias.detach().numpy()
+    assert bias == pytest.approx(mean / policy.cfg.action_scale, rel=1e-4)
+    random_cfg = vector_config(epochs=1, max_steps_per_epoch=1, lr=1e-12, readout_init="random")
+    train(random_cfg)
+    policy, _ = load_checkpoint(Path(random_cfg.out_dir) / "last.safetensors")
+    assert policy.readout.weight.abs().min() > 1e-6
+    with pytest.raises(UserError, match="readout_init"):
+        vector_config(readout_init="zeros")
 
 
 def test_export_writes_a_manifest_for_the_best_checkpoint(vector_config: MakeConfig) -> None:
