@@ -104,3 +104,36 @@ def test_bridge_rejects_malformed_commands_and_holds_safe_command(ros) -> None:
     assert wait_for(lambda: bridge.session.action.tolist() == pytest.approx([0.05]), 30.0)
     # sync mode: one step per command, rejected ones included
     assert wait_for(lambda: bridge.session.steps == 4, timeout_s=30.0)
+
+
+def test_realtime_mode_steps_on_its_timer_and_holds_the_last_command(ros) -> None:
+    executor, context = ros
+    params = dict(BRIDGE_PARAMS, mode="realtime", rate_hz=50.0)
+    bridge = sim_bridge.create_node(
+        context=context,
+        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+    )
+    import rclpy
+    from rosgraph_msgs.msg import Clock
+
+    sender = rclpy.create_node("sender", context=context)
+    pub = sender.create_publisher(Twist, "cmd_vel_unstamped", 10)
+    clocks: list[float] = []
+    sender.create_subscription(
+        Clock, "/clock", lambda m: clocks.append(m.clock.sec + 1e-9 * m.clock.nanosec), 10
+    )
+    executor.add_node(bridge)
+    executor.add_node(sender)
+    # No command at all: the timer alone advances the sim and its clock.
+    assert wait_for(lambda: bridge.session.steps >= 20, timeout_s=60.0)
+    assert bridge.session.action.tolist() == [0.0]
+    assert wait_for(lambda: pub.get_subscription_count() > 0, timeout_s=30.0)
+    good = Twist()
+    good.linear.x, good.angular.z = 10.0, 0.3  # curvature 0.03 1/m
+    pub.publish(good)
+    assert wait_for(lambda: bridge.session.action.tolist() == pytest.approx([0.03]), 30.0)
+    held_from = bridge.session.steps
+    # The one command is held while the timer keeps stepping.
+    assert wait_for(lambda: bridge.session.steps >= held_from + 20, timeout_s=60.0)
+    assert bridge.session.action.tolist() == pytest.approx([0.03])
+    assert len(clocks) >= 20 and all(b > a for a, b in zip(clocks, clocks[1:], strict=False))
