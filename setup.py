@@ -122,6 +122,7 @@ setup(
         "pyyaml",
         "safetensors",
         "pillow",
+        "stable-baselines3>=2.3",
     ],
     extras_require={"test": ["pytest", "ruff"]},
     entry_points={

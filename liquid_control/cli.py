@@ -69,6 +69,10 @@ def _bench(args: argparse.Namespace) -> None:
             print((args.out / "lane_shipped.md").read_text())
             return
         lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+    elif args.what == "walker":
+        from liquid_control.bench import walker
+
+        walker.run(args.config or Path("config/bench_walker.yaml"), args.out)
     print((args.out / f"{args.what}.md").read_text())
 
 
@@ -97,22 +101,52 @@ def _collect(args: argparse.Namespace) -> None:
     import gymnasium as gym
 
     from liquid_control.data.minari_io import collect_dataset
+
+    if args.task == "walker":
+        from liquid_control.envs.walker import WALKER_ID, level_controller
+
+        dataset_id = args.dataset_id or f"liquid_control/walker2d-{args.level}-v0"
+        path = collect_dataset(
+            gym.make(WALKER_ID),
+            level_controller(args.level, args.expert, seed=args.seed),
+            dataset_id,
+            args.episodes,
+            seed=args.seed,
+            algorithm_name=f"stable-baselines3 PPO expert, level {args.level}",
+            description=f"{WALKER_ID}, {args.episodes} episodes, level {args.level}",
+        )
+        print(f"wrote {dataset_id} ({path})")
+        return
     from liquid_control.envs import LANE_KEEPING_ID
     from liquid_control.envs.expert import ExpertConfig, LaneExpert, episode_controller
 
     env = gym.make(LANE_KEEPING_ID, track_split="train", track_length_m=args.track_length)
     expert = LaneExpert(ExpertConfig(noise_std=args.noise))
+    dataset_id = args.dataset_id or "liquid_control/lane-expert-v0"
     path = collect_dataset(
         env,
         episode_controller(expert),
-        args.dataset_id,
+        dataset_id,
         args.episodes,
         seed=args.seed,
         image_encoding=args.image_encoding,
         algorithm_name="pure-pursuit expert with OU noise and recovery pushes",
         description=f"LaneKeeping-v0 expert, {args.episodes} episodes of {args.track_length} m",
     )
-    print(f"wrote {args.dataset_id} ({path})")
+    print(f"wrote {dataset_id} ({path})")
+
+
+def _expert(args: argparse.Namespace) -> None:
+    from liquid_control.envs.walker import train_expert
+
+    report = train_expert(args.out, args.timesteps, args.checkpoints, args.seed)
+    for name in ("expert", "medium"):
+        row = report[name]
+        print(
+            f"{name}: {row['checkpoint']} return {row['mean_return']:.0f} "
+            f"length {row['mean_length']:.0f} falls {row['falls']}/{row['episodes']}"
+        )
+    print(f"wrote {Path(args.out) / 'expert.json'}")
 
 
 def _bag2minari(args: argparse.Namespace) -> None:
@@ -209,14 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_bag2minari)
 
     p = sub.add_parser("collect", help="record expert driving as a Minari dataset")
-    p.add_argument("task", choices=["lane"], help="which task")
+    p.add_argument("task", choices=["lane", "walker"], help="which task")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--track-length", type=float, default=400.0, help="metres per episode")
     p.add_argument("--noise", type=float, default=0.004, help="expert steering noise (1/m)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-encoding", choices=["lossless", "jpeg"], default="lossless")
-    p.add_argument("--dataset-id", default="liquid_control/lane-expert-v0")
+    p.add_argument(
+        "--dataset-id",
+        help="default liquid_control/lane-expert-v0 or liquid_control/walker2d-<level>-v0",
+    )
+    p.add_argument("--level", default="expert", help="walker: random|medium|expert|expert_noisy")
+    p.add_argument("--expert", type=Path, default=Path("runs/walker_expert"), help="walker")
     p.set_defaults(func=_collect)
+
+    p = sub.add_parser("expert", help="train the Walker2d PPO expert (stable-baselines3)")
+    p.add_argument("task", choices=["walker"])
+    p.add_argument("--timesteps", type=int, default=1_000_000)
+    p.add_argument("--checkpoints", type=int, default=10, help="evaluated checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/walker_expert"))
+    p.set_defaults(func=_expert)
 
     p = sub.add_parser("train", help="train a policy from Minari datasets (config YAML)")
     p.add_argument("config", type=Path, help="training config, e.g. config/train_lane.yaml")
@@ -241,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
-    p.add_argument("what", choices=["cores", "edge", "env", "lane"], help="which benchmark")
+    p.add_argument(
+        "what", choices=["cores", "edge", "env", "lane", "walker"], help="which benchmark"
+    )
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
     p.add_argument(
         "--shipped",

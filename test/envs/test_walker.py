@@ -1,0 +1,72 @@
+"""The Walker2d PPO expert (a tiny run) and the dataset levels collected from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from liquid_control.cli import main
+from liquid_control.data.minari_io import load_episodes
+from liquid_control.envs import walker
+from liquid_control.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def expert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("walker_expert")
+    walker.train_expert(out, timesteps=4096, checkpoints=2, eval_episodes=2)
+    return out
+
+
+def test_training_writes_evaluated_checkpoints_and_picks_levels(expert_dir: Path) -> None:
+    report = json.loads((expert_dir / walker.REPORT).read_text())
+    assert [r["timesteps"] for r in report["checkpoints"]] == [2048, 4096]
+    best = max(r["mean_return"] for r in report["checkpoints"])
+    assert report["expert"]["mean_return"] == best
+    for name in ("expert", "medium"):
+        expert = walker.load_expert(expert_dir / f"{name}.safetensors")
+        obs, _ = gym.make(walker.WALKER_ID).reset(seed=0)
+        action = expert.act(obs)
+        assert action.shape == (6,) and np.all(np.abs(action) <= 1.0)
+    # the same checkpoint gives the same evaluation (deterministic expert, seeded resets)
+    again = walker.rollout(
+        gym.make(walker.WALKER_ID),
+        walker.load_expert(expert_dir / "expert.safetensors").act,
+        2,
+        seed=10_000,
+    )
+    assert again["mean_return"] == pytest.approx(report["expert"]["mean_return"])
+
+
+def test_noisy_level_executes_random_actions_but_labels_the_experts(
+    expert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(walker, "NOISY_FRACTION", 0.5)
+    control = walker.level_controller("expert_noisy", expert_dir, seed=0)
+    expert = walker.load_expert(expert_dir / "expert.safetensors")
+    env = gym.make(walker.WALKER_ID)
+    env.reset(seed=0)
+    replaced = 0
+    for _ in range(40):
+        executed, label = control(env)
+        np.testing.assert_allclose(label, expert.act(env.unwrapped._get_obs()), atol=1e-6)
+        replaced += not np.allclose(executed, label)
+        env.step(executed)
+    assert 5 <= replaced <= 35
+
+
+def test_collect_walker_levels_and_errors(expert_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    args = ["collect", "walker", "--episodes", "2", "--expert", str(expert_dir)]
+    assert main([*args, "--level", "expert"]) == 0
+    episodes = load_episodes("liquid_control/walker2d-expert-v0")
+    assert len(episodes) == 2 and episodes[0].obs.shape[1] == 17
+    np.testing.assert_allclose(episodes[0].dt_s, 0.008, rtol=1e-6)
+    np.testing.assert_array_equal(episodes[0].labels, episodes[0].actions)
+    assert main([*args, "--level", "sideways"]) == 2
+    with pytest.raises(UserError, match="does not exist"):
+        walker.load_expert(tmp_path / "missing.safetensors")
