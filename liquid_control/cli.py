@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_info)
 
     p = sub.add_parser("drive", help="run the drive graph (sim_bridge + policy_node) in-process")
-    p.add_argument("--task", default="lane", help="which graph (lane)")
+    p.add_argument("--task", default="lane", choices=["lane", "walker"], help="which graph")
     p.add_argument("--model", help="exported model directory (default: the shipped policy)")
     p.add_argument("--backend", choices=["torchscript", "onnxruntime", "eager"])
     p.add_argument("--perturb", default="", help="e.g. noise=0.2,drop=0.5")

@@ -8,6 +8,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets"
 DEFAULT_LANE_MODEL = ASSETS_DIR / "lane_default"
+DEFAULT_WALKER_MODEL = ASSETS_DIR / "walker_default"
 
 
 def share_dir() -> Path:

@@ -197,6 +197,7 @@ class EdgePolicy:
         self.obs_shape = tuple(spec["obs"]["shape"])
         self.obs_dtype = np.dtype(spec["obs"]["dtype"])
         self.state_shape = tuple(spec["state"]["shape"])
+        self.action_dim = int(self.manifest["config"]["action_dim"])
         self._warm_up()
 
     def _warm_up(self, calls: int = 3) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from liquid_control.models.export import load_exported
 
-COMMAND_MODES = ("curvature", "velocity")
+COMMAND_MODES = ("curvature", "velocity", "vector")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from liquid_control.errors import UserError
-from liquid_control.paths import share_dir
+from liquid_control.paths import DEFAULT_LANE_MODEL, DEFAULT_WALKER_MODEL, share_dir
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,12 @@ class Graph:
 BRIDGE = NodeSpec("sim_bridge", "liquid_control.ros.sim_bridge")
 POLICY = NodeSpec("policy_node", "liquid_control.ros.policy_node")
 RECORDER = NodeSpec("bag_recorder", "liquid_control.ros.recorder")
-GRAPHS = {"lane": Graph("drive.yaml", (BRIDGE, POLICY))}
+GRAPHS = {
+    "lane": Graph("drive.yaml", (BRIDGE, POLICY)),
+    "walker": Graph("walker.yaml", (BRIDGE, POLICY)),
+}
+
+DEFAULT_MODELS = {"lane": DEFAULT_LANE_MODEL, "walker": DEFAULT_WALKER_MODEL}
 
 # Launch arguments: name -> (node, parameter, default). An empty value keeps the YAML's.
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {
@@ -77,7 +82,47 @@ def node_parameters(task: str, overrides: dict[str, str] | None = None) -> dict[
         node, param, _ = LAUNCH_ARGUMENTS[arg]
         if value != "":
             params[node][param] = value
+    policy = params.get(POLICY.name)
+    if policy is not None and not policy.get("model"):
+        policy["model"] = str(DEFAULT_MODELS[task])  # the task's shipped policy
     return params
+
+
+def launch_description(task: str) -> Any:
+    """The ``ros2 launch`` description of ``task``'s graph (every launch file is this call).
+
+    Launch arguments: :data:`LAUNCH_ARGUMENTS` and ``record:=true``.
+    """
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    from launch import LaunchDescription
+
+    def nodes(context: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        overrides = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+        params = node_parameters(task, overrides)
+        record = LaunchConfiguration(RECORD_ARGUMENT).perform(context).lower() in ("true", "1")
+        return [
+            Node(
+                package="liquid_control",
+                executable=spec.name,
+                name=spec.name,
+                output="screen",
+                emulate_tty=True,
+                parameters=[params[spec.name]],
+            )
+            for spec in GRAPHS[task].active_nodes(record)
+        ]
+
+    arguments = [
+        DeclareLaunchArgument(name, default_value=default, description=f"{node}: {param}")
+        for name, (node, param, default) in LAUNCH_ARGUMENTS.items()
+    ]
+    arguments.append(
+        DeclareLaunchArgument(RECORD_ARGUMENT, default_value="false", description="record a bag")
+    )
+    return LaunchDescription([*arguments, OpaqueFunction(function=nodes)])
 
 
 def as_ros_parameters(values: dict[str, Any]) -> list[Any]:

@@ -1,5 +1,11 @@
 """``policy_node``: edge inference. Camera ``Image`` in, stamped command out.
 
+A model with a vector front end (Walker2d) instead takes ``std_msgs/Float64MultiArray``
+observations on ``observation_topic`` and publishes its raw action as
+``Float64MultiArray`` on ``command_topic`` (``command_mode: vector``, clipped to
+``max_abs_action``). Those messages carry no header: dt comes from the node's clock at
+arrival (sim time under ``use_sim_time``, as the bridge publishes ``/clock`` first).
+
 Glue only: parameters come from :data:`PARAMS`, frames are decoded by
 :mod:`liquid_control.ros.conversions`, and :class:`EdgeController` owns the
 policy, its recurrent state and the statistics reported on ``/diagnostics``.
@@ -14,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
 from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.conversions import ImageError, image_to_rgb, stamp_to_s
 from liquid_control.ros.edge import (
@@ -23,7 +31,7 @@ from liquid_control.ros.edge import (
     action_to_command,
     failsafe_command,
 )
-from liquid_control.ros.params import Param, declare
+from liquid_control.ros.params import Param, ParameterError, declare
 from liquid_control.ros.runtime import node_entry_points
 
 NAME = "policy_node"
@@ -48,9 +56,17 @@ PARAMS = [
         "command_mode",
         "curvature",
         "curvature: action is path curvature (1/m), yaw rate = "
-        "curvature * speed; velocity: action is [vx, vy, vz, yaw_rate]",
+        "curvature * speed; velocity: action is [vx, vy, vz, yaw_rate]; vector: the raw "
+        "action as Float64MultiArray (vector-input models)",
         choices=COMMAND_MODES,
     ),
+    Param(
+        "observation_topic",
+        "observation",
+        "vector observation topic (std_msgs/Float64MultiArray; vector-input models)",
+        read_only=True,
+    ),
+    Param("max_abs_action", 1.0, "vector mode: action limit (env action space)", 1e-3, 1e3),
     Param("speed_mps", 10.0, "forward speed in curvature mode (m/s)", 0.0, 40.0),
     Param("max_abs_curvature", 0.2, "steering limit in curvature mode (1/m)", 0.001, 10.0),
     Param(
@@ -69,6 +85,7 @@ def _make_node_class():
     from rclpy.node import Node
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+    from std_msgs.msg import Float64MultiArray
 
     class PolicyNode(Node):
         def __init__(self, **kwargs: Any) -> None:
@@ -82,8 +99,24 @@ def _make_node_class():
             sensor_qos = QoSProfile(
                 history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
             )
-            self.create_subscription(Image, self.p["image_topic"], self.on_image, sensor_qos)
-            self.cmd_pub = self.create_publisher(TwistStamped, self.p["command_topic"], 10)
+            self.vector_input = self.controller.image_hw is None
+            if self.vector_input != (self.p["command_mode"] == "vector"):
+                raise ParameterError(
+                    f"model {self.p['model']} takes "
+                    f"{'vectors' if self.vector_input else 'images'}: command_mode must be "
+                    f"{'vector' if self.vector_input else 'curvature or velocity'}, "
+                    f"got {self.p['command_mode']!r}"
+                )
+            if self.vector_input:
+                self.input_topic = self.p["observation_topic"]
+                self.create_subscription(
+                    Float64MultiArray, self.input_topic, self.on_vector, sensor_qos
+                )
+                self.cmd_pub = self.create_publisher(Float64MultiArray, self.p["command_topic"], 10)
+            else:
+                self.input_topic = self.p["image_topic"]
+                self.create_subscription(Image, self.input_topic, self.on_image, sensor_qos)
+                self.cmd_pub = self.create_publisher(TwistStamped, self.p["command_topic"], 10)
             self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             # Steady clock: the watchdog must fire even when (sim) time stops.
             steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -92,8 +125,7 @@ def _make_node_class():
                 self.p["diagnostics_period_s"], self.publish_diagnostics, clock=steady
             )
             self.get_logger().info(
-                f"loaded {self.p['model']} ({self.p['backend']}); listening on "
-                f"{self.p['image_topic']}"
+                f"loaded {self.p['model']} ({self.p['backend']}); listening on {self.input_topic}"
             )
 
         def on_image(self, msg: Image) -> None:
@@ -104,7 +136,25 @@ def _make_node_class():
                 self.controller.stats.dropped += 1
                 self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)
                 return
-            action, reset = self.controller.on_frame(rgb, stamp_to_s(msg.header.stamp), received)
+            self.act(rgb, msg.header.stamp, received)
+
+        def on_vector(self, msg: Float64MultiArray) -> None:
+            received = time.perf_counter()
+            obs = np.asarray(msg.data, dtype=np.float64)
+            size = int(np.prod(self.controller.policy.obs_shape))
+            if obs.size != size or not np.all(np.isfinite(obs)):
+                self.controller.stats.dropped += 1
+                self.get_logger().warning(
+                    f"dropped observation: {obs.size} values (model takes {size})"
+                    if obs.size != size
+                    else "dropped observation: non-finite values",
+                    throttle_duration_sec=2.0,
+                )
+                return
+            self.act(obs.astype(np.float32), self.get_clock().now().to_msg(), received)
+
+        def act(self, obs: np.ndarray, stamp: Any, received: float) -> None:
+            action, reset = self.controller.on_frame(obs, stamp_to_s(stamp), received)
             if reset:
                 self.get_logger().info(f"recurrent state reset: {reset}")
             if not all(math.isfinite(float(a)) for a in action):
@@ -113,10 +163,16 @@ def _make_node_class():
                     "policy produced a non-finite action; state reset", throttle_duration_sec=2.0
                 )
                 return
-            command = action_to_command(
-                action, self.p["command_mode"], self.p["speed_mps"], self.p["max_abs_curvature"]
-            )
-            self.publish(command, msg.header.stamp)
+            if self.vector_input:
+                limit = self.p["max_abs_action"]
+                self.cmd_pub.publish(
+                    Float64MultiArray(data=np.clip(action, -limit, limit).tolist())
+                )
+            else:
+                command = action_to_command(
+                    action, self.p["command_mode"], self.p["speed_mps"], self.p["max_abs_curvature"]
+                )
+                self.publish(command, stamp)
             self.last_valid = time.monotonic()
             if self.failsafe_active:
                 self.failsafe_active = False
@@ -141,7 +197,12 @@ def _make_node_class():
                 self.get_logger().error(
                     f"no valid image for {self.p['timeout_s']} s: publishing fail-safe command"
                 )
-            self.publish(failsafe_command(), self.get_clock().now().to_msg())
+            if self.vector_input:  # zero action (Walker2d: no torque)
+                self.cmd_pub.publish(
+                    Float64MultiArray(data=[0.0] * self.controller.policy.action_dim)
+                )
+            else:
+                self.publish(failsafe_command(), self.get_clock().now().to_msg())
 
         def publish_diagnostics(self) -> None:
             stats = self.controller.stats.summary()

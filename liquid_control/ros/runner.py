@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from liquid_control.atomic import atomic_path
+from liquid_control.errors import UserError
 from liquid_control.ros.graph import GRAPHS, as_ros_parameters, node_parameters
 
 
@@ -47,6 +48,10 @@ def drive(
             executor.add_node(node)
         session = nodes["sim_bridge"].session
         frames: list[np.ndarray] = []
+        if video_path is not None and "image" not in getattr(
+            session.env.observation_space, "spaces", {}
+        ):
+            raise UserError(f"--video needs a camera; the {task} env has none")
         if video_path is not None:
             from liquid_control.train.evaluate import _overlay
 
@@ -86,6 +91,7 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
     offsets = np.asarray(session.abs_offsets_m)
     km = sum(float(e.get("progress_m", 0.0)) for e in finished) / 1000.0
     departures = sum(e["event"] == "lane_departure" for e in finished)
+    returns = [float(e["return"]) for e in finished]
     summary: dict[str, Any] = {
         "wall_s": wall_s,
         "steps": session.steps,
@@ -96,6 +102,8 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
         "lane_departures": int(departures),
         "mean_abs_offset_m": float(offsets.mean()) if offsets.size else None,
         "p95_abs_offset_m": float(np.percentile(offsets, 95)) if offsets.size else None,
+        "mean_return": float(np.mean(returns)) if returns else None,
+        "falls": int(sum(e["event"] == "terminated" for e in finished)),
         "rejected_commands": session.rejected,
         "sync_timeouts": nodes["sim_bridge"].sync_timeouts,
         "episodes": finished,
@@ -108,10 +116,13 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
 
 
 def _live_line(s: dict[str, Any]) -> str:
-    offset = "-" if s["mean_abs_offset_m"] is None else f"{s['mean_abs_offset_m']:.3f} m"
     latency = s.get("policy", {}).get("latency_p50_ms", 0.0)
+    if s["mean_abs_offset_m"] is None and s["mean_return"] is not None:  # no lane: returns
+        task = f"falls {s['falls']}  mean return {s['mean_return']:.0f}"
+    else:
+        offset = "-" if s["mean_abs_offset_m"] is None else f"{s['mean_abs_offset_m']:.3f} m"
+        task = f"departures {s['lane_departures']}  mean |offset| {offset}"
     return (
         f"[drive] {s['wall_s']:6.1f} s  steps {s['steps']:6d} ({s['steps_per_s']:5.0f}/s)  "
-        f"episodes {s['episodes_finished']}  departures {s['lane_departures']}  "
-        f"mean |offset| {offset}  policy p50 {latency:.2f} ms"
+        f"episodes {s['episodes_finished']}  {task}  policy p50 {latency:.2f} ms"
     )

@@ -2,7 +2,8 @@
 
 Glue only: :class:`SimSession` owns the env, sim time and episodes. Publishes the
 camera (``sensor_msgs/Image`` rgb8 + ``CameraInfo``), ground truth
-(``nav_msgs/Odometry``), vector observations (``std_msgs/Float64MultiArray``),
+(``nav_msgs/Odometry``), vector observations (``std_msgs/Float64MultiArray`` on
+``observation_topic``) with the MuJoCo joints as ``sensor_msgs/JointState`` (Walker2d),
 ``/clock`` and episode events (``std_msgs/String``, JSON); takes commands as
 ``geometry_msgs/TwistStamped`` (or ``Twist`` on ``<command_topic>_unstamped``,
 or ``Float64MultiArray`` in ``vector`` mode); ``~/reset`` (``std_srvs/Trigger``)
@@ -59,6 +60,12 @@ PARAMS = [
         read_only=True,
     ),
     Param("camera_topic", "camera/image_raw", "camera image topic", read_only=True),
+    Param(
+        "observation_topic",
+        "observation",
+        "vector observation topic (std_msgs/Float64MultiArray)",
+        read_only=True,
+    ),
     Param("command_topic", "cmd_vel", "command topic", read_only=True),
     Param("frame_id", "camera", "frame of the camera images", read_only=True),
     Param(
@@ -86,7 +93,7 @@ def _make_node_class():
     from rclpy.clock import Clock, ClockType
     from rclpy.node import Node
     from rosgraph_msgs.msg import Clock as ClockMsg
-    from sensor_msgs.msg import CameraInfo
+    from sensor_msgs.msg import CameraInfo, JointState
     from sensor_msgs.msg import Image as ImageMsg
     from std_msgs.msg import Float64MultiArray, String
     from std_srvs.srv import Trigger
@@ -111,7 +118,12 @@ def _make_node_class():
             info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
             self.info_pub = self.create_publisher(CameraInfo, info_topic, 10)
             self.odom_pub = self.create_publisher(Odometry, "odom", 10)
-            self.obs_pub = self.create_publisher(Float64MultiArray, "observation", 10)
+            self.obs_pub = self.create_publisher(Float64MultiArray, self.p["observation_topic"], 10)
+            self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+            self.joints = mujoco_joints(self.session.env)
+            # The topic a policy drives from: sync mode waits only once someone listens.
+            images = "image" in getattr(self.session.env.observation_space, "spaces", {})
+            self.driver_topic = self.p["camera_topic" if images else "observation_topic"]
             self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
             self.event_pub = self.create_publisher(String, "episode_events", 10)
             self.autopilot_pub = self.create_publisher(
@@ -185,7 +197,7 @@ def _make_node_class():
                 self._advance()
 
         def on_sync_timeout(self) -> None:
-            if self.count_subscribers(self.p["camera_topic"]) == 0:
+            if self.count_subscribers(self.driver_topic) == 0:
                 return  # nobody drives yet: wait instead of running the sim open loop
             self.sync_timeouts += 1
             self.advance()
@@ -226,6 +238,9 @@ def _make_node_class():
                 self.odom_pub.publish(_odometry(Odometry(), stamp, info))
             if frame.vector is not None:
                 self.obs_pub.publish(Float64MultiArray(data=frame.vector.tolist()))
+            if self.joints:
+                data = self.session.env.unwrapped.data
+                self.joint_pub.publish(_joint_state(JointState(), stamp, data, self.joints))
             if frame.command is not None:
                 speed = float(getattr(self.session.env.unwrapped, "speed_mps", 0.0))
                 self.autopilot_pub.publish(_autopilot_twist(TwistStamped(), frame, speed))
@@ -235,6 +250,29 @@ def _make_node_class():
                 self.image_pub.publish(image)
 
     return SimBridge
+
+
+def mujoco_joints(env: Any) -> list[tuple[str, int, int]]:
+    """(name, qpos index, qvel index) of every hinge/slide joint of a MuJoCo env ([] if none)."""
+    model = getattr(env.unwrapped, "model", None)
+    if model is None or not hasattr(model, "njnt"):
+        return []
+    import mujoco
+
+    one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    return [
+        (model.joint(j).name, int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j]))
+        for j in range(model.njnt)
+        if int(model.jnt_type[j]) in one_dof
+    ]
+
+
+def _joint_state(msg: Any, stamp: Any, data: Any, joints: list[tuple[str, int, int]]) -> Any:
+    msg.header.stamp = stamp
+    msg.name = [name for name, _, _ in joints]
+    msg.position = [float(data.qpos[q]) for _, q, _ in joints]
+    msg.velocity = [float(data.qvel[v]) for _, _, v in joints]
+    return msg
 
 
 def _autopilot_twist(msg: Any, frame: Frame, speed: float) -> Any:

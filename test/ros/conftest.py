@@ -13,6 +13,7 @@ import torch
 
 from liquid_control.models import CoreConfig, Policy, PolicyConfig, save_checkpoint
 from liquid_control.models.export import export_policy
+from liquid_control.models.frontends import FrontendConfig
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -57,3 +58,18 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+@pytest.fixture(scope="session")
+def walker_export(tmp_path_factory) -> str:
+    """A small untrained Walker2d policy (vector front end + CfC), exported."""
+    torch.manual_seed(0)
+    tmp = tmp_path_factory.mktemp("walker_export")
+    cfg = PolicyConfig(
+        name="walker-test",
+        frontend=FrontendConfig(kind="vector", obs_dim=17),
+        core=CoreConfig(kind="cfc", units=8, backbone_units=16),
+        action_dim=6,
+    )
+    ckpt = save_checkpoint(tmp / "policy.safetensors", Policy(cfg).eval())
+    return str(export_policy(ckpt, tmp / "export", onnx=True).parent)

@@ -1,0 +1,103 @@
+"""The Walker2d graph over real DDS: vector observations in, Float64MultiArray actions out."""
+
+from __future__ import annotations
+
+import threading
+
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from liquid_control.ros import policy_node, sim_bridge
+from liquid_control.ros.graph import node_parameters
+
+from .conftest import wait_for
+
+
+def _params(values: dict) -> list[Parameter]:
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+def test_walker_closed_loop_through_both_nodes(ros, walker_export) -> None:
+    executor, context = ros
+    params = node_parameters("walker", {"model": walker_export})
+    bridge = sim_bridge.create_node(
+        context=context, parameter_overrides=_params(params["sim_bridge"])
+    )
+    policy = policy_node.create_node(
+        context=context, parameter_overrides=_params(params["policy_node"])
+    )
+    import rclpy
+
+    listener = rclpy.create_node("listener", context=context)
+    seen = {"joints": [], "actions": []}
+    lock = threading.Lock()
+
+    def keep(key):
+        def cb(msg):
+            with lock:
+                seen[key].append(msg)
+
+        return cb
+
+    listener.create_subscription(JointState, "joint_states", keep("joints"), 10)
+    listener.create_subscription(Float64MultiArray, "joint_commands", keep("actions"), 10)
+    for node in (listener, policy, bridge):
+        executor.add_node(node)
+    assert wait_for(lambda: bridge.count_subscribers("observation") >= 1, timeout_s=30.0)
+    bridge.on_reset(None, type("R", (), {})())
+    steps0 = bridge.session.steps
+    assert wait_for(lambda: bridge.session.steps >= steps0 + 300, timeout_s=120.0)
+    assert bridge.session.rejected == 0  # the node clips actions to the action space
+    assert policy.controller.stats.frames >= 0.75 * (bridge.session.steps - steps0)
+    # An untrained walker falls: the episode ends with a terminated event and a return.
+    assert wait_for(lambda: len(bridge.session.finished_episodes) >= 1, timeout_s=60.0)
+    assert bridge.session.finished_episodes[0]["event"] == "terminated"
+    with lock:
+        joints = seen["joints"][-1]
+        assert "thigh_joint" in joints.name and len(joints.position) == len(joints.name) == 9
+        assert joints.header.stamp.sec + joints.header.stamp.nanosec > 0
+        assert len(seen["actions"]) >= 100
+        assert all(len(a.data) == 6 and max(map(abs, a.data)) <= 1.0 for a in seen["actions"])
+
+
+def test_walker_node_drops_malformed_observations_and_fails_safe(ros, walker_export) -> None:
+    executor, context = ros
+    policy = policy_node.create_node(
+        context=context,
+        parameter_overrides=_params(
+            {**node_parameters("walker", {"model": walker_export})["policy_node"], "timeout_s": 0.3}
+        ),
+    )
+    import rclpy
+
+    sender = rclpy.create_node("sender", context=context)
+    pub = sender.create_publisher(Float64MultiArray, "observation", 10)
+    actions: list[list[float]] = []
+    sender.create_subscription(
+        Float64MultiArray, "joint_commands", lambda m: actions.append(list(m.data)), 10
+    )
+    executor.add_node(policy)
+    executor.add_node(sender)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, timeout_s=30.0)
+    for i, bad in enumerate(([0.0] * 5, [float("nan")] * 17)):
+        pub.publish(Float64MultiArray(data=bad))  # depth-1 input: one message at a time
+        assert wait_for(lambda i=i: policy.controller.stats.dropped == i + 1, timeout_s=10.0)
+    assert policy.controller.stats.frames == 0
+    # Nothing valid: the watchdog publishes the zero action.
+    assert wait_for(lambda: [0.0] * 6 in actions, timeout_s=10.0)
+    pub.publish(Float64MultiArray(data=[0.1] * 17))
+    assert wait_for(lambda: policy.controller.stats.frames == 1, timeout_s=10.0)
+
+
+def test_image_model_with_vector_command_mode_is_refused(ros, lane_export) -> None:
+    _, context = ros
+    import pytest
+
+    from liquid_control.ros.params import ParameterError
+
+    with pytest.raises(ParameterError, match="takes images"):
+        policy_node.create_node(
+            context=context,
+            parameter_overrides=_params({"model": lane_export, "command_mode": "vector"}),
+        )
