@@ -73,6 +73,11 @@ class WalkerBenchConfig:
     eval_windows: int = 4000
     threads: int = 1
     out_dir: str = "runs/bench_walker"
+    closed_loop: dict[str, Any] = field(default_factory=dict)
+    """Item 5, behaviour cloning evaluated in the sim: ``train_config`` (a trainer YAML whose
+    policy core is replaced per model), ``models`` (name -> CoreConfig fields), ``epochs``,
+    ``episodes`` (held-out seeds from 100000), ``ros_episodes`` (the first model also
+    drives through sim_bridge + policy_node over DDS). Empty: skipped."""
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -319,6 +324,63 @@ def run_one(cfg: WalkerBenchConfig, name: str, seed: int, train_drop: float) -> 
     }
 
 
+# -- item 5: closed loop ----------------------------------------------------------------------
+
+HELD_OUT_SEED = 100_000
+
+
+def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
+    """Behaviour cloning with the shared trainer, then driving Walker2d-v5 with ``step``."""
+    import gymnasium as gym
+
+    from liquid_control.envs.walker import WALKER_ID, PolicyWalker, rollout
+    from liquid_control.models.export import load_exported
+    from liquid_control.train.trainer import TrainConfig, train
+
+    spec = cfg.closed_loop
+    results: dict[str, Any] = {}
+    for i, (name, core) in enumerate(spec["models"].items()):
+        train_cfg = TrainConfig.from_yaml(spec["train_config"])
+        train_cfg.policy = {**train_cfg.policy, "name": name, "core": core}
+        train_cfg.datasets = list(cfg.datasets)
+        train_cfg.epochs = int(spec.get("epochs", train_cfg.epochs))
+        train_cfg.out_dir = str(Path(cfg.out_dir) / "closed_loop" / _slug(name))
+        train_cfg.export = True
+        start = time.monotonic()
+        trained = train(train_cfg)
+        export = str(Path(trained["export_manifest"]).parent)
+        runner = load_exported(export, "torchscript")
+        env = gym.make(WALKER_ID)
+        walker = PolicyWalker(runner, float(env.unwrapped.dt))
+        stats = rollout(env, walker.act, int(spec["episodes"]), HELD_OUT_SEED, walker.reset)
+        env.close()
+        results[name] = {
+            "export": export,
+            "best_val_loss": trained["best_score"],
+            "train_seconds": time.monotonic() - start,
+            "sim": stats,
+        }
+        if i == 0 and spec.get("ros_episodes"):
+            from liquid_control.ros.runner import drive
+
+            summary = drive(
+                "walker",
+                {"model": export},
+                episodes=int(spec["ros_episodes"]),
+                summary_path=Path(cfg.out_dir) / "closed_loop" / "ros_summary.json",
+            )
+            results[name]["ros"] = {
+                k: summary[k]
+                for k in ("episodes_finished", "mean_return", "falls", "steps_per_s", "steps")
+            }
+        print(f"closed loop {name}: {stats}", flush=True)
+    return results
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
 # -- driver ---------------------------------------------------------------------------------
 
 
@@ -406,6 +468,29 @@ def markdown(result: dict[str, Any]) -> str:
             + " | ".join(f"{r['dropout_mse'][p]['mean']:.4f}" for p in drops)
             + " |"
         )
+    if result.get("closed_loop"):
+        lines += [
+            "",
+            "Closed loop (behaviour cloning, Walker2d-v5, held-out seeds; return, falls, "
+            "distance walked):",
+            "",
+            "| model | best val loss | episodes | mean return | falls | mean length | distance m |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in result["closed_loop"].items():
+            sim = r["sim"]
+            lines.append(
+                f"| {name} | {r['best_val_loss']:.4f} | {sim['episodes']} | "
+                f"{sim['mean_return']:.0f} ± {sim['std_return']:.0f} | {sim['falls']} | "
+                f"{sim['mean_length']:.0f} | {sim['mean_distance_m']:.1f} |"
+            )
+            if "ros" in r:
+                ros = r["ros"]
+                lines.append(
+                    f"| {name}, through ROS 2 (sim_bridge + policy_node) | | "
+                    f"{ros['episodes_finished']} | {ros['mean_return']:.0f} | {ros['falls']} | "
+                    f"{ros['steps_per_s']:.0f} steps/s | |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -489,6 +574,8 @@ def run(config: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "summary": summarise(runs, cfg),
         "runs": [{k: v for k, v in r.items() if k != "trace"} for r in runs],
     }
+    if cfg.closed_loop:
+        result["closed_loop"] = closed_loop(cfg)
     result["plots"] = plot(result, runs, out)
     write_results(out, "walker", result, markdown(result))
     return result

@@ -98,12 +98,34 @@ def load_expert(path: str | Path) -> WalkerExpert:
     )
 
 
+class PolicyWalker:
+    """Walks with an exported policy (``EdgePolicy.step``, as policy_node runs it)."""
+
+    def __init__(self, runner: Any, dt_s: float) -> None:
+        self.runner, self.dt_s = runner, dt_s
+        self.state = runner.initial_state()
+
+    def reset(self) -> None:
+        self.state = self.runner.initial_state()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        action, self.state = self.runner.step(obs.astype(np.float32), self.dt_s, self.state)
+        return np.clip(np.asarray(action, np.float32).reshape(-1), -1.0, 1.0)
+
+
 def rollout(
-    env: gym.Env, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int
+    env: gym.Env,
+    act: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int,
+    reset: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """Mean return, length, falls (terminated before the time limit) and distance (m)."""
+    """Mean return, length, falls (terminated before the time limit) and distance (m).
+    ``reset`` (e.g. a recurrent policy's) is called before every episode."""
     returns, lengths, falls, distances = [], [], 0, []
     for i in range(episodes):
+        if reset is not None:
+            reset()
         obs, _ = env.reset(seed=seed + i)
         x0 = float(env.unwrapped.data.qpos[0])
         total, steps, done = 0.0, 0, False

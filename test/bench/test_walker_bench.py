@@ -64,6 +64,16 @@ def test_tiny_walker_bench_writes_json_table_and_plots(tmp_path: Path, monkeypat
         "rollout_ks": [1, 2],
         "max_train_windows": 100,
         "eval_windows": 50,
+        "closed_loop": {
+            "train_config": "config/train_walker.yaml",
+            "models": {
+                "CfC NCP": {"kind": "cfc", "wiring": "autoncp", "units": 12, "motor_neurons": 6}
+            },
+            "epochs": 1,
+            "episodes": 2,
+            "ros_episodes": 1,
+        },
+        "out_dir": str(tmp_path / "runs"),
     }
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
     out = tmp_path / "results"
@@ -89,5 +99,8 @@ def test_tiny_walker_bench_writes_json_table_and_plots(tmp_path: Path, monkeypat
     assert len(result["runs"]) == 6 and all(len(r["history"]) == 2 for r in result["runs"])
     for plot in result["plots"]:
         assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+    loop = result["closed_loop"]["CfC NCP"]
+    assert loop["sim"]["episodes"] == 2 and loop["sim"]["mean_length"] > 0
+    assert loop["ros"]["episodes_finished"] >= 1 and loop["ros"]["steps"] > 0
     table = (out / "walker.md").read_text()
     assert "| CfC | " in table and "RMSE K=2" in table
