@@ -212,7 +212,7 @@ def run_shipped(config: str | Path, out: Path) -> dict[str, Any]:
     shipped, base = rows[next(iter(bench.models))]["eval"], rows[bench.baseline]["eval"]
     targets = {
         "zero departures clean": shipped["clean"]["departures"] == 0,
-        "mean |offset| <= 0.25 m clean": shipped["clean"]["mean_abs_offset_m"] <= 0.25,
+        "mean abs offset <= 0.25 m clean": shipped["clean"]["mean_abs_offset_m"] <= 0.25,
     }
     for condition in ("noise 0.2", "drop 50%"):
         targets[f"fewer departures/km than {bench.baseline} under {condition}"] = (

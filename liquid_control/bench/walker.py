@@ -274,7 +274,7 @@ def run_one(cfg: WalkerBenchConfig, name: str, seed: int, train_drop: float) -> 
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(j)
+            total += float(loss.detach()) * len(j)
         seconds.append(time.perf_counter() - start)
         model.eval()
         val = _errors(_predict(model, x_val, dt_val), y_val)["mse"]
