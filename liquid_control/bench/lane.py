@@ -145,7 +145,9 @@ def markdown(results: dict[str, Any]) -> str:
         "# Lane-keeping benchmark",
         "",
         f"Same data, conv head and recipe for every model; {len(cfg['seeds'])} training seed(s) "
-        f"per model, {cfg['epochs']} epochs; {cfg['episodes']} held-out tracks of "
+        f"per model, {cfg['epochs']} epochs"
+        + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
+        + f"; {cfg['episodes']} held-out tracks of "
         f"{cfg['track_length_m']:.0f} m per condition. Written by `liquid-control bench lane`.",
         "",
         "## Parameters",
