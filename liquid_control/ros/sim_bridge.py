@@ -25,7 +25,7 @@ from typing import Any
 
 from liquid_control.ros.bridge import COMMAND_MODES, Frame, SimSession, make_env
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
-from liquid_control.ros.params import Param
+from liquid_control.ros.params import Param, ParameterError
 from liquid_control.ros.runtime import node_entry_points
 
 NAME = "sim_bridge"
@@ -67,6 +67,13 @@ PARAMS = [
         read_only=True,
     ),
     Param("command_topic", "cmd_vel", "command topic", read_only=True),
+    Param(
+        "render_camera",
+        False,
+        "envs without a camera observation (Walker2d): publish env.render() on camera_topic "
+        "(needs env_kwargs render_mode rgb_array)",
+        read_only=True,
+    ),
     Param("frame_id", "camera", "frame of the camera images", read_only=True),
     Param(
         "autopilot",
@@ -124,6 +131,14 @@ def _make_node_class():
             # The topic a policy drives from: sync mode waits only once someone listens.
             images = "image" in getattr(self.session.env.observation_space, "spaces", {})
             self.driver_topic = self.p["camera_topic" if images else "observation_topic"]
+            if self.p["render_camera"] and getattr(self.session.env, "render_mode", None) != (
+                "rgb_array"
+            ):
+                self.destroy_node()
+                raise ParameterError(
+                    'render_camera needs env_kwargs {"render_mode": "rgb_array"} (got '
+                    f"{getattr(self.session.env, 'render_mode', None)!r})"
+                )
             self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
             self.event_pub = self.create_publisher(String, "episode_events", 10)
             self.autopilot_pub = self.create_publisher(
@@ -244,8 +259,11 @@ def _make_node_class():
             if frame.command is not None:
                 speed = float(getattr(self.session.env.unwrapped, "speed_mps", 0.0))
                 self.autopilot_pub.publish(_autopilot_twist(TwistStamped(), frame, speed))
-            if frame.image is not None:
-                image = rgb_to_image(frame.image, stamp, self.p["frame_id"])
+            rgb = frame.image
+            if rgb is None and self.p["render_camera"]:
+                rgb = self.session.env.render()  # on the sim thread, which owns the GL context
+            if rgb is not None:
+                image = rgb_to_image(rgb, stamp, self.p["frame_id"])
                 self.info_pub.publish(_camera_info(CameraInfo(), image))
                 self.image_pub.publish(image)
 

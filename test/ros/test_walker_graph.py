@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -101,3 +102,59 @@ def test_image_model_with_vector_command_mode_is_refused(ros, lane_export) -> No
             context=context,
             parameter_overrides=_params({"model": lane_export, "command_mode": "vector"}),
         )
+
+
+def test_walker_bridge_rejects_bad_action_vectors_and_holds_zero(ros) -> None:
+    executor, context = ros
+    params = dict(node_parameters("walker", {})["sim_bridge"], sync_timeout_s=30.0)
+    bridge = sim_bridge.create_node(context=context, parameter_overrides=_params(params))
+    import rclpy
+
+    sender = rclpy.create_node("sender", context=context)
+    pub = sender.create_publisher(Float64MultiArray, "joint_commands", 10)
+    executor.add_node(bridge)
+    executor.add_node(sender)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, timeout_s=30.0)
+    good = [0.5, -0.5, 0.25, 0.0, 0.1, -0.1]
+    pub.publish(Float64MultiArray(data=good))
+    assert wait_for(lambda: bridge.session.action.tolist() == good, timeout_s=10.0)
+    bad = ([0.1] * 5, [float("nan")] * 6, [2.0] * 6)  # wrong length, non-finite, out of range
+    for i, values in enumerate(bad):
+        pub.publish(Float64MultiArray(data=values))
+        assert wait_for(lambda i=i: bridge.session.rejected == i + 1, timeout_s=10.0)
+        assert bridge.session.action.tolist() == [0.0] * 6
+    # sync mode: each command, rejected or not, advanced the sim one step
+    assert wait_for(lambda: bridge.session.steps == 4, timeout_s=10.0)
+
+
+def test_walker_bridge_publishes_a_rendered_camera_on_request(ros) -> None:
+    import json
+
+    import pytest
+    from sensor_msgs.msg import Image
+
+    from liquid_control.ros.params import ParameterError
+
+    executor, context = ros
+    base = dict(node_parameters("walker", {})["sim_bridge"], mode="realtime", rate_hz=50.0)
+    with pytest.raises(ParameterError, match="render_mode"):
+        sim_bridge.create_node(
+            context=context, parameter_overrides=_params({**base, "render_camera": True})
+        )
+    kwargs = json.dumps({"render_mode": "rgb_array", "width": 64, "height": 48})
+    bridge = sim_bridge.create_node(
+        context=context,
+        parameter_overrides=_params({**base, "render_camera": True, "env_kwargs": kwargs}),
+    )
+    import rclpy
+
+    listener = rclpy.create_node("listener", context=context)
+    images: list[Image] = []
+    listener.create_subscription(Image, "camera/image_raw", images.append, 10)
+    executor.add_node(bridge)
+    executor.add_node(listener)
+    assert wait_for(lambda: len(images) >= 5, timeout_s=30.0)
+    image = images[-1]
+    assert (image.width, image.height, image.encoding) == (64, 48, "rgb8")
+    pixels = np.frombuffer(image.data, np.uint8)
+    assert pixels.size == 64 * 48 * 3 and pixels.std() > 5  # a rendered scene, not a blank
