@@ -72,7 +72,10 @@ def _bench(args: argparse.Namespace) -> None:
     elif args.what == "walker":
         from liquid_control.bench import walker
 
-        walker.run(args.config or Path("config/bench_walker.yaml"), args.out)
+        walker.run(args.config or Path("config/bench_walker.yaml"), args.out, args.data)
+        if args.data:
+            print((args.out / "walker_data.md").read_text())
+            return
     print((args.out / f"{args.what}.md").read_text())
 
 
@@ -296,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--shipped",
         action="store_true",
         help="lane: check the shipped policy's targets (config/bench_lane_shipped.yaml)",
+    )
+    p.add_argument(
+        "--data", action="store_true", help="walker: only describe the expert and datasets"
     )
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions per model")

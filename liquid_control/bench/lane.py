@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import yaml
 
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import slug, write_results
 from liquid_control.errors import UserError
 
 T = TypeVar("T")
@@ -67,15 +67,11 @@ def train_model(bench: LaneBenchConfig, name: str, core: dict[str, Any], seed: i
     cfg.epochs = bench.epochs
     if bench.max_steps_per_epoch:
         cfg.max_steps_per_epoch = bench.max_steps_per_epoch
-    cfg.out_dir = str(Path(bench.out_dir) / _slug(name) / f"seed{seed}")
+    cfg.out_dir = str(Path(bench.out_dir) / slug(name) / f"seed{seed}")
     start = time.monotonic()
     result = train(cfg)
     result["train_seconds"] = time.monotonic() - start
     return result
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
 def evaluate_conditions(export: str, bench: LaneBenchConfig) -> dict[str, dict[str, float]]:

@@ -18,3 +18,8 @@ def write_results(out_dir: str | Path, name: str, results: dict[str, Any], table
     with atomic_path(out_dir / f"{name}.md") as tmp:
         tmp.write_text(table)
     return json_path
+
+
+def slug(name: str) -> str:
+    """A model name as a directory name ("CfC NCP (19 neurons)" -> "cfc_ncp__19_neurons")."""
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()

@@ -15,8 +15,9 @@ seed, every model on the same data and the same episode split:
    this project). Also trained on irregular data (``irregular_train_drop`` of the steps
    dropped in every training window), as in the CfC paper's Walker2d benchmark.
 
-Each (model, seed, variant) trains in its own spawned process, so its timing and peak
-memory are its own. Results: ``bench/results/walker.json``, ``walker.md`` and plots.
+Each (model, seed, variant) trains in its own spawned process on the data loaded once by
+the parent, so its timing and peak memory are its own. Results:
+``bench/results/walker.json``, ``walker.md`` and plots.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from liquid_control.bench.lane import load_bench_config
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import slug, write_results
 from liquid_control.errors import UserError
 
 OBS_DIM = 17
@@ -73,6 +74,10 @@ class WalkerBenchConfig:
     eval_windows: int = 4000
     threads: int = 1
     out_dir: str = "runs/bench_walker"
+    data_levels: list[str] = field(default_factory=list)
+    """Datasets described in ``walker_data.md`` (return, length, falls per episode)."""
+    expert_dir: str = "runs/walker_expert"
+    """Where ``liquid-control expert walker`` wrote expert.json (its checkpoint table)."""
     closed_loop: dict[str, Any] = field(default_factory=dict)
     """Item 5, behaviour cloning evaluated in the sim: ``train_config`` (a trainer YAML whose
     policy core is replaced per model), ``models`` (name -> CoreConfig fields), ``epochs``,
@@ -234,11 +239,13 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run_one(cfg: WalkerBenchConfig, name: str, seed: int, train_drop: float) -> dict[str, Any]:
+def run_one(
+    cfg: WalkerBenchConfig, data: dict[str, Any], name: str, seed: int, train_drop: float
+) -> dict[str, Any]:
+    """One training run on ``data`` (:func:`load_splits`, loaded once by the parent)."""
     import torch
 
     torch.set_num_threads(cfg.threads)
-    data = load_splits(cfg)
     rng = np.random.default_rng(seed)
     train_rows = window_starts(data["train"], cfg.history)
     if cfg.max_train_windows and len(train_rows) > cfg.max_train_windows:
@@ -344,7 +351,7 @@ def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
         train_cfg.policy = {**train_cfg.policy, "name": name, "core": core}
         train_cfg.datasets = list(cfg.datasets)
         train_cfg.epochs = int(spec.get("epochs", train_cfg.epochs))
-        train_cfg.out_dir = str(Path(cfg.out_dir) / "closed_loop" / _slug(name))
+        train_cfg.out_dir = str(Path(cfg.out_dir) / "closed_loop" / slug(name))
         train_cfg.export = True
         start = time.monotonic()
         trained = train(train_cfg)
@@ -377,8 +384,65 @@ def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
     return results
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+# -- the data behind the benchmark ---------------------------------------------------------
+
+
+def describe_data(cfg: WalkerBenchConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Write ``walker_data.json``/``.md``: the expert's evaluated checkpoints and, for every
+    dataset of ``data_levels`` + ``datasets``, return, length and falls per episode."""
+    import json
+
+    from minari import MinariDataset
+
+    from liquid_control.data.minari_io import _data_dir
+
+    levels: dict[str, Any] = {}
+    for ref in dict.fromkeys([*cfg.data_levels, *cfg.datasets]):
+        returns, lengths, falls = [], [], 0
+        for ep in MinariDataset(_data_dir(ref)).iterate_episodes():
+            returns.append(float(np.sum(ep.rewards)))
+            lengths.append(len(ep.rewards))
+            falls += int(ep.terminations[-1])
+        levels[ref] = {
+            "episodes": len(returns),
+            "steps": int(np.sum(lengths)),
+            "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)),
+            "mean_length": float(np.mean(lengths)),
+            "falls": falls,
+        }
+    report_path = Path(cfg.expert_dir) / "expert.json"
+    expert = json.loads(report_path.read_text()) if report_path.is_file() else None
+    result = {"datasets": levels, "expert": expert}
+    lines = ["# Walker2d data (bench walker --data)", ""]
+    if expert is not None:
+        lines += [
+            f"Expert: {expert['algorithm']}, {expert['timesteps']} steps, seed {expert['seed']}; "
+            f"checkpoints evaluated on {expert['expert']['episodes']} episodes each. "
+            f"expert = {expert['expert']['checkpoint']}, "
+            f"medium = {expert['medium']['checkpoint']}.",
+            "",
+            "| steps | mean return | mean length | falls |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['timesteps']} | {r['mean_return']:.0f} | {r['mean_length']:.0f} | "
+            f"{r['falls']}/{r['episodes']} |"
+            for r in expert["checkpoints"]
+        ]
+        lines.append("")
+    lines += [
+        "| dataset | episodes | steps | mean return | mean length | falls |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {ref} | {d['episodes']} | {d['steps']} | {d['mean_return']:.0f} ± "
+        f"{d['std_return']:.0f} | {d['mean_length']:.0f} | {d['falls']} |"
+        for ref, d in levels.items()
+    ]
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_results(out_dir, "walker_data", result, "\n".join(lines) + "\n")
+    return result
 
 
 # -- driver ---------------------------------------------------------------------------------
@@ -540,13 +604,16 @@ def plot(result: dict[str, Any], runs: list[dict[str, Any]], out_dir: Path) -> l
     return [str(p) for p in paths]
 
 
-def run(config: str | Path, out_dir: str | Path) -> dict[str, Any]:
+def run(config: str | Path, out_dir: str | Path, data_only: bool = False) -> dict[str, Any]:
     import platform
 
     cfg = load_bench_config(WalkerBenchConfig, config)
+    if data_only:
+        return describe_data(cfg, out_dir)
     if not cfg.models:
         raise UserError(f"bench config {config}: no models")
-    data = load_splits(cfg)  # fail fast, and the data summary for the table
+    describe_data(cfg, out_dir)
+    data = load_splits(cfg)  # once; every run gets these arrays
     jobs = [(name, seed, 0.0) for name in cfg.models for seed in cfg.seeds]
     jobs += [
         (name, seed, cfg.irregular_train_drop)
@@ -557,7 +624,7 @@ def run(config: str | Path, out_dir: str | Path) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     for name, seed, drop in jobs:
         with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            r = pool.submit(run_one, cfg, name, seed, drop).result()
+            r = pool.submit(run_one, cfg, data, name, seed, drop).result()
         print(
             f"{name} seed {seed} drop {drop}: test MSE {r['test']['mse']:.4f}, "
             f"{r['seconds_per_epoch']:.2f} s/epoch",

@@ -107,6 +107,7 @@ def _make_node_class():
                     f"{'vector' if self.vector_input else 'curvature or velocity'}, "
                     f"got {self.p['command_mode']!r}"
                 )
+            self.obs_size = int(np.prod(self.controller.policy.obs_shape))
             if self.vector_input:
                 self.input_topic = self.p["observation_topic"]
                 self.create_subscription(
@@ -141,7 +142,7 @@ def _make_node_class():
         def on_vector(self, msg: Float64MultiArray) -> None:
             received = time.perf_counter()
             obs = np.asarray(msg.data, dtype=np.float64)
-            size = int(np.prod(self.controller.policy.obs_shape))
+            size = self.obs_size
             if obs.size != size or not np.all(np.isfinite(obs)):
                 self.controller.stats.dropped += 1
                 self.get_logger().warning(

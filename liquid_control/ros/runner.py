@@ -36,8 +36,7 @@ def drive(
 
     try:
         # rclpy's events executor (experimental in Jazzy/Kilted) wakes once per event
-        # instead of rebuilding a wait set: the sync loop ran 1.4-2x faster than with
-        # SingleThreadedExecutor here (bench edge).
+        # instead of rebuilding a wait set every spin, which the sync loop is bound by.
         from rclpy.experimental import EventsExecutor as Executor
     except ImportError:
         from rclpy.executors import SingleThreadedExecutor as Executor

@@ -74,6 +74,7 @@ def test_tiny_walker_bench_writes_json_table_and_plots(tmp_path: Path, monkeypat
             "ros_episodes": 1,
         },
         "out_dir": str(tmp_path / "runs"),
+        "expert_dir": str(tmp_path / "no_expert"),
     }
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
     out = tmp_path / "results"
@@ -99,6 +100,9 @@ def test_tiny_walker_bench_writes_json_table_and_plots(tmp_path: Path, monkeypat
     assert len(result["runs"]) == 6 and all(len(r["history"]) == 2 for r in result["runs"])
     for plot in result["plots"]:
         assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((out / "walker_data.json").read_text())
+    assert data["datasets"][dataset]["episodes"] == 10 and data["expert"] is None
+    assert data["datasets"][dataset]["steps"] == result["data"]["steps"]
     loop = result["closed_loop"]["CfC NCP"]
     assert loop["sim"]["episodes"] == 2 and loop["sim"]["mean_length"] > 0
     assert loop["ros"]["episodes_finished"] >= 1 and loop["ros"]["steps"] > 0
