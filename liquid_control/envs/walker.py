@@ -57,10 +57,11 @@ class WalkerExpert:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def _new_ppo(env: Any, seed: int) -> Any:
+def _new_ppo(env: Any, seed: int, **overrides: Any) -> Any:
     from stable_baselines3 import PPO
 
-    return PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **PPO_KWARGS)
+    kwargs = {**PPO_KWARGS, **overrides}
+    return PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
 
 
 def _save(model: Any, obs_rms: Any, path: Path) -> None:
@@ -75,27 +76,30 @@ def _save(model: Any, obs_rms: Any, path: Path) -> None:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_expert(path: str | Path) -> WalkerExpert:
-    """Load a checkpoint written by :func:`train_expert` (``<dir>/<name>.safetensors``)."""
+def _read_checkpoint(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Policy weights and observation mean/variance of a :func:`train_expert` checkpoint."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = Path(path)
     if not path.is_file():
         raise UserError(f"walker expert {path} does not exist; run `liquid-control expert walker`")
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     if "obs_mean" not in meta:
         raise UserError(f"{path} is not a walker expert checkpoint (no observation statistics)")
+    mean = np.asarray(json.loads(meta["obs_mean"]), np.float64)
+    var = np.asarray(json.loads(meta["obs_var"]), np.float64)
+    return load_file(str(path)), mean, var
+
+
+def load_expert(path: str | Path) -> WalkerExpert:
+    """Load a checkpoint written by :func:`train_expert` (``<dir>/<name>.safetensors``)."""
+    weights, mean, var = _read_checkpoint(Path(path))
     env = gym.make(WALKER_ID)
     model = _new_ppo(env, 0)
-    model.policy.load_state_dict(load_file(str(path)))
+    model.policy.load_state_dict(weights)
     env.close()
-    return WalkerExpert(
-        model.policy,
-        np.asarray(json.loads(meta["obs_mean"]), np.float64),
-        np.asarray(json.loads(meta["obs_var"]), np.float64),
-    )
+    return WalkerExpert(model.policy, mean, var)
 
 
 class PolicyWalker:
@@ -154,9 +158,14 @@ def train_expert(
     checkpoints: int = 10,
     seed: int = 0,
     eval_episodes: int = 5,
+    init: str | Path | None = None,
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Train PPO on Walker2d-v5; write ``step_<n>.safetensors`` checkpoints, ``expert`` and
-    ``medium`` copies and ``expert.json`` (return and length of every checkpoint)."""
+    ``medium`` copies and ``expert.json`` (return and length of every checkpoint).
+
+    ``init`` fine-tunes from an earlier checkpoint: its policy weights and observation
+    statistics (which keep adapting); the optimiser and reward statistics start afresh."""
     import shutil
 
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -165,7 +174,13 @@ def train_expert(
     out.mkdir(parents=True, exist_ok=True)
     venv = VecNormalize(DummyVecEnv([lambda: gym.make(WALKER_ID)]), norm_reward=True)
     venv.seed(seed)
-    model = _new_ppo(venv, seed)
+    overrides = {} if learning_rate is None else {"learning_rate": learning_rate}
+    model = _new_ppo(venv, seed, **overrides)
+    if init is not None:
+        weights, mean, var = _read_checkpoint(Path(init))
+        model.policy.load_state_dict(weights)
+        venv.obs_rms.mean, venv.obs_rms.var = mean, var
+        venv.obs_rms.count = 1e6  # a long run's worth: new data nudges, not resets, them
     eval_env = gym.make(WALKER_ID)
     chunk = max(timesteps // checkpoints, PPO_KWARGS["n_steps"])
     rows: list[dict[str, Any]] = []
@@ -183,21 +198,24 @@ def train_expert(
             f"length {stats['mean_length']:.0f}, falls {stats['falls']}/{eval_episodes}",
             flush=True,
         )
-    best = max(rows, key=lambda r: r["mean_return"])
-    medium = min(rows, key=lambda r: abs(r["mean_return"] - best["mean_return"] / 3))
-    for name, row in (("expert", best), ("medium", medium)):
-        shutil.copyfile(out / row["checkpoint"], out / f"{name}.safetensors")
-    report = {
-        "algorithm": "stable-baselines3 PPO",
-        "ppo": PPO_KWARGS,
-        "timesteps": done,
-        "seed": seed,
-        "checkpoints": rows,
-        "expert": best,
-        "medium": medium,
-    }
-    with atomic_path(out / REPORT) as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
+        # Report after every checkpoint, so an interrupted run leaves a usable expert.
+        best = max(rows, key=lambda r: r["mean_return"])
+        medium = min(rows, key=lambda r: abs(r["mean_return"] - best["mean_return"] / 3))
+        for name, row in (("expert", best), ("medium", medium)):
+            with atomic_path(out / f"{name}.safetensors") as tmp:
+                shutil.copyfile(out / row["checkpoint"], tmp)
+        report = {
+            "algorithm": "stable-baselines3 PPO",
+            "ppo": {**PPO_KWARGS, **overrides},
+            "timesteps": done,
+            "seed": seed,
+            "init": None if init is None else str(init),
+            "checkpoints": rows,
+            "expert": best,
+            "medium": medium,
+        }
+        with atomic_path(out / REPORT) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
     eval_env.close()
     return report
 

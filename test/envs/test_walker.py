@@ -42,6 +42,20 @@ def test_training_writes_evaluated_checkpoints_and_picks_levels(expert_dir: Path
     assert again["mean_return"] == pytest.approx(report["expert"]["mean_return"])
 
 
+def test_fine_tuning_starts_from_a_checkpoint(expert_dir: Path, tmp_path: Path) -> None:
+    start = expert_dir / "expert.safetensors"
+    report = walker.train_expert(
+        tmp_path, timesteps=2048, checkpoints=1, eval_episodes=1, init=start, learning_rate=1e-4
+    )
+    assert report["init"] == str(start) and report["ppo"]["learning_rate"] == 1e-4
+    # Fine-tuning keeps the starting observation statistics (they only drift with new data).
+    before = walker.load_expert(start)
+    after = walker.load_expert(tmp_path / "expert.safetensors")
+    np.testing.assert_allclose(after.obs_mean, before.obs_mean, atol=0.05 * before.obs_std.max())
+    with pytest.raises(UserError, match="does not exist"):
+        walker.train_expert(tmp_path, timesteps=2048, init=tmp_path / "missing.safetensors")
+
+
 def test_noisy_level_executes_random_actions_but_labels_the_experts(
     expert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
