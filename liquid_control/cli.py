@@ -69,6 +69,13 @@ def _bench(args: argparse.Namespace) -> None:
             print((args.out / "lane_shipped.md").read_text())
             return
         lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+    elif args.what == "drone":
+        from liquid_control.bench import drone
+
+        default = "config/bench_drone_shipped.yaml" if args.shipped else "config/bench_drone.yaml"
+        results = drone.run(args.config or Path(default), args.out)
+        print((args.out / f"{results['config']['name']}.md").read_text())
+        return
     elif args.what == "walker":
         from liquid_control.bench import walker
 
@@ -120,11 +127,34 @@ def _collect(args: argparse.Namespace) -> None:
         )
         print(f"wrote {dataset_id} ({path})")
         return
+    if args.task == "drone":
+        from liquid_control.envs import DRONE_NAV_ID
+        from liquid_control.envs.drone import TRAIN_SCENE
+        from liquid_control.envs.drone_expert import (
+            DroneExpert,
+            DroneExpertConfig,
+            episode_controller,
+        )
+
+        noise = 0.6 if args.noise is None else args.noise
+        dataset_id = args.dataset_id or "liquid_control/drone-expert-v0"
+        path = collect_dataset(
+            gym.make(DRONE_NAV_ID, scene=TRAIN_SCENE),  # never an out-of-distribution scene
+            episode_controller(DroneExpert(DroneExpertConfig(noise_std=noise))),
+            dataset_id,
+            args.episodes,
+            seed=args.seed,
+            image_encoding=args.image_encoding,
+            algorithm_name="privileged-state expert with OU drift and pushes",
+            description=f"DroneNav-v0 expert, {args.episodes} episodes, scene {TRAIN_SCENE}",
+        )
+        print(f"wrote {dataset_id} ({path})")
+        return
     from liquid_control.envs import LANE_KEEPING_ID
     from liquid_control.envs.expert import ExpertConfig, LaneExpert, episode_controller
 
     env = gym.make(LANE_KEEPING_ID, track_split="train", track_length_m=args.track_length)
-    expert = LaneExpert(ExpertConfig(noise_std=args.noise))
+    expert = LaneExpert(ExpertConfig(noise_std=0.004 if args.noise is None else args.noise))
     dataset_id = args.dataset_id or "liquid_control/lane-expert-v0"
     path = collect_dataset(
         env,
@@ -142,7 +172,15 @@ def _collect(args: argparse.Namespace) -> None:
 def _expert(args: argparse.Namespace) -> None:
     from liquid_control.envs.walker import train_expert
 
-    report = train_expert(args.out, args.timesteps, args.checkpoints, args.seed)
+    report = train_expert(
+        args.out,
+        args.timesteps,
+        args.checkpoints,
+        args.seed,
+        eval_episodes=args.eval_episodes,
+        init=args.init,
+        learning_rate=args.learning_rate,
+    )
     for name in ("expert", "medium"):
         row = report[name]
         print(
@@ -222,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_info)
 
     p = sub.add_parser("drive", help="run the drive graph (sim_bridge + policy_node) in-process")
-    p.add_argument("--task", default="lane", choices=["lane", "walker"], help="which graph")
+    p.add_argument(
+        "--task", default="lane", choices=["lane", "walker", "drone"], help="which graph"
+    )
     p.add_argument("--model", help="exported model directory (default: the shipped policy)")
     p.add_argument("--backend", choices=["torchscript", "onnxruntime", "eager"])
     p.add_argument("--perturb", default="", help="e.g. noise=0.2,drop=0.5")
@@ -246,15 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_bag2minari)
 
     p = sub.add_parser("collect", help="record expert driving as a Minari dataset")
-    p.add_argument("task", choices=["lane", "walker"], help="which task")
+    p.add_argument("task", choices=["lane", "walker", "drone"], help="which task")
     p.add_argument("--episodes", type=int, default=30)
-    p.add_argument("--track-length", type=float, default=400.0, help="metres per episode")
-    p.add_argument("--noise", type=float, default=0.004, help="expert steering noise (1/m)")
+    p.add_argument("--track-length", type=float, default=400.0, help="lane: metres per episode")
+    p.add_argument(
+        "--noise",
+        type=float,
+        help="expert perturbation: lane steering noise (1/m, default 0.004); drone drift "
+        "scale (default 0.6)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-encoding", choices=["lossless", "jpeg"], default="lossless")
     p.add_argument(
         "--dataset-id",
-        help="default liquid_control/lane-expert-v0 or liquid_control/walker2d-<level>-v0",
+        help="default liquid_control/lane-expert-v0, liquid_control/walker2d-<level>-v0 or "
+        "liquid_control/drone-expert-v0",
     )
     p.add_argument("--level", default="expert", help="walker: random|medium|expert|expert_noisy")
     p.add_argument("--expert", type=Path, default=Path("runs/walker_expert"), help="walker")
@@ -266,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", type=int, default=10, help="evaluated checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/walker_expert"))
+    p.add_argument("--eval-episodes", type=int, default=5, help="per checkpoint")
+    p.add_argument("--init", type=Path, help="fine-tune from this checkpoint (.safetensors)")
+    p.add_argument("--learning-rate", type=float, help="override PPO's 3e-4")
     p.set_defaults(func=_expert)
 
     p = sub.add_parser("train", help="train a policy from Minari datasets (config YAML)")
@@ -292,13 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
-        "what", choices=["cores", "edge", "env", "lane", "walker"], help="which benchmark"
+        "what",
+        choices=["cores", "edge", "env", "lane", "walker", "drone"],
+        help="which benchmark",
     )
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
     p.add_argument(
         "--shipped",
         action="store_true",
-        help="lane: check the shipped policy's targets (config/bench_lane_shipped.yaml)",
+        help="lane/drone: check the shipped policy's targets "
+        "(config/bench_lane_shipped.yaml, config/bench_drone_shipped.yaml)",
     )
     p.add_argument(
         "--data", action="store_true", help="walker: only describe the expert and datasets"

@@ -9,6 +9,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets"
 DEFAULT_LANE_MODEL = ASSETS_DIR / "lane_default"
 DEFAULT_WALKER_MODEL = ASSETS_DIR / "walker_default"
+DEFAULT_DRONE_MODEL = ASSETS_DIR / "drone_default"
 
 
 def share_dir() -> Path:

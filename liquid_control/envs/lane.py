@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from liquid_control.envs.scene import TRAIN_SCENE, LaneWorld, RoadLayout
+from liquid_control.envs.scene import OOD_SCENES, TRAIN_SCENE, LaneWorld, RoadLayout
 from liquid_control.envs.tracks import SEED_SPLITS, Projection, Track, generate_track, wrap_angle
 
 
@@ -114,6 +114,7 @@ class LaneKeepingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    ood_scenes = OOD_SCENES  # never used for training (``perturb.UnseenScene``)
 
     def __init__(
         self,

@@ -100,14 +100,13 @@ class BrightnessContrast(_ImageWrapper):
 
 
 class UnseenScene(gym.Wrapper):
-    """Switches the env to an out-of-distribution scene (colours/textures)."""
+    """Switches the env to one of its out-of-distribution scenes (its ``ood_scenes``)."""
 
     def __init__(self, env: gym.Env, scene: str) -> None:
         super().__init__(env)
-        from liquid_control.envs.scene import OOD_SCENES
-
-        if scene not in OOD_SCENES:
-            raise UserError(f"unknown unseen scene {scene!r}; choose one of {OOD_SCENES}")
+        scenes = tuple(getattr(env.unwrapped, "ood_scenes", ()))
+        if scene not in scenes:
+            raise UserError(f"unknown unseen scene {scene!r}; choose one of {scenes}")
         env.unwrapped.set_scene(scene)
 
 

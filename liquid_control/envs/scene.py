@@ -123,8 +123,9 @@ TRAIN_SCENE = "default"
 OOD_SCENES = ("desert", "snow", "night")
 
 
-def sim_dir() -> Path:
-    """Directory holding the MJCF worlds: the repo's ``sim/`` or the installed share copy."""
+def sim_dir(template: str = TEMPLATE_NAME) -> Path:
+    """Directory holding the MJCF worlds (``template`` among them): the repo's ``sim/`` or
+    the installed share copy."""
     candidates = [Path(__file__).resolve().parents[2] / "sim"]
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -134,10 +135,10 @@ def sim_dir() -> Path:
         pass
     candidates.append(Path(sys.prefix) / "share" / "liquid_control" / "sim")
     for candidate in candidates:
-        if (candidate / TEMPLATE_NAME).is_file():
+        if (candidate / template).is_file():
             return candidate
     searched = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"{TEMPLATE_NAME} not found in {searched}; reinstall liquid_control")
+    raise FileNotFoundError(f"{template} not found in {searched}; reinstall liquid_control")
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,8 @@ def _frame_dt(obs: Any, env: Any) -> float:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray) and value.size <= 16:
+        return [_jsonable(v) for v in value.reshape(-1).tolist()]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, int | float | str | bool) or value is None:

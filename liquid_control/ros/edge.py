@@ -32,21 +32,29 @@ class Command:
 
 
 def action_to_command(
-    action: np.ndarray, mode: str, speed_mps: float, max_abs_curvature: float = 0.2
+    action: np.ndarray,
+    mode: str,
+    speed_mps: float,
+    max_abs_curvature: float = 0.2,
+    max_velocity: tuple[float, ...] | list[float] = (2.0, 1.0, 1.0, 1.0),
 ) -> Command:
     """Map a policy action to a command.
 
     ``curvature``: the action is path curvature kappa (1/m), limited to
     ``max_abs_curvature`` (the vehicle's steering limit); the command drives at
     ``speed_mps`` with yaw rate kappa * speed (lane keeping). ``velocity``: the
-    action is [vx, vy, vz, yaw_rate] in the body frame (drone).
+    action is [vx, vy, vz, yaw_rate] in the body frame (drone), each limited to
+    ``max_velocity`` (m/s, m/s, m/s, rad/s).
     """
     a = np.asarray(action, dtype=np.float64).reshape(-1)
     if mode == "curvature":
         kappa = float(np.clip(a[0], -max_abs_curvature, max_abs_curvature))
         return Command(linear_x=speed_mps, angular_z=kappa * speed_mps)
     if mode == "velocity":
-        vx, vy, vz, yaw = (list(a[:4]) + [0.0] * 4)[:4]
+        limit = np.asarray(max_velocity, dtype=np.float64)
+        padded = np.zeros(4)
+        padded[: min(4, a.size)] = a[:4]
+        vx, vy, vz, yaw = np.clip(padded, -limit, limit)
         return Command(float(vx), float(vy), float(vz), float(yaw))
     raise ValueError(f"unknown command mode {mode!r}")
 

@@ -15,7 +15,12 @@ from typing import Any
 import yaml
 
 from liquid_control.errors import UserError
-from liquid_control.paths import DEFAULT_LANE_MODEL, DEFAULT_WALKER_MODEL, share_dir
+from liquid_control.paths import (
+    DEFAULT_DRONE_MODEL,
+    DEFAULT_LANE_MODEL,
+    DEFAULT_WALKER_MODEL,
+    share_dir,
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,14 @@ RECORDER = NodeSpec("bag_recorder", "liquid_control.ros.recorder")
 GRAPHS = {
     "lane": Graph("drive.yaml", (BRIDGE, POLICY)),
     "walker": Graph("walker.yaml", (BRIDGE, POLICY)),
+    "drone": Graph("fly.yaml", (BRIDGE, POLICY)),
 }
 
-DEFAULT_MODELS = {"lane": DEFAULT_LANE_MODEL, "walker": DEFAULT_WALKER_MODEL}
+DEFAULT_MODELS = {
+    "lane": DEFAULT_LANE_MODEL,
+    "walker": DEFAULT_WALKER_MODEL,
+    "drone": DEFAULT_DRONE_MODEL,
+}
 
 # Launch arguments: name -> (node, parameter, default). An empty value keeps the YAML's.
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {

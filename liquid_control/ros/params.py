@@ -7,6 +7,7 @@ and on later ``set_parameters`` calls. A refused value becomes a one-line error.
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,17 @@ class Param:
     read_only: bool = False
 
     def check(self, value: Any) -> str | None:
-        """None when ``value`` is acceptable, else why not."""
+        """None when ``value`` is acceptable, else why not. A list default means a numeric
+        array of that length, every element within ``low``..``high``."""
+        if isinstance(self.default, list):
+            values = list(value) if isinstance(value, list | tuple | array.array) else None
+            if values is None or len(values) != len(self.default):
+                return f"{self.name} must be {len(self.default)} numbers, got {value!r}"
+            for v in values:
+                problem = Param(self.name, 0.0, "", self.low, self.high).check(v)
+                if problem:
+                    return problem
+            return None
         if isinstance(self.default, bool):
             ok_type = isinstance(value, bool)
         elif isinstance(self.default, int):
@@ -81,7 +92,7 @@ def declare(node: Any, table: list[Param]) -> dict[str, Any]:
         problem = p.check(value)
         if problem:
             raise ParameterError(problem)
-        values[p.name] = value
+        values[p.name] = list(value) if isinstance(p.default, list) else value
 
     def on_set(params: list[Any]) -> Any:
         for param in params:

@@ -10,7 +10,8 @@ Glue only: parameters come from :data:`PARAMS`, frames are decoded by
 :mod:`liquid_control.ros.conversions`, and :class:`EdgeController` owns the
 policy, its recurrent state and the statistics reported on ``/diagnostics``.
 A malformed frame is dropped with a throttled warning; no valid frame for
-``timeout_s`` publishes the fail-safe command (stop) and reports ERROR.
+``timeout_s`` publishes the fail-safe command (stop; hover for a drone: zero velocity
+and yaw rate) and reports ERROR.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ PARAMS = [
         read_only=True,
     ),
     Param("max_abs_action", 1.0, "vector mode: action limit (env action space)", 1e-3, 1e3),
+    Param(
+        "max_velocity",
+        [2.0, 1.0, 1.0, 1.0],
+        "velocity mode: limits of |vx|, |vy|, |vz| (m/s) and |yaw rate| (rad/s)",
+        1e-3,
+        100.0,
+    ),
     Param("speed_mps", 10.0, "forward speed in curvature mode (m/s)", 0.0, 40.0),
     Param("max_abs_curvature", 0.2, "steering limit in curvature mode (1/m)", 0.001, 10.0),
     Param(
@@ -171,7 +179,11 @@ def _make_node_class():
                 )
             else:
                 command = action_to_command(
-                    action, self.p["command_mode"], self.p["speed_mps"], self.p["max_abs_curvature"]
+                    action,
+                    self.p["command_mode"],
+                    self.p["speed_mps"],
+                    self.p["max_abs_curvature"],
+                    self.p["max_velocity"],
                 )
                 self.publish(command, stamp)
             self.last_valid = time.monotonic()

@@ -59,9 +59,8 @@ def drive(
         ):
             raise UserError(f"--video needs a camera; the {task} env has none")
         if video_path is not None:
-            from liquid_control.train.evaluate import _overlay
-
-            session.on_frame = lambda f: frames.append(_overlay(f.image, f.info))
+            overlay = _video_overlay(task)
+            session.on_frame = lambda f: frames.append(overlay(f.image, f.info))
         start = last_print = time.monotonic()
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.05)
@@ -82,7 +81,7 @@ def drive(
         if video_path is not None and frames:
             from liquid_control.train.evaluate import write_video
 
-            write_video(Path(video_path), frames)
+            write_video(Path(video_path), frames, fps=round(1.0 / session.env.unwrapped.dt_s))
         return summary
     finally:
         for node in nodes.values():
@@ -110,6 +109,7 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
         "p95_abs_offset_m": float(np.percentile(offsets, 95)) if offsets.size else None,
         "mean_return": float(np.mean(returns)) if returns else None,
         "falls": int(sum(e["event"] == "terminated" for e in finished)),
+        "outcomes": _count(e["outcome"] for e in finished if e.get("outcome")),
         "rejected_commands": session.rejected,
         "sync_timeouts": nodes["sim_bridge"].sync_timeouts,
         "episodes": finished,
@@ -121,9 +121,29 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
     return summary
 
 
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def _video_overlay(task: str) -> Any:
+    """Frame annotator of the task's camera video (lane: curvature bar; drone: command)."""
+    if task == "drone":
+        from liquid_control.train.evaluate_drone import camera_overlay
+
+        return camera_overlay
+    from liquid_control.train.evaluate import _overlay
+
+    return _overlay
+
+
 def _live_line(s: dict[str, Any]) -> str:
     latency = s.get("policy", {}).get("latency_p50_ms", 0.0)
-    if s["mean_abs_offset_m"] is None and s["mean_return"] is not None:  # no lane: returns
+    if s["outcomes"]:  # drone: episode outcomes
+        task = "  ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items()))
+    elif s["mean_abs_offset_m"] is None and s["mean_return"] is not None:  # no lane: returns
         task = f"falls {s['falls']}  mean return {s['mean_return']:.0f}"
     else:
         offset = "-" if s["mean_abs_offset_m"] is None else f"{s['mean_abs_offset_m']:.3f} m"

@@ -23,6 +23,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from liquid_control.ros.bridge import COMMAND_MODES, Frame, SimSession, make_env
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
 from liquid_control.ros.params import Param, ParameterError
@@ -176,9 +178,7 @@ def _make_node_class():
             env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
             autopilot = None
             if self.p["autopilot"] == "expert":
-                from liquid_control.envs.expert import LaneExpert
-
-                autopilot = LaneExpert()
+                autopilot = _expert_for(env)
             return SimSession(env, self.p["command_mode"], self.p["seed"], autopilot)
 
         def destroy_node(self) -> None:
@@ -258,7 +258,9 @@ def _make_node_class():
                 self.joint_pub.publish(_joint_state(JointState(), stamp, data, self.joints))
             if frame.command is not None:
                 speed = float(getattr(self.session.env.unwrapped, "speed_mps", 0.0))
-                self.autopilot_pub.publish(_autopilot_twist(TwistStamped(), frame, speed))
+                self.autopilot_pub.publish(
+                    _autopilot_twist(TwistStamped(), frame, self.p["command_mode"], speed)
+                )
             rgb = frame.image
             if rgb is None and self.p["render_camera"]:
                 rgb = self.session.env.render()  # on the sim thread, which owns the GL context
@@ -293,11 +295,30 @@ def _joint_state(msg: Any, stamp: Any, data: Any, joints: list[tuple[str, int, i
     return msg
 
 
-def _autopilot_twist(msg: Any, frame: Frame, speed: float) -> Any:
-    """The autopilot's curvature as a lane-keeping Twist (angular.z = curvature * speed),
-    stamped like the frame it responded to, as policy_node stamps its commands."""
+def _expert_for(env: Any) -> Any:
+    """The privileged expert of the env's task (lane keeping or drone navigation)."""
+    from liquid_control.envs.drone import DroneNavEnv
+
+    if isinstance(env.unwrapped, DroneNavEnv):
+        from liquid_control.envs.drone_expert import DroneExpert
+
+        return DroneExpert()
+    from liquid_control.envs.expert import LaneExpert
+
+    return LaneExpert()
+
+
+def _autopilot_twist(msg: Any, frame: Frame, mode: str, speed: float) -> Any:
+    """The autopilot's action as the Twist policy_node would publish for it (curvature:
+    angular.z = curvature * speed; velocity: [vx, vy, vz, yaw_rate]), stamped like the
+    frame it responded to, as policy_node stamps its commands."""
     msg.header.stamp = s_to_stamp(frame.command_time_s)
     msg.header.frame_id = "base_link"
+    if mode == "velocity":
+        vx, vy, vz, yaw_rate = (float(v) for v in frame.command[:4])
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = vx, vy, vz
+        msg.twist.angular.z = yaw_rate
+        return msg
     msg.twist.linear.x = speed
     msg.twist.angular.z = float(frame.command[0]) * speed
     return msg
@@ -315,12 +336,36 @@ def _odometry(msg: Any, stamp: Any, info: dict[str, Any]) -> Any:
     msg.child_frame_id = "base_link"
     msg.pose.pose.position.x = float(info["x_m"])
     msg.pose.pose.position.y = float(info["y_m"])
-    yaw = float(info.get("yaw_rad", 0.0))
-    msg.pose.pose.orientation.z = math.sin(yaw / 2)
-    msg.pose.pose.orientation.w = math.cos(yaw / 2)
+    msg.pose.pose.position.z = float(info.get("z_m", 0.0))
+    if "quat" in info:  # full attitude (w, x, y, z), e.g. the drone
+        w, x, y, z = (float(q) for q in info["quat"])
+        o = msg.pose.pose.orientation
+        o.w, o.x, o.y, o.z = w, x, y, z
+    else:
+        yaw = float(info.get("yaw_rad", 0.0))
+        msg.pose.pose.orientation.z = math.sin(yaw / 2)
+        msg.pose.pose.orientation.w = math.cos(yaw / 2)
     if "speed_mps" in info:
         msg.twist.twist.linear.x = float(info["speed_mps"])
+    if "velocity_mps" in info:  # world-frame velocity, rotated into the child (body) frame
+        v = _world_to_body(msg.pose.pose.orientation, info["velocity_mps"])
+        msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = v
     return msg
+
+
+def _world_to_body(q: Any, v: Any) -> tuple[float, float, float]:
+    """Rotate a world-frame vector into the frame of unit quaternion ``q`` (nav_msgs/Odometry
+    gives the twist in ``child_frame_id``)."""
+    w, x, y, z = q.w, q.x, q.y, q.z
+    rotation = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    body = rotation.T @ np.asarray(v, dtype=np.float64)
+    return float(body[0]), float(body[1]), float(body[2])
 
 
 def _camera_info(msg: Any, image: Any, hfov_rad: float = math.radians(60.0)) -> Any:

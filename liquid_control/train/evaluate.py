@@ -243,7 +243,7 @@ def plot_trajectories(path: Path, logs: list[EpisodeLog], tracks: list[Any]) -> 
     ax.set_ylabel("y (m)")
     ax.legend(loc="best", fontsize=8)
     ax.set_title("closed-loop path (blue: finished, red: departed)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_offsets(path: Path, logs: list[EpisodeLog]) -> None:
@@ -259,10 +259,10 @@ def plot_offsets(path: Path, logs: list[EpisodeLog]) -> None:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("lateral offset (m)")
     ax.set_title(f"lateral offset over time, {len(logs)} episodes")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:

@@ -49,7 +49,7 @@ from liquid_control.data.windows import (
     window_rows,
 )
 from liquid_control.errors import UserError
-from liquid_control.models.checkpoint import save_checkpoint
+from liquid_control.models.checkpoint import load_checkpoint, save_checkpoint
 from liquid_control.models.policy import Policy, PolicyConfig
 
 RESUME_FORMAT = "liquid_control.resume/1"
@@ -113,6 +113,11 @@ class TrainConfig:
     """Export the best checkpoint (TorchScript + ONNX + manifest) under out_dir/export."""
     progress: bool = True
     """Show tqdm progress bars (rank 0)."""
+    init_frontend: str | None = None
+    """A checkpoint (.safetensors) whose front end (conv head) initialises this policy's;
+    the two front-end configs must match. The head keeps training. A sparse NCP passes
+    the head only a thin gradient, so a head trained behind a dense core is a faster start
+    (the drone's CfC-NCP: see docs/drone.md)."""
     readout_init: str = "data"
     """"data": start the readout at the training targets' mean (zero weights, bias = mean
     target / action_scale), so the first steps do not spend their gradient on the mean.
@@ -280,6 +285,19 @@ def _check_data(policy: Policy, episodes: Sequence[Episode], cfg: TrainConfig) -
         )
 
 
+def _load_frontend(policy: Policy, path: str) -> None:
+    """Copy a checkpoint's front-end weights into ``policy`` (same front-end config)."""
+    if not Path(path).is_file():
+        raise UserError(f"init_frontend checkpoint {path} does not exist")
+    source, _ = load_checkpoint(path)
+    if source.cfg.frontend != policy.cfg.frontend:
+        raise UserError(
+            f"init_frontend {path} has front end {source.cfg.frontend}, this policy "
+            f"{policy.cfg.frontend}; they must match"
+        )
+    policy.frontend.load_state_dict(source.frontend.state_dict())
+
+
 def _set_vector_statistics(policy: Policy, episodes: Sequence[Episode]) -> None:
     obs = np.concatenate([ep.obs for ep in episodes]).astype(np.float64)
     policy.frontend.set_statistics(
@@ -400,6 +418,17 @@ def _trajectory_key(cfg: TrainConfig) -> str:
     return json.dumps(fields, sort_keys=True)
 
 
+def _same_trajectory(saved_key: str, cfg: TrainConfig) -> bool:
+    """Whether a resume file's key matches ``cfg``. Unset optional settings (None) are
+    ignored on both sides, so a field added later with a None default does not orphan the
+    resume files of older runs."""
+
+    def settings(key: str) -> dict[str, Any]:
+        return {k: v for k, v in json.loads(key).items() if v is not None}
+
+    return settings(saved_key) == settings(_trajectory_key(cfg))
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Train a policy as ``cfg`` says; with ``resume`` continue from ``out_dir/resume.pt``.
 
@@ -433,6 +462,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
 
     policy = Policy(cfg.policy_config())
     _check_data(policy, episodes, cfg)
+    if cfg.init_frontend:
+        _load_frontend(policy, cfg.init_frontend)
     if policy.cfg.frontend.kind == "vector":
         _set_vector_statistics(policy, [episodes[i] for i in train_ids])
     if cfg.readout_init == "data":
@@ -448,7 +479,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
         saved = torch.load(resume_path, map_location=ctx.device, weights_only=True)
         if saved.get("format") != RESUME_FORMAT:
             raise UserError(f"{resume_path} is not a liquid_control resume file")
-        if saved["config"] != _trajectory_key(cfg):
+        if not _same_trajectory(saved["config"], cfg):
             raise UserError(
                 f"{resume_path} was written by a config that trains differently; "
                 "resume with the same config (only epochs and output settings may change)"

@@ -73,3 +73,27 @@ def walker_export(tmp_path_factory) -> str:
     )
     ckpt = save_checkpoint(tmp / "policy.safetensors", Policy(cfg).eval())
     return str(export_policy(ckpt, tmp / "export", onnx=True).parent)
+
+
+@pytest.fixture(scope="session")
+def drone_export(tmp_path_factory) -> str:
+    """A small untrained drone policy (drone conv head + CfC NCP, 4 motor neurons), exported."""
+    torch.manual_seed(0)
+    tmp = tmp_path_factory.mktemp("drone_export")
+    cfg = PolicyConfig(
+        name="drone-test",
+        frontend=FrontendConfig(kind="drone", image_height=72, image_width=128),
+        core=CoreConfig(
+            kind="cfc",
+            wiring="ncp",
+            inter_neurons=6,
+            command_neurons=5,
+            motor_neurons=4,
+            sensory_fanout=3,
+            inter_fanout=3,
+            motor_fanin=3,
+        ),
+        action_dim=4,
+    )
+    ckpt = save_checkpoint(tmp / "policy.safetensors", Policy(cfg).eval())
+    return str(export_policy(ckpt, tmp / "export", onnx=True).parent)

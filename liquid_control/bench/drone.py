@@ -1,0 +1,230 @@
+"""``liquid-control bench drone``: closed-loop drone navigation in and out of distribution.
+
+Every model shares the drone conv head (Chahine et al. 2023), the summer-only training
+data and recipe (``config/train_drone.yaml``); only the recurrent core differs. A model is
+either trained here (``core:``) or an existing export evaluated (``export:``). Each one
+flies ``episodes`` held-out layouts in every scene: ``summer`` (the training scene) and the
+unseen ``autumn``, ``winter``, ``urban`` and ``dusk``. The first model is the one under
+test: it gets a top-down trajectory plot and an MP4 per scene, and the shipped-policy
+targets are checked against it and ``baseline``. Results: ``<out>/<name>.json`` and
+``<out>/<name>.md``; plots and videos in ``<out>/<name>/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from liquid_control.bench.lane import load_bench_config
+from liquid_control.bench.report import slug, write_results
+from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
+from liquid_control.errors import UserError
+
+TARGET_SUMMER = 0.90
+TARGET_OOD = 0.75
+
+
+@dataclass
+class DroneBenchConfig:
+    """What the drone benchmark trains or loads, and how it evaluates.
+
+    name: results file stem (``drone`` or ``drone_shipped``).
+    train_config: base training config; its policy core is replaced per trained model.
+    models: name -> ``{core: {...CoreConfig fields}}`` (train it) or ``{export: dir}``.
+    seeds: training seeds per trained model.
+    epochs / max_steps_per_epoch: training budget per trained model (0: whole dataset).
+    episodes: held-out layouts per scene per model.
+    scenes: evaluation scenes; the first is the training scene.
+    baseline: model the out-of-distribution target compares against ("" skips targets).
+    out_dir: where trained runs go.
+    """
+
+    name: str = "drone"
+    train_config: str = "config/train_drone.yaml"
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    epochs: int = 4
+    max_steps_per_epoch: int = 0
+    episodes: int = 50
+    scenes: list[str] = field(default_factory=lambda: [TRAIN_SCENE, *OOD_SCENES])
+    baseline: str = ""
+    out_dir: str = "runs/bench_drone"
+
+
+def _train(bench: DroneBenchConfig, name: str, core: dict[str, Any], seed: int) -> dict:
+    from liquid_control.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(bench.train_config)
+    cfg.policy = {**cfg.policy, "name": name, "core": core}
+    cfg.seed = seed
+    cfg.epochs = bench.epochs
+    if bench.max_steps_per_epoch:
+        cfg.max_steps_per_epoch = bench.max_steps_per_epoch
+    cfg.out_dir = str(Path(bench.out_dir) / slug(name) / f"seed{seed}")
+    start = time.monotonic()
+    result = train(cfg)
+    return {
+        "seed": seed,
+        "best_val_loss": result["best_score"],
+        "train_seconds": time.monotonic() - start,
+        "export": result["export_manifest"],
+    }
+
+
+def _evaluate(
+    export: str, bench: DroneBenchConfig, media: Path | None
+) -> dict[str, dict[str, float]]:
+    from liquid_control.models.export import load_exported
+    from liquid_control.train.evaluate import PolicyAgent
+    from liquid_control.train.evaluate_drone import evaluate_scene, plot_flights
+
+    agent = PolicyAgent(load_exported(export, "onnxruntime"))
+    results = {}
+    for scene in bench.scenes:
+        video = media / f"{scene}.mp4" if media is not None else None
+        metrics, logs = evaluate_scene(agent, scene, bench.episodes, video_path=video)
+        if media is not None:
+            plot_flights(media / f"{scene}.png", logs, f"{scene}: first held-out layouts")
+        results[scene] = metrics
+        print(
+            f"  {scene:<8} success {metrics['success_rate']:.2f} "
+            f"collision {metrics['collision_rate']:.2f} "
+            f"time {metrics['mean_time_to_target_s']:.1f} s",
+            flush=True,
+        )
+    return results
+
+
+def run(config: str | Path, out: Path) -> dict[str, Any]:
+    """Train (or load) every model, fly every scene, write results, plots and videos."""
+    from liquid_control.models import Policy, PolicyConfig
+    from liquid_control.models.export import read_manifest
+
+    bench = load_bench_config(DroneBenchConfig, config)
+    if not bench.models:
+        raise UserError(f"bench config {config} lists no models")
+    unknown = [s for s in bench.scenes if s not in (TRAIN_SCENE, *OOD_SCENES)]
+    if unknown:
+        raise UserError(f"unknown scenes {unknown}; choose from {[TRAIN_SCENE, *OOD_SCENES]}")
+    base_policy = dict(yaml.safe_load(Path(bench.train_config).read_text())["policy"])
+    rows: dict[str, Any] = {}
+    for i, (name, spec) in enumerate(bench.models.items()):
+        print(f"{name}:", flush=True)
+        media = Path(out) / bench.name if i == 0 else None
+        if media is not None:
+            media.mkdir(parents=True, exist_ok=True)
+        if "export" in spec:
+            manifest, _ = read_manifest(spec["export"])
+            policy_cfg = PolicyConfig.from_dict(manifest["config"])
+            runs = [{"export": spec["export"], "eval": _evaluate(spec["export"], bench, media)}]
+        else:
+            policy_cfg = PolicyConfig.from_dict({**base_policy, "name": name, "core": spec["core"]})
+            runs = []
+            for j, seed in enumerate(bench.seeds):
+                trained = _train(bench, name, spec["core"], seed)
+                trained["eval"] = _evaluate(trained["export"], bench, media if j == 0 else None)
+                runs.append(trained)
+        rows[name] = {
+            "spec": spec,
+            "parameters": Policy(policy_cfg).parameter_report(),
+            "runs": runs,
+            "eval_mean": _mean_over_runs(runs, bench.scenes),
+        }
+    results = {"config": bench.__dict__, "models": rows, "targets": _targets(bench, rows)}
+    write_results(out, bench.name, results, markdown(results))
+    return results
+
+
+def _mean_over_runs(runs: list[dict], scenes: list[str]) -> dict[str, dict[str, float]]:
+    return {
+        scene: {
+            k: float(np.nanmean([r["eval"][scene][k] for r in runs]))
+            if any(np.isfinite(r["eval"][scene][k]) for r in runs)
+            else float("nan")
+            for k in runs[0]["eval"][scene]
+        }
+        for scene in scenes
+    }
+
+
+def _targets(bench: DroneBenchConfig, rows: dict[str, Any]) -> dict[str, bool]:
+    """The shipped-policy targets for the first model (needs summer and a baseline)."""
+    if not bench.baseline or bench.baseline not in rows or TRAIN_SCENE not in bench.scenes:
+        return {}
+    tested = rows[next(iter(rows))]["eval_mean"]
+    base = rows[bench.baseline]["eval_mean"]
+    ood = [s for s in bench.scenes if s != TRAIN_SCENE]
+    targets = {
+        f">= {TARGET_SUMMER:.0%} success in {TRAIN_SCENE}": (
+            tested[TRAIN_SCENE]["success_rate"] >= TARGET_SUMMER
+        )
+    }
+    for scene in ood:
+        targets[f">= {TARGET_OOD:.0%} success in {scene}"] = (
+            tested[scene]["success_rate"] >= TARGET_OOD
+        )
+    if ood:
+        mean = float(np.mean([tested[s]["success_rate"] for s in ood]))
+        mean_base = float(np.mean([base[s]["success_rate"] for s in ood]))
+        targets[f"higher out-of-distribution success than {bench.baseline}"] = mean > mean_base
+    return targets
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    scenes = list(cfg["scenes"])
+    trained = any("core" in row["spec"] for row in results["models"].values())
+    budget = (
+        f"{len(cfg['seeds'])} training seed(s) per trained model, {cfg['epochs']} epochs"
+        + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
+        + "; "
+        if trained
+        else ""
+    )
+    lines = [
+        "# Drone navigation benchmark",
+        "",
+        f"Same summer-only data and conv head for every model; {budget}{cfg['episodes']} "
+        f"held-out layouts per scene (`{scenes[0]}` is the training scene, the others are "
+        f"unseen). Written by `liquid-control bench drone`.",
+        "",
+        "## Parameters",
+        "",
+        "| model | conv head | recurrent core | readout |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in results["models"].items():
+        p = row["parameters"]
+        lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
+    for metric, title, fmt in (
+        ("success_rate", "Success rate (higher is better)", "{:.2f}"),
+        ("collision_rate", "Collision rate", "{:.2f}"),
+        ("timeout_rate", "Timeout rate", "{:.2f}"),
+        ("mean_time_to_target_s", "Mean time to target over successes (s)", "{:.1f}"),
+    ):
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            "| model | " + " | ".join(scenes) + " |",
+            "|---|" + "---:|" * len(scenes),
+        ]
+        for name, row in results["models"].items():
+            cells = [fmt.format(row["eval_mean"][s][metric]) for s in scenes]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if results["targets"]:
+        lines += ["", "## Targets for the first model", "", "| target | met |", "|---|---|"]
+        lines += [f"| {t} | {'yes' if ok else '**no**'} |" for t, ok in results["targets"].items()]
+    first = next(iter(results["models"]))
+    lines += [
+        "",
+        f"Trajectory plots and one MP4 per scene of `{first}`: `{cfg['name']}/<scene>.png`, "
+        f"`{cfg['name']}/<scene>.mp4`.",
+        "",
+    ]
+    return "\n".join(lines)

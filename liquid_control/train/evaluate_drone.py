@@ -1,0 +1,184 @@
+"""Closed-loop evaluation of a drone-navigation policy on held-out layouts, per scene.
+
+The policy runs through the same ``EdgePolicy.step`` as everywhere else (via
+``PolicyAgent``), frame by frame, in ``LiquidControl/DroneNav-v0``. Layout seeds start at
+``HELD_OUT_FIRST_SEED`` (datasets use seeds from 0), so no evaluation layout was seen in
+training. Reported per scene: success, collision, out-of-arena and timeout rates, and the
+mean time to target over successful episodes. Artifacts: a JSON file, a top-down plot of
+the first episodes (paths, obstacles, target) and optionally an MP4 of the chase view with
+the forward camera inset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liquid_control.envs.drone import OUTCOMES
+from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, Agent, save_figure, write_video
+
+
+@dataclass
+class FlightLog:
+    """One episode: path, outcome and the layout it flew in."""
+
+    seed: int
+    outcome: str
+    time_s: float
+    x_m: np.ndarray
+    y_m: np.ndarray
+    target_xy: tuple[float, float]
+    obstacles: list[tuple[float, float, float]]  # x, y, footprint radius
+    contact: str = ""
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def make_drone_env(scene: str, perturb: str = "", render: bool = False) -> Any:
+    import gymnasium as gym
+
+    from liquid_control.envs import DRONE_NAV_ID
+    from liquid_control.envs.perturb import make_perturbed
+
+    env = gym.make(DRONE_NAV_ID, scene=scene, render_mode="rgb_array" if render else None)
+    return make_perturbed(env, perturb) if perturb else env
+
+
+def fly_episode(env: Any, agent: Agent, seed: int, keep_frames: bool = False) -> FlightLog:
+    """Fly one episode on layout ``seed``; ``keep_frames`` keeps chase frames with an inset."""
+    obs, info = env.reset(seed=seed)
+    agent.reset()
+    world = env.unwrapped.world
+    obstacles = [(float(xy[0]), float(xy[1]), r) for _, xy, r in world.obstacle_positions()]
+    xs, ys, frames = [info["x_m"]], [info["y_m"]], []
+    while True:
+        action = agent.act(obs, env)
+        obs, _, terminated, truncated, info = env.step(action)
+        xs.append(info["x_m"])
+        ys.append(info["y_m"])
+        if keep_frames:
+            frames.append(_frame(env.render(), obs["image"], info))
+        if terminated or truncated:
+            break
+    return FlightLog(
+        seed=seed,
+        outcome=info["outcome"],
+        time_s=float(info["time_s"]),
+        x_m=np.asarray(xs),
+        y_m=np.asarray(ys),
+        target_xy=(info["target_x_m"], info["target_y_m"]),
+        obstacles=obstacles,
+        contact=info["contact"],
+        frames=frames,
+    )
+
+
+def summarise_flights(logs: list[FlightLog]) -> dict[str, float]:
+    n = len(logs)
+    rates = {f"{o}_rate": sum(log.outcome == o for log in logs) / n for o in OUTCOMES}
+    times = [log.time_s for log in logs if log.outcome == "success"]
+    return {
+        "episodes": n,
+        **rates,
+        "mean_time_to_target_s": float(np.mean(times)) if times else float("nan"),
+    }
+
+
+def evaluate_scene(
+    agent: Agent,
+    scene: str,
+    episodes: int,
+    perturb: str = "",
+    first_seed: int = HELD_OUT_FIRST_SEED,
+    video_path: Path | None = None,
+) -> tuple[dict[str, float], list[FlightLog]]:
+    """``episodes`` held-out layouts in ``scene``; the first one filmed to ``video_path``."""
+    logs = []
+    env = make_drone_env(scene, perturb)
+    try:
+        for i in range(episodes):
+            if i == 0 and video_path is not None:
+                filmed = make_drone_env(scene, perturb, render=True)
+                try:
+                    log = fly_episode(filmed, agent, first_seed, keep_frames=True)
+                finally:
+                    filmed.close()
+                write_video(video_path, log.frames, fps=10)
+                log.frames = []
+            else:
+                log = fly_episode(env, agent, first_seed + i)
+            logs.append(log)
+    finally:
+        env.close()
+    return summarise_flights(logs), logs
+
+
+def plot_flights(path: Path, logs: list[FlightLog], title: str, panels: int = 6) -> None:
+    """Top-down view of the first ``panels`` episodes: obstacles, target, path by outcome."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = logs[:panels]
+    cols = min(3, len(logs))
+    rows = math.ceil(len(logs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
+    colours = {"success": "tab:blue", "collision": "tab:red", "out_of_arena": "tab:orange"}
+    for ax, log in zip(axes.flat, logs, strict=False):
+        for x, y, r in log.obstacles:
+            ax.add_patch(plt.Circle((x, y), r, color="tab:green", alpha=0.4))
+        ax.plot(*log.target_xy, marker="*", color="red", ms=14)
+        ax.plot(log.x_m, log.y_m, color=colours.get(log.outcome, "tab:gray"), lw=1.5)
+        ax.plot(log.x_m[0], log.y_m[0], "ko", ms=4)
+        xs = [log.x_m.min(), log.x_m.max(), log.target_xy[0]]
+        ys = [log.y_m.min(), log.y_m.max(), log.target_xy[1]]
+        span = max(max(xs) - min(xs), max(ys) - min(ys)) / 2 + 3.0
+        cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+        ax.set_xlim(cx - span, cx + span)
+        ax.set_ylim(cy - span, cy + span)
+        ax.set_aspect("equal")
+        ax.set_title(f"seed {log.seed}: {log.outcome} ({log.time_s:.1f} s)", fontsize=9)
+    for ax in list(axes.flat)[len(logs) :]:
+        ax.axis("off")
+    fig.suptitle(title + " (blue: success, red: collision, grey: timeout)", fontsize=10)
+    save_figure(fig, path)
+
+
+def camera_overlay(fpv: np.ndarray, info: dict[str, Any], scale: int = 4) -> np.ndarray:
+    """The policy's camera frame (BGR, upscaled) with the command and outcome as text."""
+    import cv2
+
+    frame = cv2.resize(fpv, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    _annotate(frame, info)
+    return frame
+
+
+def _annotate(frame: np.ndarray, info: dict[str, Any]) -> None:
+    import cv2
+
+    vx, vy, vz, yaw = (float(v) for v in info["command"])
+    distance = info["distance_m"]
+    text = f"v {vx:+.1f} {vy:+.1f} {vz:+.1f} m/s  yaw {yaw:+.2f} rad/s  d {distance:.1f} m"
+    white, yellow, font = (255, 255, 255), (0, 255, 255), cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(frame, text, (6, frame.shape[0] - 8), font, 0.45, white, 1)
+    if info["outcome"]:
+        cv2.putText(frame, info["outcome"], (6, 20), font, 0.6, yellow, 2)
+
+
+def _frame(chase: np.ndarray, fpv: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """Chase view (BGR) with the policy's camera inset and the command as text."""
+    import cv2
+
+    frame = cv2.cvtColor(chase, cv2.COLOR_RGB2BGR)
+    inset = cv2.cvtColor(fpv, cv2.COLOR_RGB2BGR)
+    scale = max(1, frame.shape[1] // (3 * inset.shape[1]))
+    inset = cv2.resize(inset, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    h, w = inset.shape[:2]
+    frame[4 : 4 + h, -4 - w : -4] = inset
+    _annotate(frame, info)
+    return frame
