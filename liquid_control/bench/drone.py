@@ -135,8 +135,9 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             "runs": runs,
             "eval_mean": _mean_over_runs(runs, bench.scenes),
         }
-    results = {"config": bench.__dict__, "models": rows, "targets": _targets(bench, rows)}
-    write_results(out, bench.name, results, markdown(results))
+        # Rewritten after every model: a long run cut short keeps what it measured.
+        results = {"config": bench.__dict__, "models": rows, "targets": _targets(bench, rows)}
+        write_results(out, bench.name, results, markdown(results))
     return results
 
 
@@ -191,7 +192,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Same summer-only data and conv head for every model; {budget}{cfg['episodes']} "
         f"held-out layouts per scene (`{scenes[0]}` is the training scene, the others are "
-        f"unseen). Written by `liquid-control bench drone`.",
+        f"unseen). Written by `liquid-control bench drone"
+        + (" --shipped`." if cfg["name"] == "drone_shipped" else "`."),
         "",
         "## Parameters",
         "",

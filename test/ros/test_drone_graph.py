@@ -62,8 +62,13 @@ def test_shipped_drone_policy_flies_one_episode_through_both_nodes(ros) -> None:
     steps = round(episode["time_s"] / 0.1)
     assert bridge.session.rejected == 0  # the node clips commands to max_velocity
     assert policy.controller.stats.frames >= 0.75 * steps
+
+    def outcome_heard() -> bool:
+        with lock:
+            return any(json.loads(e.data).get("outcome") for e in seen["events"])
+
+    assert wait_for(outcome_heard, timeout_s=10.0)  # published right after the step
     with lock:
-        assert any(json.loads(e.data).get("outcome") for e in seen["events"])
         commands = seen["cmd"]
         assert len(commands) >= 0.5 * steps
         limits = np.array([2.0, 1.0, 1.0, 1.0]) + 1e-9
@@ -73,11 +78,21 @@ def test_shipped_drone_policy_flies_one_episode_through_both_nodes(ros) -> None:
             assert np.all(v <= limits)
         # The policy flies: forward commands, and the odometry leaves the start in 3D.
         assert np.mean([c.twist.linear.x for c in commands]) > 0.2
-        odom = seen["odom"][-1].pose.pose
-        assert 0.3 < odom.position.z < 4.0
-        assert np.hypot(odom.position.x, odom.position.y) > 1.0
-        q = odom.orientation
-        assert abs(q.w**2 + q.x**2 + q.y**2 + q.z**2 - 1.0) < 1e-6
+        poses = [m.pose.pose for m in seen["odom"]]
+        assert all(0.3 < p.position.z < 4.0 for p in poses)
+        assert max(np.hypot(p.position.x, p.position.y) for p in poses) > 1.0
+        assert all(
+            abs(
+                p.orientation.w**2
+                + p.orientation.x**2
+                + p.orientation.y**2
+                + p.orientation.z**2
+                - 1.0
+            )
+            < 1e-6
+            for p in poses
+        )
+    assert np.hypot(episode["x_m"], episode["y_m"]) > 1.0  # where the episode ended
 
 
 def test_drone_policy_node_hovers_when_the_camera_stops(ros, drone_export) -> None:
