@@ -23,10 +23,15 @@ class Param:
     read_only: bool = False
 
     def check(self, value: Any) -> str | None:
-        """None when ``value`` is acceptable, else why not. A list default means a numeric
-        array of that length, every element within ``low``..``high``."""
+        """None when ``value`` is acceptable, else why not. A list of numbers as default
+        means a numeric array of that length, every element within ``low``..``high``; a list
+        of strings means any number of strings."""
         if isinstance(self.default, list):
             values = list(value) if isinstance(value, list | tuple | array.array) else None
+            if self.default and all(isinstance(v, str) for v in self.default):
+                if values is None or not all(isinstance(v, str) for v in values):
+                    return f"{self.name} must be a list of strings, got {value!r}"
+                return None
             if values is None or len(values) != len(self.default):
                 return f"{self.name} must be {len(self.default)} numbers, got {value!r}"
             for v in values:

@@ -24,7 +24,7 @@ def test_collect_and_tiny_drone_bench_write_results_plots_and_videos(
     assert len(episodes) == 2
     assert episodes[0].obs.shape[1:] == (72, 128, 3)
     assert episodes[0].labels.shape[1] == 4
-    train = yaml.safe_load(Path("config/train_drone.yaml").read_text())
+    train = yaml.safe_load(Path("config/train_drone_scratch.yaml").read_text())
     train.update(
         datasets=[dataset],
         window=6,
