@@ -37,3 +37,21 @@ def test_walker_bench_config_builds_every_model() -> None:
     base = yaml.safe_load(Path(bench.closed_loop["train_config"]).read_text())["policy"]
     for core in bench.closed_loop["models"].values():
         Policy(PolicyConfig.from_dict({**base, "core": core}))
+
+
+def test_drone_bench_configs_build_every_model_and_name_real_scenes() -> None:
+    from liquid_control.bench.drone import DroneBenchConfig
+    from liquid_control.envs.drone_world import SCENES, TRAIN_SCENE
+
+    bench = load_bench_config(DroneBenchConfig, CONFIG / "bench_drone.yaml")
+    base = yaml.safe_load(Path(CONFIG.parent / bench.train_config).read_text())["policy"]
+    assert len(bench.models) == 6 and not bench.baseline
+    for spec in bench.models.values():
+        Policy(PolicyConfig.from_dict({**base, "core": spec["core"]}))
+    shipped = load_bench_config(DroneBenchConfig, CONFIG / "bench_drone_shipped.yaml")
+    assert shipped.baseline in shipped.models and shipped.episodes >= 50
+    first = next(iter(shipped.models.values()))
+    assert first["export"] == "liquid_control/assets/drone_default"
+    assert (CONFIG.parent / first["export"] / "manifest.json").is_file()
+    for b in (bench, shipped):
+        assert b.scenes[0] == TRAIN_SCENE and set(b.scenes) <= set(SCENES)
