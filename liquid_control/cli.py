@@ -113,7 +113,7 @@ def _collect(args: argparse.Namespace) -> None:
     from liquid_control.data.minari_io import collect_dataset
 
     if args.task == "walker":
-        from liquid_control.envs.walker import WALKER_ID, level_controller
+        from liquid_control.envs.walker import WALKER_ID, level_controller, level_source
 
         dataset_id = args.dataset_id or f"liquid_control/walker2d-{args.level}-v0"
         path = collect_dataset(
@@ -122,7 +122,7 @@ def _collect(args: argparse.Namespace) -> None:
             dataset_id,
             args.episodes,
             seed=args.seed,
-            algorithm_name=f"stable-baselines3 PPO expert, level {args.level}",
+            algorithm_name=level_source(args.level, args.expert),
             description=f"{WALKER_ID}, {args.episodes} episodes, level {args.level}",
         )
         print(f"wrote {dataset_id} ({path})")
@@ -180,6 +180,7 @@ def _expert(args: argparse.Namespace) -> None:
         eval_episodes=args.eval_episodes,
         init=args.init,
         learning_rate=args.learning_rate,
+        algorithm=args.algorithm,
     )
     for name in ("expert", "medium"):
         row = report[name]
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expert", type=Path, default=Path("runs/walker_expert"), help="walker")
     p.set_defaults(func=_collect)
 
-    p = sub.add_parser("expert", help="train the Walker2d PPO expert (stable-baselines3)")
+    p = sub.add_parser("expert", help="train the Walker2d expert (stable-baselines3 SAC or PPO)")
     p.add_argument("task", choices=["walker"])
     p.add_argument("--timesteps", type=int, default=1_000_000)
     p.add_argument("--checkpoints", type=int, default=10, help="evaluated checkpoints")
@@ -314,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/walker_expert"))
     p.add_argument("--eval-episodes", type=int, default=5, help="per checkpoint")
     p.add_argument("--init", type=Path, help="fine-tune from this checkpoint (.safetensors)")
-    p.add_argument("--learning-rate", type=float, help="override PPO's 3e-4")
+    p.add_argument("--learning-rate", type=float, help="override the default 3e-4")
+    p.add_argument("--algorithm", choices=["sac", "ppo"], default="sac")
     p.set_defaults(func=_expert)
 
     p = sub.add_parser("train", help="train a policy from Minari datasets (config YAML)")

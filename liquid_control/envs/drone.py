@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from liquid_control.envs.camera import CameraEnv
 from liquid_control.envs.drone_world import (
     OOD_SCENES,
     SCENES,
@@ -23,9 +24,13 @@ from liquid_control.envs.drone_world import (
     TRAIN_SCENE,
     DroneWorld,
     Layout,
+    physics_timestep,
 )
 
 GRAVITY = 9.81
+# Lateral offset (m) of the tree beside the straight path: its trunk (or the urban building,
+# 0.4 m half-width, 0.57 m to a corner) stays off the path, its crown (0.9 m) reaches over it.
+BLOCKER_OFFSET_M = (0.6, 0.9)
 OUTCOMES = ("success", "collision", "out_of_arena", "timeout")
 
 
@@ -91,14 +96,15 @@ class CascadedController:
             [c * command[0] - s * command[1], s * command[0] + c * command[1], command[2]]
         )
         accel = np.empty(3)
+        # Vertical first: the thrust direction's tilt is atan(horizontal / (a_z + g)), so the
+        # horizontal limit shrinks in a descent (the floor keeps some thrust to steer with).
+        accel[2] = max(g.vertical * (v_cmd[2] - velocity[2]), -0.8 * GRAVITY)
         accel[:2] = g.velocity * (v_cmd[:2] - velocity[:2])
         norm = math.hypot(accel[0], accel[1])
-        limit = min(g.max_horizontal_accel, GRAVITY * math.tan(g.max_tilt_rad))
+        limit = min(g.max_horizontal_accel, (accel[2] + GRAVITY) * math.tan(g.max_tilt_rad))
         if norm > limit:
             accel[:2] *= limit / norm
-        accel[2] = g.vertical * (v_cmd[2] - velocity[2])
         force = self.mass * (accel + np.array([0.0, 0.0, GRAVITY]))
-        force[2] = max(force[2], 0.2 * self.mass * GRAVITY)
         # Yaw reference: integrate the command, but never run more than 0.5 rad ahead.
         err = math.remainder(self.yaw_ref + command[3] * dt - yaw, math.tau)
         self.yaw_ref = yaw + max(-0.5, min(0.5, err))
@@ -128,7 +134,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class DroneNavEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
     """Fly to a red target ball seen by the forward camera, avoiding trees and pillars.
 
     ## Description
@@ -164,8 +170,10 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     Hovering at rest at the origin, 1.2-2.0 m high, with a random yaw. The layout (target,
     obstacles) comes from the env's seeded generator: ``reset(seed=s)`` always gives the
     same layout and the same images. Obstacles keep 2 m of clearance from the start and the
-    target; with probability ``blocker_prob`` one tree stands near the straight path, so
-    flying straight would clip its crown. ``options`` may hold ``layout`` (a ``Layout``)
+    target; with probability ``blocker_prob`` one tree stands 0.6-0.9 m beside the straight
+    path, so flying straight would clip its crown (its trunk, or the urban building, stays
+    off the path and the target in view). Layouts are drawn from the template's footprints:
+    a seed gives the same layout in every scene. ``options`` may hold ``layout`` (a ``Layout``)
     and ``yaw_rad``.
 
     ## Episode End
@@ -208,6 +216,7 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    scenes = SCENES
     ood_scenes = OOD_SCENES  # never used for training (``perturb.UnseenScene``)
 
     def __init__(
@@ -234,6 +243,12 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ValueError(f"unknown scene {scene!r}; choose one of {sorted(SCENES)}")
         if render_camera not in ("chase", "fpv"):
             raise ValueError(f"render_camera must be 'chase' or 'fpv', got {render_camera!r}")
+        physics_dt = physics_timestep()
+        substeps = round(float(dt_s) / physics_dt) if math.isfinite(float(dt_s)) else 0
+        if substeps < 1 or abs(substeps * physics_dt - float(dt_s)) > 1e-9:
+            raise ValueError(
+                f"dt_s must be a positive multiple of the {physics_dt} s step, got {dt_s}"
+            )
         height, width = (int(v) for v in image_size)
         if not (8 <= height <= 144 and 8 <= width <= 256):
             raise ValueError(f"image_size must be within (144, 256), got {image_size}")
@@ -305,17 +320,23 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         world, ctrl = self.world, self.controller
         data = world.data
         contact = ""
+        substeps = 0
         for _ in range(self._substeps):
             rotation = data.xmat[world.drone_body].reshape(3, 3)
             data.ctrl[:] = ctrl.thrusts(command, rotation, data.qvel[:3], data.qvel[3:6])
             mujoco.mj_step(world.model, data)
+            substeps += 1
             if data.ncon:
                 hits = world.drone_contacts()
                 if hits:
                     contact = hits[0]
                     break
+        # mj_step leaves poses (xpos, xmat, cameras) at the start of its step: bring them to
+        # the new state so the frame, the geometry and the info describe the same instant.
+        mujoco.mj_kinematics(world.model, data)
+        mujoco.mj_camlight(world.model, data)
         self.steps += 1
-        self.time_s += self.dt_s
+        self.time_s += substeps * self.controller._dt
         distance, bearing = self._target_geometry()
         reward = self._prev_distance - distance
         self._prev_distance = distance
@@ -340,26 +361,6 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         info = self._info(outcome, contact)
         return self._observation(), float(reward), terminated, truncated, info
 
-    def render(self) -> np.ndarray | None:
-        """The ``render_camera`` view at ``render_size`` when ``render_mode='rgb_array'``."""
-        if self.render_mode != "rgb_array" or self.world is None:
-            return None
-        return self.world.render("render")
-
-    def close(self) -> None:
-        """Release the renderers."""
-        if self.world is not None:
-            self.world.close()
-            self.world = None
-
-    def set_scene(self, scene: str) -> None:
-        """Switch scene (e.g. to an unseen one); the world is rebuilt at the next reset."""
-        if scene not in SCENES:
-            raise ValueError(f"unknown scene {scene!r}; choose one of {sorted(SCENES)}")
-        if scene != self.scene:
-            self.scene = scene
-            self.close()
-
     # -- internals -----------------------------------------------------------------------------
     @property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -370,9 +371,7 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             return
         self.world = DroneWorld(self.scene, self._views)
         physics_dt = float(self.world.model.opt.timestep)
-        self._substeps = max(1, round(self.dt_s / physics_dt))
-        if abs(self._substeps * physics_dt - self.dt_s) > 1e-9:
-            raise ValueError(f"dt_s {self.dt_s} is not a multiple of the {physics_dt} s step")
+        self._substeps = round(self.dt_s / physics_dt)
         self.controller = CascadedController(self.world.model, self.world.drone_body, self.gains)
         self.controller._dt = physics_dt
 
@@ -393,9 +392,9 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # A tree whose crown reaches over the straight path, beside it (not on it), so
             # the target stays in view and the way round is clear.
             name = trees[0]
-            radius = world.obstacle_radius_m[name]
+            radius = world.layout_radius_m[name]
             along = rng.uniform(0.4, 0.65) * distance
-            side = rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 0.8) * radius
+            side = rng.choice([-1.0, 1.0]) * rng.uniform(*BLOCKER_OFFSET_M)
             direction = target / distance
             normal = np.array([-direction[1], direction[0]])
             xy = along * direction + side * normal
@@ -404,7 +403,7 @@ class DroneNavEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 placed.append((xy, radius))
                 names.remove(name)
         for name in names:
-            radius = world.obstacle_radius_m[name]
+            radius = world.layout_radius_m[name]
             for _ in range(20):
                 r = 22.0 * math.sqrt(rng.uniform(0.02, 1.0))
                 a = rng.uniform(-math.pi, math.pi)

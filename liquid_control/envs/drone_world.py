@@ -12,12 +12,14 @@ or model selection. The target (a red ball on a white pole) looks the same every
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
 
+from liquid_control.envs.camera import CameraViews, Views
 from liquid_control.envs.scene import sim_dir
 
 TEMPLATE_NAME = "drone_world.xml"
@@ -123,7 +125,9 @@ SCENES: dict[str, DronePalette] = {
 TRAIN_SCENE = "summer"
 OOD_SCENES = ("autumn", "winter", "urban", "dusk")
 # The building that replaces a tree in the urban scene: (trunk half sizes, roof half sizes).
-BUILDING_SIZE = ((0.7, 0.7, 2.0), (0.75, 0.75, 0.15))
+# Its footprint stays inside the tree's (0.9 m crown), and it is narrow enough that a tree
+# placed beside the straight path (``BLOCKER_OFFSET_M``) does not stand on it as a building.
+BUILDING_SIZE = ((0.4, 0.4, 2.0), (0.45, 0.45, 0.15))
 # The target body moves up or down at most this much (its pole reaches below ground).
 TARGET_LIFT_M = 0.4
 
@@ -137,7 +141,7 @@ class Layout:
     target_height_m: float
 
 
-class DroneWorld:
+class DroneWorld(CameraViews):
     """MuJoCo model, data and renderers of one scene.
 
     Args:
@@ -145,7 +149,7 @@ class DroneWorld:
         views: renderers to create, ``name -> (camera, height, width)``.
     """
 
-    def __init__(self, scene: str, views: dict[str, tuple[str, int, int]]) -> None:
+    def __init__(self, scene: str, views: Views) -> None:
         if scene not in SCENES:
             raise ValueError(f"unknown scene {scene!r}; choose one of {sorted(SCENES)}")
         self.scene = scene
@@ -158,30 +162,16 @@ class DroneWorld:
             if self.model.body_mocapid[b] >= 0
         ]
         self.obstacles = [n for n in self.mocap_names if n != "target"]
-        self.obstacle_radius_m = {n: self._footprint(n) for n in self.obstacles}
+        # Collision footprints of this scene's geometry (what an avoiding expert must clear)
+        # and of the template's (what layouts are drawn with, so a seed gives the same layout
+        # in every scene).
+        self.obstacle_radius_m = {n: _footprint(self.model, n) for n in self.obstacles}
+        template = _template_model()
+        self.layout_radius_m = {n: _footprint(template, n) for n in self.obstacles}
         self.target_radius_m = float(self.model.geom("target_ball").size[0])
         self._target_ball = self.model.geom("target_ball").id
         self._ball_z = float(self.model.geom_pos[self._target_ball][2])
-        self._views = dict(views)
-        self._renderers: dict[str, mujoco.Renderer] = {}
-        for view, (_, height, width) in views.items():
-            renderer = mujoco.Renderer(self.model, height, width)
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
-                renderer.scene.flags[flag] = 0
-            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_FOG] = 1
-            self._renderers[view] = renderer
-
-    def _footprint(self, body_name: str) -> float:
-        """Horizontal radius (m) of a body's geoms around its origin, for clearance checks."""
-        body = self.model.body(body_name).id
-        radius = 0.0
-        for g in np.flatnonzero(self.model.geom_bodyid == body):
-            size = self.model.geom_size[g]
-            kind = int(self.model.geom_type[g])
-            extent = math.hypot(size[0], size[1]) if kind == mujoco.mjtGeom.mjGEOM_BOX else size[0]
-            offset = math.hypot(*self.model.geom_pos[g][:2])
-            radius = max(radius, offset + float(extent))
-        return radius
+        self._make_renderers(views)
 
     def set_layout(self, layout: Layout) -> None:
         """Move target and obstacles; bodies missing from ``layout`` are parked far away."""
@@ -238,16 +228,37 @@ class DroneWorld:
         renderer.update_scene(self.data, camera=camera)
         return renderer.render()
 
-    def close(self) -> None:
-        """Free the GL contexts."""
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+
+def _footprint(model: mujoco.MjModel, body_name: str) -> float:
+    """Horizontal radius (m) of a body's geoms around its origin, for clearance checks."""
+    body = model.body(body_name).id
+    radius = 0.0
+    for g in np.flatnonzero(model.geom_bodyid == body):
+        size = model.geom_size[g]
+        kind = int(model.geom_type[g])
+        extent = math.hypot(size[0], size[1]) if kind == mujoco.mjtGeom.mjGEOM_BOX else size[0]
+        offset = math.hypot(*model.geom_pos[g][:2])
+        radius = max(radius, offset + float(extent))
+    return radius
+
+
+def _template_spec() -> mujoco.MjSpec:
+    return mujoco.MjSpec.from_file(str(sim_dir(TEMPLATE_NAME) / TEMPLATE_NAME))
+
+
+@functools.cache
+def _template_model() -> mujoco.MjModel:
+    return _template_spec().compile()
+
+
+def physics_timestep() -> float:
+    """The template's physics step (s)."""
+    return float(_template_model().opt.timestep)
 
 
 def _compile(palette: DronePalette, buffer_sizes: list[tuple[int, int]]) -> mujoco.MjModel:
     """Template + palette (+ urban buildings) + an off-screen buffer that fits every view."""
-    spec = mujoco.MjSpec.from_file(str(sim_dir(TEMPLATE_NAME) / TEMPLATE_NAME))
+    spec = _template_spec()
     spec.texture("sky").rgb1 = palette.sky_top
     spec.texture("sky").rgb2 = palette.sky_horizon
     ground = spec.texture("ground")

@@ -10,7 +10,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from liquid_control.envs.scene import OOD_SCENES, TRAIN_SCENE, LaneWorld, RoadLayout
+from liquid_control.envs.camera import CameraEnv
+from liquid_control.envs.scene import OOD_SCENES, SCENES, TRAIN_SCENE, LaneWorld, RoadLayout
 from liquid_control.envs.tracks import SEED_SPLITS, Projection, Track, generate_track, wrap_angle
 
 
@@ -39,7 +40,7 @@ def bicycle_step(state: VehicleState, curvature: float, distance_m: float) -> Ve
     return VehicleState(state.x_m + dx, state.y_m + dy, wrap_angle(yaw_end))
 
 
-class LaneKeepingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class LaneKeepingEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
     """Keep a car in its lane from a forward camera, commanding path curvature.
 
     ## Description
@@ -114,6 +115,7 @@ class LaneKeepingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    scenes = SCENES
     ood_scenes = OOD_SCENES  # never used for training (``perturb.UnseenScene``)
 
     def __init__(
@@ -211,24 +213,6 @@ class LaneKeepingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             self.projection.progress_m >= self.track.length_m or self.steps >= self.max_steps
         )
         return self._observation(), reward, terminated, truncated, self._info()
-
-    def render(self) -> np.ndarray | None:
-        """The ``render_camera`` view at ``render_size`` when ``render_mode='rgb_array'``."""
-        if self.render_mode != "rgb_array" or self.world is None:
-            return None
-        return self.world.render("render")
-
-    def close(self) -> None:
-        """Release the renderers."""
-        if self.world is not None:
-            self.world.close()
-            self.world = None
-
-    def set_scene(self, scene: str) -> None:
-        """Switch palette (e.g. to an unseen scene); the world is rebuilt at the next reset."""
-        if scene != self.scene:
-            self.scene = scene
-            self.close()
 
     @property
     def _search_window(self) -> int:

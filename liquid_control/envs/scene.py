@@ -21,6 +21,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from liquid_control.envs.camera import CameraViews, Views
 from liquid_control.envs.tracks import Track
 
 TEMPLATE_NAME = "lane_world.xml"
@@ -325,7 +326,7 @@ def _fir(sides: int = 7) -> tuple[np.ndarray, np.ndarray]:
     return np.array(vertices), np.array(faces)
 
 
-class LaneWorld:
+class LaneWorld(CameraViews):
     """MuJoCo model, data and off-screen renderers for one scene and one track length.
 
     Args:
@@ -341,7 +342,7 @@ class LaneWorld:
         track: Track,
         layout: RoadLayout,
         scene: str,
-        views: dict[str, tuple[str, int, int]],
+        views: Views,
     ) -> None:
         if scene not in SCENES:
             raise ValueError(f"unknown scene {scene!r}; choose one of {sorted(SCENES)}")
@@ -353,17 +354,11 @@ class LaneWorld:
         self.data = mujoco.MjData(self.model)
         self._mesh_ids = [self.model.mesh(layer.name).id for layer in layers]
         _flatten_mesh_frames(self.model, self._mesh_ids)
-        self._views = dict(views)
-        self._renderers: dict[str, mujoco.Renderer] = {}
+        self._make_renderers(views)
         self._options: dict[str, mujoco.MjvOption] = {}
-        for view, (camera, height, width) in views.items():
-            renderer = mujoco.Renderer(self.model, height, width)
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
-                renderer.scene.flags[flag] = 0
-            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_FOG] = 1
+        for view, (camera, _, _) in views.items():
             option = mujoco.MjvOption()
             option.geomgroup[CAR_GROUP] = int(camera != "driver")
-            self._renderers[view] = renderer
             self._options[view] = option
         self.track = track
         self.set_track(track, force=True)
@@ -398,12 +393,6 @@ class LaneWorld:
         camera = self._views[view][0]
         renderer.update_scene(self.data, camera=camera, scene_option=self._options[view])
         return renderer.render()
-
-    def close(self) -> None:
-        """Free the GL contexts."""
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
 
 
 def _compile(

@@ -1,8 +1,10 @@
-"""Walker2d-v5 locomotion: the project's PPO expert and the dataset levels collected from it.
+"""Walker2d-v5 locomotion: the project's RL expert and the dataset levels collected from it.
 
-The expert is trained with stable-baselines3 PPO (observation normalisation as
-``VecNormalize``) by :func:`train_expert` (``liquid-control expert walker``). Weights are
-kept as safetensors and the normalisation statistics as JSON, so loading never unpickles.
+The expert is trained with stable-baselines3 by :func:`train_expert` (``liquid-control expert
+walker``): SAC (the default; off-policy, it learns a gait that rarely falls within a few
+hundred thousand steps) or PPO (observation normalisation as ``VecNormalize``). Weights are
+kept as safetensors, the algorithm and the observation statistics as metadata, so loading
+never unpickles.
 Checkpoints are taken along training; each is evaluated, the best becomes ``expert`` and
 the one whose return is closest to a third of it becomes ``medium`` (the D4RL convention).
 
@@ -31,7 +33,8 @@ WALKER_ID = "Walker2d-v5"
 LEVELS = ("random", "medium", "expert", "expert_noisy")
 NOISY_FRACTION = 0.01
 REPORT = "expert.json"
-# stable-baselines3 PPO defaults apart from these (rl-zoo-like for MuJoCo locomotion).
+# stable-baselines3 defaults apart from these (rl-zoo-like for MuJoCo locomotion).
+SAC_KWARGS: dict[str, Any] = {"learning_starts": 10_000}
 PPO_KWARGS: dict[str, Any] = {
     "n_steps": 2048,
     "batch_size": 64,
@@ -41,10 +44,11 @@ PPO_KWARGS: dict[str, Any] = {
     "gamma": 0.99,
     "clip_range": 0.2,
 }
+ALGORITHMS = {"sac": SAC_KWARGS, "ppo": PPO_KWARGS}
 
 
 class WalkerExpert:
-    """A PPO policy plus its observation normalisation: ``act(obs) -> action``."""
+    """A stable-baselines3 policy plus its observation normalisation: ``act(obs) -> action``."""
 
     def __init__(self, policy: Any, obs_mean: np.ndarray, obs_var: np.ndarray) -> None:
         self.policy = policy
@@ -57,27 +61,36 @@ class WalkerExpert:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def _new_ppo(env: Any, seed: int, **overrides: Any) -> Any:
-    from stable_baselines3 import PPO
+def _new_model(algorithm: str, env: Any, seed: int, **overrides: Any) -> Any:
+    import stable_baselines3
 
-    kwargs = {**PPO_KWARGS, **overrides}
-    return PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    if algorithm not in ALGORITHMS:
+        raise UserError(f"unknown expert algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
+    cls = getattr(stable_baselines3, algorithm.upper())
+    kwargs = {**ALGORITHMS[algorithm], **overrides}
+    return cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
 
 
-def _save(model: Any, obs_rms: Any, path: Path) -> None:
+def _save(model: Any, algorithm: str, obs_rms: Any, path: Path) -> None:
+    """``obs_rms`` None: the policy sees raw observations (identity statistics)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
+    n = model.observation_space.shape[0]
+    mean = np.zeros(n) if obs_rms is None else np.asarray(obs_rms.mean)
+    var = np.ones(n) - 1e-8 if obs_rms is None else np.asarray(obs_rms.var)
     meta = {
-        "obs_mean": json.dumps(np.asarray(obs_rms.mean).tolist()),
-        "obs_var": json.dumps(np.asarray(obs_rms.var).tolist()),
+        "algorithm": algorithm,
+        "obs_mean": json.dumps(mean.tolist()),
+        "obs_var": json.dumps(var.tolist()),
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Policy weights and observation mean/variance of a :func:`train_expert` checkpoint."""
+def _read_checkpoint(path: Path) -> tuple[str, dict[str, Any], np.ndarray, np.ndarray]:
+    """Algorithm, policy weights and observation mean/variance of a :func:`train_expert`
+    checkpoint (checkpoints without an algorithm entry predate SAC and are PPO)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -89,14 +102,23 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray
         raise UserError(f"{path} is not a walker expert checkpoint (no observation statistics)")
     mean = np.asarray(json.loads(meta["obs_mean"]), np.float64)
     var = np.asarray(json.loads(meta["obs_var"]), np.float64)
-    return load_file(str(path)), mean, var
+    return meta.get("algorithm", "ppo"), load_file(str(path)), mean, var
+
+
+def level_source(level: str, expert_dir: str | Path) -> str:
+    """What acts in a dataset level, for the dataset's ``algorithm_name``."""
+    if level == "random":
+        return "uniform random actions"
+    name = "medium" if level == "medium" else "expert"
+    algorithm = _read_checkpoint(Path(expert_dir) / f"{name}.safetensors")[0]
+    return f"stable-baselines3 {algorithm.upper()} expert, level {level}"
 
 
 def load_expert(path: str | Path) -> WalkerExpert:
     """Load a checkpoint written by :func:`train_expert` (``<dir>/<name>.safetensors``)."""
-    weights, mean, var = _read_checkpoint(Path(path))
+    algorithm, weights, mean, var = _read_checkpoint(Path(path))
     env = gym.make(WALKER_ID)
-    model = _new_ppo(env, 0)
+    model = _new_model(algorithm, env, 0)
     model.policy.load_state_dict(weights)
     env.close()
     return WalkerExpert(model.policy, mean, var)
@@ -160,36 +182,51 @@ def train_expert(
     eval_episodes: int = 5,
     init: str | Path | None = None,
     learning_rate: float | None = None,
+    algorithm: str = "sac",
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Train PPO on Walker2d-v5; write ``step_<n>.safetensors`` checkpoints, ``expert`` and
-    ``medium`` copies and ``expert.json`` (return and length of every checkpoint).
+    """Train SAC or PPO on Walker2d-v5; write ``step_<n>.safetensors`` checkpoints,
+    ``expert`` and ``medium`` copies and ``expert.json`` (return and length of every
+    checkpoint). ``overrides`` replace the algorithm's keyword arguments.
 
-    ``init`` fine-tunes from an earlier checkpoint: its policy weights and observation
-    statistics (which keep adapting); the optimiser and reward statistics start afresh."""
+    ``init`` fine-tunes from an earlier checkpoint of the same algorithm: its policy weights
+    and observation statistics (PPO's keep adapting); the optimiser, replay buffer and reward
+    statistics start afresh."""
     import shutil
 
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    if timesteps <= 0 or checkpoints <= 0:
+        raise UserError("--timesteps and --checkpoints must be positive")
     out = Path(out_dir)
+    if init is not None and Path(init).resolve().parent == out.resolve():
+        raise UserError(f"--init {init} lies inside --out {out}, which training overwrites")
     out.mkdir(parents=True, exist_ok=True)
-    venv = VecNormalize(DummyVecEnv([lambda: gym.make(WALKER_ID)]), norm_reward=True)
+    venv: Any = DummyVecEnv([lambda: gym.make(WALKER_ID)])
+    if algorithm == "ppo":  # SAC learns from raw observations and rewards (rl-zoo)
+        venv = VecNormalize(venv, norm_reward=True)
     venv.seed(seed)
-    overrides = {} if learning_rate is None else {"learning_rate": learning_rate}
-    model = _new_ppo(venv, seed, **overrides)
+    if learning_rate is not None:
+        overrides["learning_rate"] = learning_rate
+    model = _new_model(algorithm, venv, seed, **overrides)
+    obs_rms = getattr(venv, "obs_rms", None)
     if init is not None:
-        weights, mean, var = _read_checkpoint(Path(init))
+        init_algorithm, weights, mean, var = _read_checkpoint(Path(init))
+        if init_algorithm != algorithm:
+            raise UserError(f"--init {init} is a {init_algorithm} checkpoint, not {algorithm}")
         model.policy.load_state_dict(weights)
-        venv.obs_rms.mean, venv.obs_rms.var = mean, var
-        venv.obs_rms.count = 1e6  # a long run's worth: new data nudges, not resets, them
+        if obs_rms is not None:
+            obs_rms.mean, obs_rms.var = mean, var
+            obs_rms.count = 1e6  # a long run's worth: new data nudges, not resets, them
     eval_env = gym.make(WALKER_ID)
-    chunk = max(timesteps // checkpoints, PPO_KWARGS["n_steps"])
+    chunk = max(timesteps // checkpoints, model.n_steps if algorithm == "ppo" else 1)
     rows: list[dict[str, Any]] = []
     done = 0
     while done < timesteps:
         model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
         done = int(model.num_timesteps)
         path = out / f"step_{done}.safetensors"
-        _save(model, venv.obs_rms, path)
+        _save(model, algorithm, obs_rms, path)
         expert = load_expert(path)
         stats = rollout(eval_env, expert.act, eval_episodes, seed=10_000)
         rows.append({"timesteps": done, "checkpoint": path.name, **stats})
@@ -205,8 +242,8 @@ def train_expert(
             with atomic_path(out / f"{name}.safetensors") as tmp:
                 shutil.copyfile(out / row["checkpoint"], tmp)
         report = {
-            "algorithm": "stable-baselines3 PPO",
-            "ppo": {**PPO_KWARGS, **overrides},
+            "algorithm": f"stable-baselines3 {algorithm.upper()}",
+            "hyperparameters": {**ALGORITHMS[algorithm], **overrides},
             "timesteps": done,
             "seed": seed,
             "init": None if init is None else str(init),

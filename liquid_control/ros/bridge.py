@@ -83,7 +83,7 @@ def make_env(env_id: str, env_kwargs: str | dict[str, Any] = "", perturb: str = 
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as e:
         raise UserError(f"cannot make env {env_id!r}: {e}") from None
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # unknown keyword, or a value the env refuses
         raise UserError(f"bad env_kwargs for {env_id!r}: {e}") from None
     if perturb:
         from liquid_control.envs.perturb import make_perturbed

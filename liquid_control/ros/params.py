@@ -8,6 +8,7 @@ and on later ``set_parameters`` calls. A refused value becomes a one-line error.
 from __future__ import annotations
 
 import array
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,8 @@ class Param:
             ok_type = isinstance(value, type(self.default))
         if not ok_type:
             return f"{self.name} must be a {type(self.default).__name__}, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.name} must be finite, got {value!r}"
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
             return f"{self.name}={value!r} is outside [{self.low}, {self.high}]"
         if self.choices and value not in self.choices:

@@ -115,6 +115,13 @@ def _make_node_class():
                     f"{'vector' if self.vector_input else 'curvature or velocity'}, "
                     f"got {self.p['command_mode']!r}"
                 )
+            action_dim = self.controller.policy.action_dim
+            needed = {"curvature": 1, "velocity": 4}.get(self.p["command_mode"])
+            if needed is not None and action_dim != needed:
+                raise ParameterError(
+                    f"model {self.p['model']} outputs {action_dim} actions: command_mode "
+                    f"{self.p['command_mode']!r} needs {needed}"
+                )
             self.obs_size = int(np.prod(self.controller.policy.obs_shape))
             if self.vector_input:
                 self.input_topic = self.p["observation_topic"]

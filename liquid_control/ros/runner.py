@@ -108,7 +108,8 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
         "mean_abs_offset_m": float(offsets.mean()) if offsets.size else None,
         "p95_abs_offset_m": float(np.percentile(offsets, 95)) if offsets.size else None,
         "mean_return": float(np.mean(returns)) if returns else None,
-        "falls": int(sum(e["event"] == "terminated" for e in finished)),
+        # Walker-style ends: terminated without a task outcome (a drone's carry one).
+        "falls": int(sum(e["event"] == "terminated" and not e.get("outcome") for e in finished)),
         "outcomes": _count(e["outcome"] for e in finished if e.get("outcome")),
         "rejected_commands": session.rejected,
         "sync_timeouts": nodes["sim_bridge"].sync_timeouts,

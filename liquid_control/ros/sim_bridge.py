@@ -261,12 +261,14 @@ def _make_node_class():
                 self.autopilot_pub.publish(
                     _autopilot_twist(TwistStamped(), frame, self.p["command_mode"], speed)
                 )
-            rgb = frame.image
+            rgb, view = frame.image, "observation"
             if rgb is None and self.p["render_camera"]:
                 rgb = self.session.env.render()  # on the sim thread, which owns the GL context
+                view = "render"
             if rgb is not None:
                 image = rgb_to_image(rgb, stamp, self.p["frame_id"])
-                self.info_pub.publish(_camera_info(CameraInfo(), image))
+                fovy = _fovy_deg(self.session.env.unwrapped, view)
+                self.info_pub.publish(_camera_info(CameraInfo(), image, fovy))
                 self.image_pub.publish(image)
 
     return SimBridge
@@ -368,11 +370,21 @@ def _world_to_body(q: Any, v: Any) -> tuple[float, float, float]:
     return float(body[0]), float(body[1]), float(body[2])
 
 
-def _camera_info(msg: Any, image: Any, hfov_rad: float = math.radians(60.0)) -> Any:
-    """Pinhole intrinsics for the rendered camera (square pixels, centred)."""
+def _fovy_deg(env: Any, view: str) -> float:
+    """Vertical field of view of the published image: the camera env's view, else (a
+    Gymnasium MuJoCo env's render) the model's free-camera ``fovy``."""
+    fovy = env.camera_fovy_deg(view) if hasattr(env, "camera_fovy_deg") else None
+    if fovy is None and hasattr(env, "model"):
+        fovy = float(env.model.vis.global_.fovy)
+    return 45.0 if fovy is None else fovy  # MuJoCo's default
+
+
+def _camera_info(msg: Any, image: Any, fovy_deg: float) -> Any:
+    """Pinhole intrinsics of a MuJoCo camera: square pixels, centred, focal length from the
+    vertical field of view."""
     msg.header = image.header
     msg.height, msg.width = image.height, image.width
-    fx = image.width / (2.0 * math.tan(hfov_rad / 2.0))
+    fx = image.height / (2.0 * math.tan(math.radians(fovy_deg) / 2.0))
     cx, cy = image.width / 2.0, image.height / 2.0
     msg.distortion_model = "plumb_bob"
     msg.d = [0.0] * 5

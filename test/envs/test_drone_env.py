@@ -137,6 +137,11 @@ def test_unseen_scenes_look_different_and_keep_the_red_target(scene: str) -> Non
     assert info["scene"] == scene
     diff = np.abs(a["image"].astype(float) - b["image"].astype(float)).mean()
     assert diff > 10.0, f"{scene} looks like summer (mean abs diff {diff:.1f})"
+    # the same seed gives the same layout in every scene, and the target stays in view
+    assert other.unwrapped.layout == summer.unwrapped.layout
+    image = b["image"].astype(int)
+    red = (image[..., 0] > 150) & (image[..., 1] < 60) & (image[..., 2] < 60)
+    assert red.sum() >= 4, f"{scene}: target not visible"
     summer.close()
     other.close()
 
@@ -155,11 +160,47 @@ def test_urban_trees_are_buildings_and_perturbations_apply() -> None:
     env.close()
 
 
+def test_path_side_blocker_never_stands_on_the_path() -> None:
+    env = make(scene="urban", blocker_prob=1.0)
+    for seed in range(12):
+        env.reset(seed=seed)
+        layout = env.unwrapped.layout
+        target = np.array(layout.positions["target"])
+        direction = target / np.linalg.norm(target)
+        near = [
+            abs(direction[0] * xy[1] - direction[1] * xy[0])
+            for name, xy in layout.positions.items()
+            if name.startswith("tree") and 0 < float(np.dot(direction, xy)) < np.linalg.norm(target)
+        ]
+        assert near, f"seed {seed}: no tree beside the path"
+        # the building's half-diagonal: no corner reaches the straight path
+        assert min(near) > 0.4 * math.sqrt(2), f"seed {seed}: a building stands on the path"
+    env.close()
+
+
+def test_tilt_stays_limited_in_a_fast_descent_and_poses_are_current() -> None:
+    env = make(ceiling_m=20.0)
+    layout = Layout({"target": (25.0, 0.0)}, 2.0)
+    env.reset(seed=0, options={"layout": layout, "yaw_rad": 0.0})
+    fly(env, [0, 0, 1.0, 0], 3.0)  # climb to ~5 m
+    world = env.unwrapped.world
+    tilts = []
+    for command in ([2.0, 0, -1.0, 0], [-2.0, 0, -1.0, 0]):  # fast descent, full speed
+        for _ in range(8):
+            _, _, terminated, _, info = env.step(np.asarray(command, np.float32))
+            assert not terminated
+            tilts.append(math.degrees(math.acos(world.data.xmat[world.drone_body][8])))
+            # poses describe the state after the step (the camera frame too)
+            np.testing.assert_allclose(world.data.xpos[world.drone_body], world.data.qpos[:3])
+    assert max(tilts) <= 33.0, tilts
+    env.close()
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="scene"):
         make(scene="mars")
     with pytest.raises(ValueError, match="image_size"):
         make(image_size=(288, 512))
-    env = make(dt_s=0.0123)
-    with pytest.raises(ValueError, match="multiple"):
-        env.reset(seed=0)
+    for dt_s in (0.0123, 0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="multiple"):
+            make(dt_s=dt_s)

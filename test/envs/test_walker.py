@@ -18,7 +18,7 @@ from liquid_control.errors import UserError
 @pytest.fixture(scope="module")
 def expert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("walker_expert")
-    walker.train_expert(out, timesteps=4096, checkpoints=2, eval_episodes=2)
+    walker.train_expert(out, timesteps=4096, checkpoints=2, eval_episodes=2, algorithm="ppo")
     return out
 
 
@@ -45,15 +45,46 @@ def test_training_writes_evaluated_checkpoints_and_picks_levels(expert_dir: Path
 def test_fine_tuning_starts_from_a_checkpoint(expert_dir: Path, tmp_path: Path) -> None:
     start = expert_dir / "expert.safetensors"
     report = walker.train_expert(
-        tmp_path, timesteps=2048, checkpoints=1, eval_episodes=1, init=start, learning_rate=1e-4
+        tmp_path,
+        timesteps=2048,
+        checkpoints=1,
+        eval_episodes=1,
+        init=start,
+        learning_rate=1e-4,
+        algorithm="ppo",
     )
-    assert report["init"] == str(start) and report["ppo"]["learning_rate"] == 1e-4
+    assert report["init"] == str(start) and report["hyperparameters"]["learning_rate"] == 1e-4
     # Fine-tuning keeps the starting observation statistics (they only drift with new data).
     before = walker.load_expert(start)
     after = walker.load_expert(tmp_path / "expert.safetensors")
     np.testing.assert_allclose(after.obs_mean, before.obs_mean, atol=0.05 * before.obs_std.max())
     with pytest.raises(UserError, match="does not exist"):
-        walker.train_expert(tmp_path, timesteps=2048, init=tmp_path / "missing.safetensors")
+        walker.train_expert(tmp_path / "out", timesteps=2048, init=tmp_path / "missing.safetensors")
+    # a run never overwrites the checkpoint it starts from, nor starts another algorithm's
+    with pytest.raises(UserError, match="inside --out"):
+        walker.train_expert(start.parent, timesteps=2048, init=start, algorithm="ppo")
+    with pytest.raises(UserError, match="ppo checkpoint, not sac"):
+        walker.train_expert(tmp_path / "sac", timesteps=2048, init=start, algorithm="sac")
+    with pytest.raises(UserError, match="positive"):
+        walker.train_expert(tmp_path, timesteps=0)
+
+
+def test_sac_expert_trains_saves_and_loads(tmp_path: Path) -> None:
+    report = walker.train_expert(
+        tmp_path,
+        timesteps=300,
+        checkpoints=2,
+        eval_episodes=1,
+        learning_starts=100,
+        batch_size=32,
+    )
+    assert report["algorithm"] == "stable-baselines3 SAC"
+    assert [r["timesteps"] for r in report["checkpoints"]] == [150, 300]
+    expert = walker.load_expert(tmp_path / "expert.safetensors")
+    obs, _ = gym.make(walker.WALKER_ID).reset(seed=0)
+    action = expert.act(obs)
+    assert action.shape == (6,) and np.all(np.abs(action) <= 1.0)
+    np.testing.assert_array_equal(expert.act(obs), action)  # deterministic
 
 
 def test_noisy_level_executes_random_actions_but_labels_the_experts(

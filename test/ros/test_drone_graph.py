@@ -122,7 +122,11 @@ def test_drone_policy_node_hovers_when_the_camera_stops(ros, drone_export) -> No
 
 @pytest.mark.parametrize(
     "value, match",
-    [([2.0, 1.0, 1.0], "4 numbers"), ([2.0, 1.0, 1.0, -1.0], "outside")],
+    [
+        ([2.0, 1.0, 1.0], "4 numbers"),
+        ([2.0, 1.0, 1.0, -1.0], "outside"),
+        ([2.0, float("nan"), 1.0, 1.0], "finite"),
+    ],
 )
 def test_bad_velocity_limits_are_refused(ros, drone_export, value, match) -> None:
     _, context = ros
@@ -159,3 +163,52 @@ def test_odometry_carries_height_attitude_and_body_frame_velocity() -> None:
     assert msg.pose.pose.orientation.z == pytest.approx(math.sin(yaw / 2))
     v = msg.twist.twist.linear
     assert (v.x, v.y, v.z) == pytest.approx((1.0, 0.0, 0.2))
+
+
+def test_camera_info_projects_the_target_onto_its_image() -> None:
+    """The published intrinsics come from the env's camera: projecting the target ball's
+    centre with them lands on the red blob in the frame."""
+    import gymnasium as gym
+    from sensor_msgs.msg import CameraInfo
+
+    from liquid_control.envs import DRONE_NAV_ID
+    from liquid_control.envs.drone_world import Layout
+    from liquid_control.ros.sim_bridge import _camera_info, _fovy_deg
+
+    env = gym.make(DRONE_NAV_ID)
+    obs, _ = env.reset(options={"layout": Layout({"target": (7.0, 1.5)}, 1.8), "yaw_rad": 0.0})
+    world = env.unwrapped.world
+    info = _camera_info(
+        CameraInfo(),
+        rgb_to_image(obs["image"], s_to_stamp(0.0), "camera"),
+        _fovy_deg(env.unwrapped, "observation"),
+    )
+    fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]
+    cam = world.model.camera("fpv").id
+    rel = world.data.cam_xmat[cam].reshape(3, 3).T @ (
+        world.target_position() - world.data.cam_xpos[cam]
+    )  # camera frame: x right, y up, looking along -z
+    u, v = cx + fx * rel[0] / -rel[2], cy - fy * rel[1] / -rel[2]
+    image = obs["image"].astype(int)
+    rows, cols = np.nonzero((image[..., 0] > 150) & (image[..., 1] < 60) & (image[..., 2] < 60))
+    assert len(rows) >= 4
+    assert (cols.mean() + 0.5, rows.mean() + 0.5) == pytest.approx((u, v), abs=1.5)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ('{"dt_s": 0.0123}', "multiple"),
+        ('{"scene": "mars"}', "unknown scene"),
+        ('{"wings": 2}', "wings"),
+        ("[1]", "JSON object"),
+    ],
+)
+def test_bad_env_kwargs_are_one_line_user_errors(kwargs: str, match: str) -> None:
+    from liquid_control.envs import DRONE_NAV_ID
+    from liquid_control.errors import UserError
+    from liquid_control.ros.bridge import make_env
+
+    with pytest.raises(UserError, match=match):
+        make_env(DRONE_NAV_ID, kwargs)

@@ -136,6 +136,8 @@ def test_watchdog_publishes_failsafe_and_reports_error(ros, lane_export) -> None
         ({"speed_mps": -1.0}, ParameterError, "speed_mps"),
         ({"backend": "tensorrt"}, ParameterError, "backend"),
         ({"timeout_s": "soon"}, ParameterError, "timeout_s"),
+        ({"speed_mps": float("nan")}, ParameterError, "speed_mps.*nan"),
+        ({"command_mode": "velocity"}, ParameterError, "outputs 1 actions"),
         ({"model": "/nonexistent/model"}, UserError, "does not exist"),
     ],
 )
