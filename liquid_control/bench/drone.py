@@ -12,16 +12,14 @@ targets are checked against it and ``baseline``. Results: ``<out>/<name>.json`` 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from liquid_control.bench.lane import load_bench_config
-from liquid_control.bench.report import slug, write_results
+from liquid_control.bench.common import base_policy, load_bench_config, train_model
+from liquid_control.bench.report import write_results
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
 
@@ -39,7 +37,7 @@ class DroneBenchConfig:
     seeds: training seeds per trained model.
     epochs / max_steps_per_epoch: training budget per trained model (0: whole dataset).
     episodes: held-out layouts per scene per model.
-    scenes: evaluation scenes; the first is the training scene.
+    scenes: evaluation scenes (`summer` is the training scene, the others are unseen).
     baseline: model the out-of-distribution target compares against ("" skips targets).
     out_dir: where trained runs go.
     """
@@ -57,21 +55,11 @@ class DroneBenchConfig:
 
 
 def _train(bench: DroneBenchConfig, name: str, core: dict[str, Any], seed: int) -> dict:
-    from liquid_control.train.trainer import TrainConfig, train
-
-    cfg = TrainConfig.from_yaml(bench.train_config)
-    cfg.policy = {**cfg.policy, "name": name, "core": core}
-    cfg.seed = seed
-    cfg.epochs = bench.epochs
-    if bench.max_steps_per_epoch:
-        cfg.max_steps_per_epoch = bench.max_steps_per_epoch
-    cfg.out_dir = str(Path(bench.out_dir) / slug(name) / f"seed{seed}")
-    start = time.monotonic()
-    result = train(cfg)
+    result = train_model(bench, name, core, seed)
     return {
         "seed": seed,
         "best_val_loss": result["best_score"],
-        "train_seconds": time.monotonic() - start,
+        "train_seconds": result["train_seconds"],
         "export": result["export_manifest"],
     }
 
@@ -111,7 +99,13 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
     unknown = [s for s in bench.scenes if s not in (TRAIN_SCENE, *OOD_SCENES)]
     if unknown:
         raise UserError(f"unknown scenes {unknown}; choose from {[TRAIN_SCENE, *OOD_SCENES]}")
-    base_policy = dict(yaml.safe_load(Path(bench.train_config).read_text())["policy"])
+    if bench.baseline and bench.baseline not in bench.models:
+        raise UserError(
+            f"baseline {bench.baseline!r} is not one of the models {list(bench.models)}"
+        )
+    if bench.episodes < 1:
+        raise UserError(f"episodes must be at least 1, got {bench.episodes}")
+    policy = base_policy(bench)
     rows: dict[str, Any] = {}
     for i, (name, spec) in enumerate(bench.models.items()):
         print(f"{name}:", flush=True)
@@ -123,7 +117,7 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             policy_cfg = PolicyConfig.from_dict(manifest["config"])
             runs = [{"export": spec["export"], "eval": _evaluate(spec["export"], bench, media)}]
         else:
-            policy_cfg = PolicyConfig.from_dict({**base_policy, "name": name, "core": spec["core"]})
+            policy_cfg = PolicyConfig.from_dict({**policy, "name": name, "core": spec["core"]})
             runs = []
             for j, seed in enumerate(bench.seeds):
                 trained = _train(bench, name, spec["core"], seed)
@@ -155,7 +149,7 @@ def _mean_over_runs(runs: list[dict], scenes: list[str]) -> dict[str, dict[str, 
 
 def _targets(bench: DroneBenchConfig, rows: dict[str, Any]) -> dict[str, bool]:
     """The shipped-policy targets for the first model (needs summer and a baseline)."""
-    if not bench.baseline or bench.baseline not in rows or TRAIN_SCENE not in bench.scenes:
+    if bench.baseline not in rows or TRAIN_SCENE not in bench.scenes:
         return {}
     tested = rows[next(iter(rows))]["eval_mean"]
     base = rows[bench.baseline]["eval_mean"]
@@ -191,7 +185,7 @@ def markdown(results: dict[str, Any]) -> str:
         "# Drone navigation benchmark",
         "",
         f"Same summer-only data and conv head for every model; {budget}{cfg['episodes']} "
-        f"held-out layouts per scene (`{scenes[0]}` is the training scene, the others are "
+        f"held-out layouts per scene (`{TRAIN_SCENE}` is the training scene, the others are "
         f"unseen). Written by `liquid-control bench drone"
         + (" --shipped`." if cfg["name"] == "drone_shipped" else "`."),
         "",

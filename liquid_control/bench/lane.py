@@ -10,18 +10,14 @@ head vs recurrent part) next to the closed-loop metrics.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import yaml
 
-from liquid_control.bench.report import slug, write_results
-from liquid_control.errors import UserError
-
-T = TypeVar("T")
+from liquid_control.bench.common import base_policy, load_bench_config, train_model
+from liquid_control.bench.report import write_results
 
 
 @dataclass
@@ -48,30 +44,6 @@ class LaneBenchConfig:
     track_length_m: float = 500.0
     conditions: dict[str, str] = field(default_factory=lambda: {"clean": ""})
     out_dir: str = "runs/bench_lane"
-
-
-def load_bench_config(cls: type[T], path: str | Path) -> T:
-    """A bench config dataclass from YAML; unreadable files and unknown keys are UserErrors."""
-    try:
-        return cls(**(yaml.safe_load(Path(path).read_text()) or {}))
-    except (OSError, yaml.YAMLError, TypeError) as e:
-        raise UserError(f"bench config {path}: {e}") from None
-
-
-def train_model(bench: LaneBenchConfig, name: str, core: dict[str, Any], seed: int) -> dict:
-    from liquid_control.train.trainer import TrainConfig, train
-
-    cfg = TrainConfig.from_yaml(bench.train_config)
-    cfg.policy = {**cfg.policy, "name": name, "core": core}
-    cfg.seed = seed
-    cfg.epochs = bench.epochs
-    if bench.max_steps_per_epoch:
-        cfg.max_steps_per_epoch = bench.max_steps_per_epoch
-    cfg.out_dir = str(Path(bench.out_dir) / slug(name) / f"seed{seed}")
-    start = time.monotonic()
-    result = train(cfg)
-    result["train_seconds"] = time.monotonic() - start
-    return result
 
 
 def evaluate_conditions(export: str, bench: LaneBenchConfig) -> dict[str, dict[str, float]]:
@@ -101,7 +73,7 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             trained = train_model(bench, name, core, seed)
             metrics = evaluate_conditions(trained["export_manifest"], bench)
             runs.append({"seed": seed, "train": _train_summary(trained), "eval": metrics})
-        policy_cfg = PolicyConfig.from_dict({**_base_policy(bench), "name": name, "core": core})
+        policy_cfg = PolicyConfig.from_dict({**base_policy(bench), "name": name, "core": core})
         rows[name] = {
             "core": core,
             "parameters": Policy(policy_cfg).parameter_report(),
@@ -111,10 +83,6 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
     results = {"config": bench.__dict__, "models": rows}
     write_results(out, "lane", results, markdown(results))
     return results
-
-
-def _base_policy(bench: LaneBenchConfig) -> dict[str, Any]:
-    return dict(yaml.safe_load(Path(bench.train_config).read_text())["policy"])
 
 
 def _train_summary(trained: dict[str, Any]) -> dict[str, Any]:

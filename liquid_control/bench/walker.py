@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from liquid_control.bench.lane import load_bench_config
+from liquid_control.bench.common import load_bench_config
 from liquid_control.bench.report import slug, write_results
 from liquid_control.errors import UserError
 

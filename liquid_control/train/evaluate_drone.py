@@ -77,7 +77,10 @@ def fly_episode(env: Any, agent: Agent, seed: int, keep_frames: bool = False) ->
 
 
 def summarise_flights(logs: list[FlightLog]) -> dict[str, float]:
+    """Rate of every outcome and mean time to target over successes (NaN without any)."""
     n = len(logs)
+    if n == 0:
+        raise ValueError("no flights to summarise")
     rates = {f"{o}_rate": sum(log.outcome == o for log in logs) / n for o in OUTCOMES}
     times = [log.time_s for log in logs if log.outcome == "success"]
     return {
@@ -144,7 +147,10 @@ def plot_flights(path: Path, logs: list[FlightLog], title: str, panels: int = 6)
         ax.set_title(f"seed {log.seed}: {log.outcome} ({log.time_s:.1f} s)", fontsize=9)
     for ax in list(axes.flat)[len(logs) :]:
         ax.axis("off")
-    fig.suptitle(title + " (blue: success, red: collision, grey: timeout)", fontsize=10)
+    fig.suptitle(
+        title + " (blue: success, red: collision, orange: left the arena, grey: timeout)",
+        fontsize=10,
+    )
     save_figure(fig, path)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from liquid_control.bench.lane import LaneBenchConfig, ShippedBenchConfig, load_bench_config
+from liquid_control.bench.common import load_bench_config
+from liquid_control.bench.lane import LaneBenchConfig, ShippedBenchConfig
 from liquid_control.bench.walker import WalkerBenchConfig, build_predictor
 from liquid_control.models import Policy, PolicyConfig
 

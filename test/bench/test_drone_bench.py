@@ -59,6 +59,7 @@ def test_collect_and_tiny_drone_bench_write_results_plots_and_videos(
         assert metrics["episodes"] == 2 and sum(rates) == pytest.approx(1.0)
     assert len(results["targets"]) == 3  # summer, winter, unseen vs baseline
     table = (out / "drone.md").read_text()
+    assert "`summer` is the training scene" in table
     assert "| CfC NCP |" in table and "winter" in table and "| target | met |" in table
     for scene in ("summer", "winter"):  # the first model's media
         assert (out / "drone" / f"{scene}.png").stat().st_size > 1000
@@ -73,7 +74,11 @@ def test_collect_and_tiny_drone_bench_write_results_plots_and_videos(
     assert checked["models"]["LSTM"]["eval_mean"]["dusk"]["episodes"] == 1
     assert (out / "shipped.md").exists()
 
-    bad = {**bench, "scenes": ["mars"]}
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    with pytest.raises(UserError, match="unknown scenes"):
-        drone.run(tmp_path / "bad.yaml", out)
+    for change, match in (
+        ({"scenes": ["mars"]}, "unknown scenes"),
+        ({"baseline": "LTSM"}, "baseline 'LTSM' is not one of the models"),
+        ({"episodes": 0}, "episodes must be at least 1"),
+    ):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**bench, **change}))
+        with pytest.raises(UserError, match=match):
+            drone.run(tmp_path / "bad.yaml", out)
