@@ -90,6 +90,9 @@ def test_flying_into_a_tree_is_a_collision() -> None:
     info, terminated, _ = fly(env, [2.0, 0, 0, 0], 6.0)
     assert terminated and info["outcome"] == "collision"
     assert info["contact"].startswith("tree0")
+    # the clock stops at the contact, inside the last 0.1 s step
+    steps = env.unwrapped.steps
+    assert (steps - 1) * 0.1 < info["time_s"] < steps * 0.1 - 1e-6
     env.close()
 
 
@@ -97,9 +100,11 @@ def test_timeout_out_of_arena_and_success_end_episodes() -> None:
     env = make(timeout_s=1.0)
     info, terminated, truncated = fly(env, [0, 0, 0, 0], 2.0, seed=0)
     assert truncated and not terminated and info["outcome"] == "timeout"
+    env.close()
     env = make(ceiling_m=2.5)
     info, terminated, _ = fly(env, [0, 0, 1.0, 0], 5.0, seed=0, options={"layout": empty_layout()})
     assert terminated and info["outcome"] == "out_of_arena"
+    env.close()
     env = make()
     layout = Layout({"target": (4.0, 0.0)}, 1.6)
     env.reset(seed=0, options={"layout": layout, "yaw_rad": 0.0})
