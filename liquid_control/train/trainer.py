@@ -462,7 +462,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
 
     policy = Policy(cfg.policy_config())
     _check_data(policy, episodes, cfg)
-    if cfg.init_frontend:
+    if cfg.init_frontend and not (resume and resume_path.is_file()):  # a resume has its own
         _load_frontend(policy, cfg.init_frontend)
     if policy.cfg.frontend.kind == "vector":
         _set_vector_statistics(policy, [episodes[i] for i in train_ids])

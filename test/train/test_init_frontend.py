@@ -47,3 +47,19 @@ def test_resume_key_ignores_unset_optional_settings() -> None:
     assert not _same_trajectory(json.dumps(old), cfg)
     cfg.init_frontend, cfg.lr = None, 0.5
     assert not _same_trajectory(json.dumps(old), cfg)
+
+
+def test_a_resumed_run_does_not_need_its_starting_head_any_more(vector_config, tmp_path) -> None:
+    from liquid_control.train import train
+
+    train(vector_config(out_dir=str(tmp_path / "a"), epochs=1))
+    head = tmp_path / "head.safetensors"
+    (tmp_path / "a" / "best.safetensors").rename(head)
+    cfg = vector_config(out_dir=str(tmp_path / "b"), epochs=1, init_frontend=str(head))
+    train(cfg)
+    head.unlink()
+    cfg.epochs = 2
+    assert len(train(cfg, resume=True)["history"]) == 2  # epoch 1 from the file, epoch 2 new
+    cfg.out_dir = str(tmp_path / "c")  # a fresh run still needs it
+    with pytest.raises(UserError, match="does not exist"):
+        train(cfg)
