@@ -109,7 +109,7 @@ setup(
         "ncps==1.0.1",
         "gymnasium[mujoco]>=1.4",
         "mujoco>=4.0",
-        "minari[create]==0.5.4",
+        "minari[create,hdf5]==0.5.4",  # hdf5: the format of the published Minari datasets
         "pyarrow",
         "opencv-python-headless",
         "rosbags",

@@ -1,8 +1,9 @@
 """Walker2d-v5 locomotion: the project's RL expert and the dataset levels collected from it.
 
 The expert is trained with stable-baselines3 by :func:`train_expert` (``liquid-control expert
-walker``): SAC (the default; off-policy, it learns a gait that rarely falls within a few
-hundred thousand steps) or PPO (observation normalisation as ``VecNormalize``). Weights are
+walker``): SAC (the default; off-policy, so it needs far fewer environment steps than PPO
+on MuJoCo locomotion, at a higher cost per step) or PPO (observation normalisation as
+``VecNormalize``). Weights are
 kept as safetensors, the algorithm and the observation statistics as metadata, so loading
 never unpickles.
 Checkpoints are taken along training; each is evaluated, the best becomes ``expert`` and

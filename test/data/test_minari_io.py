@@ -76,3 +76,30 @@ def test_existing_ids_malformed_ids_and_missing_datasets_are_user_errors() -> No
     with pytest.raises(UserError, match="no Minari dataset"):
         load_episodes("liquid_control/nothing-here-v0")
     assert make_dataset_id("lane", "expert", 2) == "liquid_control/lane-expert-v2"
+
+
+def test_a_standard_minari_walker2d_dataset_is_accepted_by_id() -> None:
+    """A dataset in Minari's own layout under the remote id ``mujoco/walker2d/<name>-v0``
+    (written here by Minari's DataCollector, as the published ones are): no liquid_control
+    metadata, so dt comes from the rebuilt Walker2d-v5 env."""
+    from minari import DataCollector
+
+    from liquid_control.bench.walker import WalkerBenchConfig, load_splits
+
+    env = DataCollector(gym.make("Walker2d-v5"))
+    rng = np.random.default_rng(0)
+    for seed in range(4):
+        env.reset(seed=seed)
+        for _ in range(30):  # random actions: the walker falls, or the episode is cut here
+            _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 6))
+            if terminated or truncated:
+                break
+    env.create_dataset(dataset_id="mujoco/walker2d/tiny-v0", algorithm_name="random")
+    episodes = load_episodes("mujoco/walker2d/tiny-v0")
+    assert len(episodes) == 4 and episodes[0].obs.shape[1] == 17
+    np.testing.assert_allclose(episodes[0].dt_s, 0.008)  # 4 frames of 2 ms
+    np.testing.assert_array_equal(episodes[0].labels, episodes[0].actions)
+    splits = load_splits(
+        WalkerBenchConfig(datasets=["mujoco/walker2d/tiny-v0"], rollout_ks=[1], history=2)
+    )
+    assert {"train", "val", "test"} <= set(splits)
