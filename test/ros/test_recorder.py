@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -194,3 +195,39 @@ def test_sigint_finishes_the_bag_and_sigkill_leaves_only_the_partial(domain_id, 
     proc.communicate(timeout=30)
     assert not killed.exists()
     assert len(list(tmp_path.glob(".killed.partial-*"))) == 1
+
+
+def test_a_signal_during_start_up_lets_the_node_finish_building_then_stops(
+    domain_id, tmp_path
+) -> None:
+    """SIGINT while a node is being built (a quick Ctrl-C, launch stopping early) is held
+    until the node exists; then the run ends cleanly, with destroy_node called."""
+    script = tmp_path / "node.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, sys, time
+            import rclpy.node
+            from std_msgs.msg import String
+            from liquid_control.ros.runtime import spin_single
+
+            class Slow(rclpy.node.Node):
+                def __init__(self):
+                    super().__init__("slow")
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.3)
+                    self.create_publisher(String, "chatter", 10)
+                    print("built", flush=True)
+
+                def destroy_node(self):
+                    print("destroyed", flush=True)
+                    super().destroy_node()
+
+            sys.exit(spin_single(Slow))
+            """
+        )
+    )
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [b"built", b"destroyed"]
