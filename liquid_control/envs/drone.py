@@ -105,6 +105,7 @@ class CascadedController:
         if norm > limit:
             accel[:2] *= limit / norm
         force = self.mass * (accel + np.array([0.0, 0.0, GRAVITY]))
+        self.desired_force = force  # world frame (N), for diagnostics and tests
         # Yaw reference: integrate the command, but never run more than 0.5 rad ahead.
         err = math.remainder(self.yaw_ref + command[3] * dt - yaw, math.tau)
         self.yaw_ref = yaw + max(-0.5, min(0.5, err))
@@ -170,9 +171,10 @@ class DroneNavEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
     Hovering at rest at the origin, 1.2-2.0 m high, with a random yaw. The layout (target,
     obstacles) comes from the env's seeded generator: ``reset(seed=s)`` always gives the
     same layout and the same images. Obstacles keep 2 m of clearance from the start and the
-    target; with probability ``blocker_prob`` one tree stands 0.6-0.9 m beside the straight
-    path, so flying straight would clip its crown (its trunk, or the urban building, stays
-    off the path and the target in view). Layouts are drawn from the template's footprints:
+    target; with probability ``blocker_prob`` (where it fits) one tree stands 0.6-0.9 m beside
+    the straight path, so a straight flight often clips its crown (how often depends on the
+    flight height); its trunk, or the urban building, stays off the path and the target in
+    view. Layouts are drawn from the template's footprints:
     a seed gives the same layout in every scene. ``options`` may hold ``layout`` (a ``Layout``)
     and ``yaw_rad``.
 
@@ -322,6 +324,8 @@ class DroneNavEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
         contact = ""
         substeps = 0
         for _ in range(self._substeps):
+            # After the first substep xmat is one 5 ms physics step old (mj_step computes
+            # poses before integrating): the autopilot sees its attitude with that latency.
             rotation = data.xmat[world.drone_body].reshape(3, 3)
             data.ctrl[:] = ctrl.thrusts(command, rotation, data.qvel[:3], data.qvel[3:6])
             mujoco.mj_step(world.model, data)

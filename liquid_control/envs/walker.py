@@ -119,7 +119,8 @@ def load_expert(path: str | Path) -> WalkerExpert:
     """Load a checkpoint written by :func:`train_expert` (``<dir>/<name>.safetensors``)."""
     algorithm, weights, mean, var = _read_checkpoint(Path(path))
     env = gym.make(WALKER_ID)
-    model = _new_model(algorithm, env, 0)
+    small = {"buffer_size": 1} if algorithm == "sac" else {}  # acting needs no replay buffer
+    model = _new_model(algorithm, env, 0, **small)
     model.policy.load_state_dict(weights)
     env.close()
     return WalkerExpert(model.policy, mean, var)
@@ -191,14 +192,18 @@ def train_expert(
     checkpoint). ``overrides`` replace the algorithm's keyword arguments.
 
     ``init`` fine-tunes from an earlier checkpoint of the same algorithm: its policy weights
-    and observation statistics (PPO's keep adapting); the optimiser, replay buffer and reward
-    statistics start afresh."""
+    and observation statistics (PPO's keep adapting); the optimiser, replay buffer (SAC
+    collects ``learning_starts`` random steps again), SAC's entropy coefficient and reward
+    statistics start afresh. Overrides must not change the network (``policy_kwargs``):
+    checkpoints are loaded into the default one."""
     import shutil
 
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     if timesteps <= 0 or checkpoints <= 0:
         raise UserError("--timesteps and --checkpoints must be positive")
+    if "policy_kwargs" in overrides:
+        raise UserError("the expert's network is fixed: checkpoints load into the default one")
     out = Path(out_dir)
     if init is not None and Path(init).resolve().parent == out.resolve():
         raise UserError(f"--init {init} lies inside --out {out}, which training overwrites")

@@ -6,7 +6,6 @@ parameter, a missing model) prints one line and exits with status 2.
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,32 +13,22 @@ from typing import Any
 from liquid_control.errors import UserError
 from liquid_control.ros.params import ParameterError
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 def spin_single(factory: Callable[..., Any], args: list[str] | None = None) -> int:
-    """Init, build the node, spin until SIGINT/SIGTERM, destroy the node, shut down.
-
-    A signal that arrives while the node is being built (``ros2 launch`` stopped early, a
-    quick Ctrl-C) is held until the node exists, then ends the run at once: construction is
-    never cut half-way (a recorder's bag would be left unfinished)."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
-    from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 
-    held: list[int] = []
-    previous = {s: signal.signal(s, lambda n, _: held.append(n)) for s in STOP_SIGNALS}
+    rclpy.init(args=args)
     node = None
     try:
+        node = factory()
         try:
-            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-            node = factory()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            install_signal_handlers(SignalHandlerOptions.ALL)
-        if not held:
             rclpy.spin(node)
+        except Exception:
+            # A callback that was running when SIGINT/SIGTERM shut the context down fails
+            # on its next ROS call ("context is invalid"): that is the stop, not a crash.
+            if rclpy.ok():
+                raise
     except (UserError, ParameterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

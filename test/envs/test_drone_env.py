@@ -196,8 +196,27 @@ def test_tilt_stays_limited_in_a_fast_descent_and_poses_are_current() -> None:
             assert not terminated
             tilts.append(math.degrees(math.acos(world.data.xmat[world.drone_body][8])))
             # poses describe the state after the step (the camera frame too)
-            np.testing.assert_allclose(world.data.xpos[world.drone_body], world.data.qpos[:3])
+            data = world.data
+            np.testing.assert_allclose(data.xpos[world.drone_body], data.qpos[:3])
+            cam = world.model.camera("fpv")
+            expected = data.qpos[:3] + data.xmat[world.drone_body].reshape(3, 3) @ cam.pos
+            np.testing.assert_allclose(data.cam_xpos[cam.id], expected, atol=1e-9)
     assert max(tilts) <= 33.0, tilts
+    env.close()
+
+
+def test_autopilot_thrust_tilt_is_limited_in_a_fast_descent() -> None:
+    """Climbing at 1 m/s, commanded full speed forward and down: the vertical loop asks for
+    a = -6 m/s^2, so the horizontal part must shrink to (g - 6) tan 30 deg for the thrust to
+    tilt 30 deg at most (a fixed 4 m/s^2 would tilt it 46 deg)."""
+    env = make()
+    env.reset(seed=0)
+    ctrl = env.unwrapped.controller
+    ctrl.reset(0.0)
+    ctrl.thrusts(np.array([2.0, 0.0, -1.0, 0.0]), np.eye(3), np.array([0, 0, 1.0]), np.zeros(3))
+    force = ctrl.desired_force
+    tilt = math.degrees(math.atan2(math.hypot(force[0], force[1]), force[2]))
+    assert tilt == pytest.approx(30.0, abs=0.01)
     env.close()
 
 

@@ -67,6 +67,8 @@ def test_fine_tuning_starts_from_a_checkpoint(expert_dir: Path, tmp_path: Path) 
         walker.train_expert(tmp_path / "sac", timesteps=2048, init=start, algorithm="sac")
     with pytest.raises(UserError, match="positive"):
         walker.train_expert(tmp_path, timesteps=0)
+    with pytest.raises(UserError, match="network is fixed"):
+        walker.train_expert(tmp_path, timesteps=2048, policy_kwargs={"net_arch": [8]})
 
 
 def test_sac_expert_trains_saves_and_loads(tmp_path: Path) -> None:
