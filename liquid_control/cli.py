@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", type=int, default=5, help="per checkpoint")
     p.add_argument("--init", type=Path, help="fine-tune from this checkpoint (.safetensors)")
     p.add_argument("--learning-rate", type=float, help="override the default 3e-4")
-    p.add_argument("--algorithm", choices=["sac", "ppo"], default="sac")
+    p.add_argument("--algorithm", choices=["ppo", "sac"], default="ppo")
     p.set_defaults(func=_expert)
 
     p = sub.add_parser("train", help="train a policy from Minari datasets (config YAML)")

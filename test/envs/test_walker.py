@@ -79,6 +79,7 @@ def test_sac_expert_trains_saves_and_loads(tmp_path: Path) -> None:
         eval_episodes=1,
         learning_starts=100,
         batch_size=32,
+        algorithm="sac",
     )
     assert report["algorithm"] == "stable-baselines3 SAC"
     assert [r["timesteps"] for r in report["checkpoints"]] == [150, 300]
