@@ -22,9 +22,9 @@ def test_collect_train_eval_export_info(tmp_path: Path, monkeypatch, capsys) -> 
         == 0
     )
     config = tiny_lane_train_config(tmp_path / "train.yaml", dataset, tmp_path / "run")
-    assert main(["train", str(config)]) == 0
+    assert main(["train", str(config), "--seed", "7"]) == 0
     export = tmp_path / "run" / "export"
-    assert (export / "manifest.json").is_file()
+    assert json.loads((export / "manifest.json").read_text())["info"]["config"]["seed"] == 7
     out = tmp_path / "eval"
     assert (
         main(
