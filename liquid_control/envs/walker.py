@@ -79,7 +79,7 @@ def _save(model: Any, algorithm: str, obs_rms: Any, path: Path) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
     n = model.observation_space.shape[0]
     mean = np.zeros(n) if obs_rms is None else np.asarray(obs_rms.mean)
-    var = np.ones(n) - 1e-8 if obs_rms is None else np.asarray(obs_rms.var)
+    var = np.ones(n) if obs_rms is None else np.asarray(obs_rms.var)
     meta = {
         "algorithm": algorithm,
         "obs_mean": json.dumps(mean.tolist()),

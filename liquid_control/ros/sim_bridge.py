@@ -161,6 +161,7 @@ def _make_node_class():
                     self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
                 )
             self.sync_timeouts = 0
+            self.fovy_deg: dict[str, float] = {}
             self.submit(self._reset, "start")
 
         def submit(self, fn: Any, *args: Any) -> Any:
@@ -267,8 +268,9 @@ def _make_node_class():
                 view = "render"
             if rgb is not None:
                 image = rgb_to_image(rgb, stamp, self.p["frame_id"])
-                fovy = _fovy_deg(self.session.env.unwrapped, view)
-                self.info_pub.publish(_camera_info(CameraInfo(), image, fovy))
+                if view not in self.fovy_deg:  # a camera's field of view never changes
+                    self.fovy_deg[view] = _fovy_deg(self.session.env.unwrapped, view)
+                self.info_pub.publish(_camera_info(CameraInfo(), image, self.fovy_deg[view]))
                 self.image_pub.publish(image)
 
     return SimBridge
