@@ -1,7 +1,8 @@
 """Walker2d-v5 locomotion: the project's RL expert and the dataset levels collected from it.
 
 The expert is trained with stable-baselines3 by :func:`train_expert` (``liquid-control expert
-walker``): PPO (the default; observation normalisation as ``VecNormalize``) or SAC
+walker``): PPO (the default; observation normalisation as ``VecNormalize``, learning rate
+annealed linearly to 0 over the run) or SAC
 (off-policy: fewer environment steps in the literature, but far more compute per step, and in
 240k steps here it did not overtake PPO; see docs/walker.md). Weights are
 kept as safetensors, the algorithm and the observation statistics as metadata, so loading
@@ -214,7 +215,21 @@ def train_expert(
     venv.seed(seed)
     if learning_rate is not None:
         overrides["learning_rate"] = learning_rate
-    model = _new_model(algorithm, venv, seed, **overrides)
+    lr0 = float(overrides.get("learning_rate", ALGORITHMS[algorithm].get("learning_rate", 3e-4)))
+    model_ref: list[Any] = []
+
+    def annealed(_progress: float) -> float:
+        # PPO's learning rate falls linearly towards 0 over the run, as CleanRL's does (the
+        # k-th of K updates uses lr0 * (1 - (k-1)/K)), counted in the model's own steps:
+        # learn() runs once per checkpoint, so SB3's progress argument restarts every chunk.
+        if not model_ref:
+            return lr0
+        before = model_ref[0].num_timesteps - model_ref[0].n_steps  # steps before this rollout
+        return lr0 * max(1.0 - before / timesteps, 0.0)
+
+    kwargs = {**overrides, "learning_rate": annealed} if algorithm == "ppo" else overrides
+    model = _new_model(algorithm, venv, seed, **kwargs)
+    model_ref.append(model)
     obs_rms = getattr(venv, "obs_rms", None)
     if init is not None:
         init_algorithm, weights, mean, var = _read_checkpoint(Path(init))
@@ -235,7 +250,9 @@ def train_expert(
         _save(model, algorithm, obs_rms, path)
         expert = load_expert(path)
         stats = rollout(eval_env, expert.act, eval_episodes, seed=10_000)
-        rows.append({"timesteps": done, "checkpoint": path.name, **stats})
+        optimiser = model.policy.optimizer if algorithm == "ppo" else model.actor.optimizer
+        lr = float(optimiser.param_groups[0]["lr"])  # of the latest update
+        rows.append({"timesteps": done, "checkpoint": path.name, "learning_rate": lr, **stats})
         print(
             f"{done:>9d} steps: return {stats['mean_return']:.0f}, "
             f"length {stats['mean_length']:.0f}, falls {stats['falls']}/{eval_episodes}",
@@ -249,7 +266,11 @@ def train_expert(
                 shutil.copyfile(out / row["checkpoint"], tmp)
         report = {
             "algorithm": f"stable-baselines3 {algorithm.upper()}",
-            "hyperparameters": {**ALGORITHMS[algorithm], **overrides},
+            "hyperparameters": {
+                **ALGORITHMS[algorithm],
+                **overrides,
+                **({"learning_rate_schedule": "linear to 0"} if algorithm == "ppo" else {}),
+            },
             "timesteps": done,
             "seed": seed,
             "init": None if init is None else str(init),

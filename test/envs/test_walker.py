@@ -25,6 +25,9 @@ def expert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_writes_evaluated_checkpoints_and_picks_levels(expert_dir: Path) -> None:
     report = json.loads((expert_dir / walker.REPORT).read_text())
     assert [r["timesteps"] for r in report["checkpoints"]] == [2048, 4096]
+    # PPO's learning rate anneals linearly over the run: the 2nd of 2 updates at half of 3e-4
+    assert [r["learning_rate"] for r in report["checkpoints"]] == pytest.approx([3e-4, 1.5e-4])
+    assert report["hyperparameters"]["learning_rate_schedule"] == "linear to 0"
     best = max(r["mean_return"] for r in report["checkpoints"])
     assert report["expert"]["mean_return"] == best
     for name in ("expert", "medium"):
