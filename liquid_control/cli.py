@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from liquid_control.errors import UserError
+from liquid_control.paths import DEFAULT_WALKER_EXPERT
 
 DEFAULT_RESULTS = Path("bench/results")
 
@@ -306,7 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         "liquid_control/drone-expert-v0",
     )
     p.add_argument("--level", default="expert", help="walker: random|medium|expert|expert_noisy")
-    p.add_argument("--expert", type=Path, default=Path("runs/walker_expert"), help="walker")
+    p.add_argument(
+        "--expert",
+        type=Path,
+        default=DEFAULT_WALKER_EXPERT,
+        help="walker: directory of `expert walker` (default: the shipped expert)",
+    )
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("expert", help="train the Walker2d expert (stable-baselines3 SAC or PPO)")
@@ -317,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/walker_expert"))
     p.add_argument("--eval-episodes", type=int, default=5, help="per checkpoint")
     p.add_argument("--init", type=Path, help="fine-tune from this checkpoint (.safetensors)")
-    p.add_argument("--learning-rate", type=float, help="override the default 3e-4")
+    p.add_argument(
+        "--learning-rate", type=float, help="override the default (PPO 5.05e-5, SAC 3e-4)"
+    )
     p.add_argument("--algorithm", choices=["ppo", "sac"], default="ppo")
     p.set_defaults(func=_expert)
 

@@ -10,6 +10,8 @@ ASSETS_DIR = PACKAGE_DIR / "assets"
 DEFAULT_LANE_MODEL = ASSETS_DIR / "lane_default"
 DEFAULT_WALKER_MODEL = ASSETS_DIR / "walker_default"
 DEFAULT_DRONE_MODEL = ASSETS_DIR / "drone_default"
+# The Walker2d expert the walker datasets come from (`liquid-control expert walker`).
+DEFAULT_WALKER_EXPERT = ASSETS_DIR / "walker_expert"
 
 
 def share_dir() -> Path:

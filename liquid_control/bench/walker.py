@@ -35,6 +35,7 @@ import numpy as np
 from liquid_control.bench.common import load_bench_config
 from liquid_control.bench.report import slug, write_results
 from liquid_control.errors import UserError
+from liquid_control.paths import DEFAULT_WALKER_EXPERT
 
 OBS_DIM = 17
 
@@ -76,7 +77,7 @@ class WalkerBenchConfig:
     out_dir: str = "runs/bench_walker"
     data_levels: list[str] = field(default_factory=list)
     """Datasets described in ``walker_data.md`` (return, length, falls per episode)."""
-    expert_dir: str = "runs/walker_expert"
+    expert_dir: str = str(DEFAULT_WALKER_EXPERT)
     """Where ``liquid-control expert walker`` wrote expert.json (its checkpoint table)."""
     closed_loop: dict[str, Any] = field(default_factory=dict)
     """Item 5, behaviour cloning evaluated in the sim: ``train_config`` (a trainer YAML whose
