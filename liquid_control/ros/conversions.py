@@ -69,5 +69,7 @@ def stamp_to_s(stamp: Any) -> float:
 def s_to_stamp(seconds: float) -> Any:
     from builtin_interfaces.msg import Time
 
-    sec = int(np.floor(seconds))
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    # Round once, in nanoseconds: rounding the fraction alone turned 0.9999999999 (a sum of
+    # 0.008 s steps) into sec 0 + nanosec 0, a stamp one second early.
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from liquid_control.ros.conversions import ImageError, image_to_rgb, rgb_to_image, s_to_stamp
+from liquid_control.ros.conversions import (
+    ImageError,
+    image_to_rgb,
+    rgb_to_image,
+    s_to_stamp,
+    stamp_to_s,
+)
 
 
 def make(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
@@ -39,6 +45,21 @@ def test_round_trip_through_rgb_to_image() -> None:
     msg = rgb_to_image(RGB, s_to_stamp(12.25), "camera")
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 250_000_000)
     np.testing.assert_array_equal(image_to_rgb(msg), RGB)
+
+
+def test_stamps_of_summed_sim_steps_never_jump() -> None:
+    """Sim time summed from 0.008 s steps lands a hair under whole seconds (0.9999999999);
+    its stamp must still be ~1 s, not 0 s (which reset the policy's state every second)."""
+    t, previous = 0.0, -1.0
+    for _ in range(2000):
+        t += 0.008
+        stamp = s_to_stamp(t)
+        assert 0 <= stamp.nanosec < 1_000_000_000
+        now = stamp_to_s(stamp)
+        assert now == pytest.approx(t, abs=1e-9) and now > previous
+        previous = now
+    assert (s_to_stamp(0.9999999999).sec, s_to_stamp(0.9999999999).nanosec) == (1, 0)
+    assert stamp_to_s(s_to_stamp(-0.25)) == pytest.approx(-0.25)
 
 
 @pytest.mark.parametrize(
