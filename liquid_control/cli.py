@@ -323,9 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/walker_expert"))
     p.add_argument("--eval-episodes", type=int, default=5, help="per checkpoint")
     p.add_argument("--init", type=Path, help="fine-tune from this checkpoint (.safetensors)")
-    p.add_argument(
-        "--learning-rate", type=float, help="override the default (PPO 5.05e-5, SAC 3e-4)"
-    )
+    p.add_argument("--learning-rate", type=float, help="override the algorithm's default")
     p.add_argument("--algorithm", choices=["ppo", "sac"], default="ppo")
     p.set_defaults(func=_expert)
 

@@ -61,6 +61,13 @@ def test_collect_and_tiny_drone_bench_write_results_plots_and_videos(
     table = (out / "drone.md").read_text()
     assert "`summer` is the training scene" in table
     assert "| CfC NCP |" in table and "winter" in table and "| target | met |" in table
+    # the success table's last column is the winter rate again (the only unseen scene)
+    assert "| summer | winter | unseen mean |" in table
+    success_rows = table.split("## Success")[1].split("## Collision")[0].splitlines()
+    for name, row in saved["models"].items():
+        rate = row["eval_mean"]["winter"]["success_rate"]
+        line = next(x for x in success_rows if x.startswith(f"| {name} |"))
+        assert line.endswith(f"| {rate:.2f} | {rate:.2f} |")
     for scene in ("summer", "winter"):  # the first model's media
         assert (out / "drone" / f"{scene}.png").stat().st_size > 1000
         assert (out / "drone" / f"{scene}.mp4").stat().st_size > 1000
