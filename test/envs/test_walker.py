@@ -13,7 +13,7 @@ from liquid_control.cli import main
 from liquid_control.data.minari_io import load_episodes
 from liquid_control.envs import walker
 from liquid_control.errors import UserError
-from liquid_control.paths import DEFAULT_WALKER_EXPERT
+from liquid_control.paths import DEFAULT_WALKER_EXPERT, DEFAULT_WALKER_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,18 @@ def test_shipped_expert_walks_a_held_out_episode() -> None:
     report = json.loads((DEFAULT_WALKER_EXPERT / walker.REPORT).read_text())
     assert report["algorithm"] == "stable-baselines3 PPO"
     assert walker.level_source("expert", DEFAULT_WALKER_EXPERT).endswith("PPO expert, level expert")
+
+
+def test_shipped_walker_policy_walks_a_held_out_episode() -> None:
+    """The shipped CfC-NCP clone (what walker.launch.py runs), through the exported step that
+    policy_node runs, walks a held-out seed for the env's full 1000 steps."""
+    from liquid_control.models.export import load_exported
+
+    runner = load_exported(DEFAULT_WALKER_MODEL, "onnxruntime")
+    env = gym.make(walker.WALKER_ID)
+    policy = walker.PolicyWalker(runner, float(env.unwrapped.dt))
+    stats = walker.rollout(env, policy.act, 1, seed=424_242, reset=policy.reset)
+    assert stats["falls"] == 0 and stats["mean_length"] == 1000
+    assert stats["mean_distance_m"] > 10.0 and stats["mean_return"] > 3000
+    manifest = json.loads((DEFAULT_WALKER_MODEL / "manifest.json").read_text())
+    assert manifest["config"]["core"]["wiring"] == "autoncp"
