@@ -32,6 +32,9 @@ class FrontendConfig:
         kinds), "tanh" bounds them, "none" leaves them linear. With AdamW the conv head's
         wide last layer grew its outputs to |x| ~ 150-500 within an epoch; a 19-neuron NCP
         fed that (or tanh of it) saturated and only learned the mean command.
+    input_norm: how each frame is standardised before the convs (image kinds): "frame" over
+        all pixels and channels together (removes a change of exposure), "channel" each of
+        R, G, B on its own (also removes a colour cast: the light's colour, white balance).
     """
 
     kind: str = "pilotnet"
@@ -42,6 +45,7 @@ class FrontendConfig:
     obs_dim: int = 0
     dropout: float = 0.0
     feature_norm: str = "layernorm"
+    input_norm: str = "frame"
 
     def conv_layers(self) -> list[tuple[int, int, int]]:
         if self.convs:
@@ -49,15 +53,20 @@ class FrontendConfig:
         return list(DRONE_CONVS if self.kind == "drone" else PILOTNET_CONVS)
 
 
-def per_frame_standardise(x: Tensor) -> Tensor:
-    """Zero mean, unit variance per frame over all pixels and channels (N, C, H, W).
+INPUT_NORMS = ("frame", "channel")
 
-    The standard deviation is floored at 1/sqrt(pixels), as in
-    ``tf.image.per_image_standardization``, so a flat frame stays finite.
+
+def per_frame_standardise(x: Tensor, per_channel: bool = False) -> Tensor:
+    """Zero mean, unit variance per frame (N, C, H, W): over all pixels and channels, or,
+    ``per_channel``, over the pixels of each channel on its own.
+
+    The standard deviation is floored at 1/sqrt(values), as in
+    ``tf.image.per_image_standardization``, so a flat frame (or channel) stays finite.
     """
-    n = x[0].numel()
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    dims = (2, 3) if per_channel else (1, 2, 3)
+    n = x[0, 0].numel() if per_channel else x[0].numel()
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True, unbiased=False)
     return (x - mean) / torch.clamp(std, min=1.0 / n**0.5)
 
 
@@ -91,12 +100,17 @@ class ConvFrontend(nn.Module):
         if cfg.feature_norm not in norms:
             raise ValueError(f"feature_norm must be one of {list(norms)}, got {cfg.feature_norm!r}")
         self.norm = norms[cfg.feature_norm]()
+        if cfg.input_norm not in INPUT_NORMS:
+            raise ValueError(
+                f"input_norm must be one of {list(INPUT_NORMS)}, got {cfg.input_norm!r}"
+            )
+        self.per_channel = cfg.input_norm == "channel"
         self.out_features = cfg.features
         self.input_shape = (cfg.image_height, cfg.image_width, 3)
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.permute(0, 3, 1, 2).float()
-        x = self.convs(per_frame_standardise(x))
+        x = self.convs(per_frame_standardise(x, self.per_channel))
         return self.norm(self.fc(self.dropout(x.flatten(1))))
 
 

@@ -7,21 +7,26 @@ import pytest
 import torch
 
 from liquid_control.errors import UserError
-from liquid_control.models import CoreConfig, Policy, PolicyConfig, save_checkpoint
+from liquid_control.models import CoreConfig, FrontendConfig, Policy, PolicyConfig, save_checkpoint
 from liquid_control.models.export import BACKENDS, export_policy, load_exported
 
-CORES = {
-    "cfc-ncp": CoreConfig(kind="cfc", wiring="ncp"),
-    "ltc-ncp": CoreConfig(kind="ltc", wiring="ncp", ode_unfolds=3),
-    "lstm": CoreConfig(kind="lstm", units=16),
+POLICIES = {
+    "cfc-ncp": PolicyConfig(core=CoreConfig(kind="cfc", wiring="ncp")),
+    "ltc-ncp": PolicyConfig(core=CoreConfig(kind="ltc", wiring="ncp", ode_unfolds=3)),
+    "lstm": PolicyConfig(core=CoreConfig(kind="lstm", units=16)),
+    "cfc-ncp-channel-norm": PolicyConfig(
+        frontend=FrontendConfig(input_norm="channel"), core=CoreConfig(kind="cfc", wiring="ncp")
+    ),
 }
 
 
-@pytest.fixture(scope="module", params=list(CORES))
+@pytest.fixture(scope="module", params=list(POLICIES))
 def exported(request, tmp_path_factory):
     torch.manual_seed(0)
     tmp = tmp_path_factory.mktemp(request.param)
-    policy = Policy(PolicyConfig(name=request.param, core=CORES[request.param])).eval()
+    cfg = POLICIES[request.param]
+    cfg.name = request.param
+    policy = Policy(cfg).eval()
     ckpt = save_checkpoint(tmp / "policy.safetensors", policy)
     return export_policy(ckpt, tmp / "export")
 

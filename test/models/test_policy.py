@@ -77,6 +77,23 @@ def test_per_frame_normalisation_ignores_global_brightness_and_contrast() -> Non
     torch.testing.assert_close(a1, a2, atol=1e-4, rtol=1e-4)
 
 
+def test_per_channel_normalisation_also_ignores_a_colour_cast() -> None:
+    torch.manual_seed(0)
+    frame = torch.randint(40, 160, (1, 1, 72, 128, 3)).float()
+    cast = frame * torch.tensor([1.3, 0.6, 0.4]) + torch.tensor([10.0, 0.0, -5.0])
+    dt = torch.full((1, 1), 0.1)
+    outputs = {}
+    for norm in ("frame", "channel"):
+        torch.manual_seed(1)
+        front = FrontendConfig(kind="drone", image_height=72, image_width=128, input_norm=norm)
+        policy = Policy(PolicyConfig(frontend=front, action_dim=4)).eval()
+        outputs[norm] = [policy(x, dt)[0] for x in (frame, cast)]
+    torch.testing.assert_close(*outputs["channel"], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(*outputs["frame"], atol=1e-3)  # a whole-frame norm does not
+    with pytest.raises(ValueError, match="input_norm"):
+        Policy(PolicyConfig(frontend=FrontendConfig(input_norm="pixel")))
+
+
 def test_image_too_small_for_conv_stack_is_refused() -> None:
     with pytest.raises(ValueError, match="too small"):
         Policy(PolicyConfig(frontend=FrontendConfig(image_height=20, image_width=20)))
