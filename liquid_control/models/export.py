@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from liquid_control.atomic import atomic_dir
 from liquid_control.errors import UserError
 from liquid_control.models.checkpoint import load_checkpoint, read_checkpoint
-from liquid_control.models.policy import Policy
+from liquid_control.models.policy import Policy, PolicyConfig
 
 MANIFEST_FORMAT = "liquid_control.export/1"
 BACKENDS = ("torchscript", "onnxruntime", "eager")
@@ -228,7 +228,8 @@ class EdgePolicy:
         else:
             path = _verified_file(self.manifest, self.root, "checkpoint")
             cfg, _, _ = read_checkpoint(path)
-            if cfg.to_dict() != self.manifest["config"]:
+            # Compared as configs: a key added since the export (with its default) still matches.
+            if cfg != PolicyConfig.from_dict(self.manifest["config"]):
                 raise UserError(f"checkpoint {path} does not match the manifest's config")
             self._policy, _ = load_checkpoint(path)
 
