@@ -215,6 +215,8 @@ def _train(args: argparse.Namespace) -> None:
         cfg.out_dir = str(args.out)
     if args.seed is not None:
         cfg.seed = args.seed
+    if args.init_frontend:
+        cfg.init_frontend = str(args.init_frontend)
     if args.bags:
         # Recorded drives train directly: convert them to a fresh dataset first.
         from liquid_control.data.bags import bag2minari
@@ -332,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from out_dir/resume.pt")
     p.add_argument("--out", type=Path, help="output directory (overrides out_dir)")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
+    p.add_argument(
+        "--init-frontend", type=Path, help="checkpoint to start the conv head from (overrides)"
+    )
     p.add_argument("--bags", nargs="+", type=Path, help="train on these rosbag2 drives instead")
     p.add_argument("--image-topic", default="camera/image_raw", help="with --bags")
     p.add_argument("--command-topic", default="cmd_vel", help="with --bags")

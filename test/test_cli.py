@@ -25,6 +25,13 @@ def test_collect_train_eval_export_info(tmp_path: Path, monkeypatch, capsys) -> 
     assert main(["train", str(config), "--seed", "7"]) == 0
     export = tmp_path / "run" / "export"
     assert json.loads((export / "manifest.json").read_text())["info"]["config"]["seed"] == 7
+    head = tmp_path / "run" / "best.safetensors"
+    assert (
+        main(["train", str(config), "--out", str(tmp_path / "run2"), "--init-frontend", str(head)])
+        == 0
+    )
+    recorded = json.loads((tmp_path / "run2" / "export" / "manifest.json").read_text())
+    assert recorded["info"]["config"]["init_frontend"] == str(head)
     out = tmp_path / "eval"
     assert (
         main(

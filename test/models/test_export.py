@@ -1,5 +1,6 @@
 """Single-step export: every backend reproduces eager over a long irregular rollout."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -24,9 +25,7 @@ POLICIES = {
 def exported(request, tmp_path_factory):
     torch.manual_seed(0)
     tmp = tmp_path_factory.mktemp(request.param)
-    cfg = POLICIES[request.param]
-    cfg.name = request.param
-    policy = Policy(cfg).eval()
+    policy = Policy(dataclasses.replace(POLICIES[request.param], name=request.param)).eval()
     ckpt = save_checkpoint(tmp / "policy.safetensors", policy)
     return export_policy(ckpt, tmp / "export")
 
