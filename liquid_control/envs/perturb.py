@@ -67,9 +67,12 @@ class GaussianNoise(_ImageWrapper):
 
     def __init__(self, env: gym.Env, sigma: float) -> None:
         super().__init__(env)
-        if sigma < 0:
+        self.set_strength(sigma)
+
+    def set_strength(self, sigma: float) -> None:
+        if not sigma >= 0:
             raise UserError(f"noise sigma must be >= 0, got {sigma}")
-        self.sigma = sigma
+        self.sigma = self.strength = sigma
 
     def perturb(self, image: np.ndarray) -> np.ndarray:
         x = image.astype(np.float32)
@@ -84,10 +87,14 @@ class BrightnessContrast(_ImageWrapper):
 
     def __init__(self, env: gym.Env, amount: float) -> None:
         super().__init__(env)
+        self.set_strength(amount)
+        self.shift, self.gain = 0.0, 1.0
+
+    def set_strength(self, amount: float) -> None:
+        """Takes effect from the next episode's draw."""
         if not 0 <= amount <= 1:
             raise UserError(f"brightness amount must be in [0, 1], got {amount}")
-        self.amount = amount
-        self.shift, self.gain = 0.0, 1.0
+        self.amount = self.strength = amount
 
     def new_episode(self) -> None:
         self.shift = float(self.rng.uniform(-self.amount, self.amount)) * 255.0
@@ -108,6 +115,11 @@ class UnseenScene(gym.Wrapper):
         if scene not in scenes:
             raise UserError(f"unknown unseen scene {scene!r}; choose one of {scenes}")
         env.unwrapped.set_scene(scene)
+        self.scene = self.strength = scene
+
+    def set_strength(self, scene: str) -> None:
+        if scene != self.scene:
+            raise UserError(f"the unseen scene is fixed at start-up ({self.scene!r})")
 
 
 class FrameDrop(_SeededWrapper):
@@ -115,9 +127,13 @@ class FrameDrop(_SeededWrapper):
 
     def __init__(self, env: gym.Env, p: float, max_run: int = 10) -> None:
         super().__init__(env)
+        self.set_strength(p)
+        self.max_run = max_run
+
+    def set_strength(self, p: float) -> None:
         if not 0 <= p < 1:
             raise UserError(f"frame drop probability must be in [0, 1), got {p}")
-        self.p, self.max_run = p, max_run
+        self.p = self.strength = p
 
     def step(self, action):
         reward_sum, dt_sum = 0.0, 0.0
@@ -134,9 +150,18 @@ class FrameDrop(_SeededWrapper):
 class CameraLatency(gym.Wrapper):
     def __init__(self, env: gym.Env, frames: int) -> None:
         super().__init__(env)
+        self.frames: collections.deque[np.ndarray] = collections.deque(maxlen=1)
+        self.set_strength(frames)
+
+    def set_strength(self, frames: int) -> None:
+        """A longer latency repeats the oldest frame held; a shorter one drops old frames."""
         if frames < 0:
             raise UserError(f"latency must be >= 0 frames, got {frames}")
-        self.frames = collections.deque(maxlen=frames + 1)
+        held = list(self.frames)
+        if held:
+            held = [held[0]] * (frames + 1 - len(held)) + held
+        self.frames = collections.deque(held, maxlen=frames + 1)
+        self.strength = frames
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -182,3 +207,34 @@ def make_perturbed(env: gym.Env, spec: str) -> gym.Env:
         if key in values:
             env = wrapper(env, values[key])
     return env
+
+
+def _wrappers(env: gym.Env) -> dict[str, gym.Wrapper]:
+    """The perturbation wrappers of a chain built by :func:`make_perturbed`, by key."""
+    found = {}
+    while isinstance(env, gym.Wrapper):
+        for key, (wrapper, _) in PERTURBATIONS.items():
+            if type(env) is wrapper:
+                found[key] = env
+        env = env.env
+    return found
+
+
+def retune(env: gym.Env, spec: str) -> None:
+    """Change the strengths of the perturbations ``env`` was built with: the same kinds,
+    new values, all or none (a refused value leaves every strength as it was)."""
+    values, wrappers = parse_spec(spec), _wrappers(env)
+    if set(values) != set(wrappers):
+        fixed = ", ".join(sorted(wrappers)) or "none"
+        raise UserError(
+            f"perturbation kinds are fixed at start-up (here: {fixed}); at runtime only "
+            "their strengths change"
+        )
+    before = {key: w.strength for key, w in wrappers.items()}
+    try:
+        for key, value in values.items():
+            wrappers[key].set_strength(value)
+    except UserError:
+        for key, value in before.items():
+            wrappers[key].set_strength(value)
+        raise

@@ -28,6 +28,14 @@ from liquid_control.models.policy import Policy, PolicyConfig
 
 MANIFEST_FORMAT = "liquid_control.export/1"
 BACKENDS = ("torchscript", "onnxruntime", "eager")
+DEFAULT_BACKEND = "torchscript"
+# One intra-op thread: on a robot computer other processes want the cores, and a second
+# inference thread that waits (spins) for a busy core turns a 1 ms step into 100+ ms
+# (bench edge --load measures both).
+DEFAULT_THREADS = 1
+# The first dt after a start or reset, for exports made before the manifest recorded
+# the training dt_s (the lane world's frame period).
+LEGACY_DT_S = 0.05
 FILES = {"checkpoint": "policy.safetensors", "torchscript": "step.pt", "onnx": "step.onnx"}
 
 
@@ -48,6 +56,17 @@ def example_inputs(policy: Policy, batch: int = 1) -> tuple[Tensor, Tensor, Tens
     else:
         obs = torch.zeros(batch, *policy.obs_shape, dtype=torch.uint8)
     return obs, torch.full((batch,), 0.05), policy.initial_state(batch)
+
+
+def set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op thread count for the whole process (0 keeps torch's default).
+
+    Torch has one intra-op pool per process, so this is not a property of one model:
+    the process that runs inference (a node executable, a CLI verb) calls it once at
+    start-up. ONNX Runtime sessions take their threads per session instead.
+    """
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def sha256(path: Path) -> str:
@@ -112,9 +131,19 @@ def io_spec(policy: Policy) -> dict[str, Any]:
     }
 
 
-def export_policy(checkpoint: str | Path, out_dir: str | Path, onnx: bool = True) -> Path:
-    """Export a checkpoint into ``out_dir`` (replaced atomically); return the manifest path."""
+def export_policy(
+    checkpoint: str | Path, out_dir: str | Path, onnx: bool = True, dt_s: float | None = None
+) -> Path:
+    """Export a checkpoint into ``out_dir`` (replaced atomically); return the manifest path.
+
+    ``dt_s`` is the time between frames the policy was trained at (the first ``dt`` a
+    closed loop feeds it after a start or reset); default: the one the trainer recorded
+    in the checkpoint.
+    """
     policy, info = load_checkpoint(checkpoint)
+    dt_s = dt_s if dt_s is not None else info.get("dt_s")
+    if dt_s is not None and not (isinstance(dt_s, int | float) and 0.0 < dt_s < 10.0):
+        raise UserError(f"dt_s must be a time between frames in seconds (0, 10), got {dt_s!r}")
     step = StepModule(policy).eval()
     inputs = example_inputs(policy)
     out_dir = Path(out_dir)
@@ -129,6 +158,7 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, onnx: bool = True
             "format": MANIFEST_FORMAT,
             "name": policy.cfg.name,
             "config": policy.cfg.to_dict(),
+            "dt_s": None if dt_s is None else float(dt_s),
             "info": info,
             **io_spec(policy),
             "files": {n: {"path": FILES[n], "sha256": sha256(tmp / FILES[n])} for n in names},
@@ -173,22 +203,37 @@ class EdgePolicy:
     ``manifest`` is the parsed manifest (config, input/output spec).
 
     ``step(obs, dt, state) -> (action, state)`` with ``obs`` shaped like the
-    manifest's ``inputs.obs`` (batch 1), ``dt`` in seconds.
+    manifest's ``inputs.obs`` (batch 1), ``dt`` in seconds. ``dt_s`` is the training
+    time between frames, the ``dt`` of a first step.
+
+    ``threads`` is the ONNX Runtime session's intra-op thread count (0: its default),
+    with spinning off so a waiting thread yields the core. Torch's threads are
+    process-wide: :func:`set_torch_threads` sets them, never a model load.
     """
 
-    def __init__(self, manifest: str | Path, backend: str = "torchscript", threads: int = 0):
+    def __init__(
+        self,
+        manifest: str | Path,
+        backend: str = DEFAULT_BACKEND,
+        threads: int = DEFAULT_THREADS,
+    ):
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if threads < 0:
+            raise UserError(f"threads must be >= 0 (0: the library default), got {threads}")
         self.backend = backend
-        if threads > 0 and backend != "onnxruntime":
-            torch.set_num_threads(threads)
         if Path(manifest).suffix == ".safetensors":
             # A bare checkpoint runs eagerly; its spec is what export would write.
             if backend != "eager":
                 raise UserError(f"{manifest} is a checkpoint: export it for {backend}")
-            self._policy, _ = load_checkpoint(manifest)
+            self._policy, info = load_checkpoint(manifest)
             cfg = self._policy.cfg
-            self.manifest = {"name": cfg.name, "config": cfg.to_dict(), **io_spec(self._policy)}
+            self.manifest = {
+                "name": cfg.name,
+                "config": cfg.to_dict(),
+                "dt_s": info.get("dt_s"),
+                **io_spec(self._policy),
+            }
             self.root = Path(manifest).parent
         else:
             self.manifest, self.root = read_manifest(manifest)
@@ -198,6 +243,7 @@ class EdgePolicy:
         self.obs_dtype = np.dtype(spec["obs"]["dtype"])
         self.state_shape = tuple(spec["state"]["shape"])
         self.action_dim = int(self.manifest["config"]["action_dim"])
+        self.dt_s = float(self.manifest.get("dt_s") or LEGACY_DT_S)
         self._warm_up()
 
     def _warm_up(self, calls: int = 3) -> None:
@@ -205,15 +251,19 @@ class EdgePolicy:
         state = self.initial_state()
         obs = np.zeros(self.obs_shape, dtype=self.obs_dtype)
         for _ in range(calls):
-            _, state = self.step(obs, 0.05, state)
+            _, state = self.step(obs, self.dt_s, state)
 
     def _load_backend(self, threads: int) -> None:
         if self.backend == "onnxruntime":
             import onnxruntime as ort
 
             options = ort.SessionOptions()
-            if threads > 0:
-                options.intra_op_num_threads = threads
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            # A spinning worker burns the core another process needs and then waits for it.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             path = _verified_file(self.manifest, self.root, "onnx")
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
@@ -254,7 +304,9 @@ class EdgePolicy:
         return action.numpy(), new_state.numpy()
 
 
-def load_exported(manifest: str | Path, backend: str = "torchscript", threads: int = 0):
+def load_exported(
+    manifest: str | Path, backend: str = DEFAULT_BACKEND, threads: int = DEFAULT_THREADS
+) -> EdgePolicy:
     """Validate an export and return its :class:`EdgePolicy` for ``backend``.
 
     ``manifest`` may also be a ``.safetensors`` checkpoint, run with the eager backend.

@@ -4,7 +4,9 @@
 timestamped RGB frames into commands: it takes ``dt`` from the frames' stamps,
 resets the state when a stamp goes backwards or jumps by more than
 ``max_gap_s``, resizes frames to the model's input, and keeps the numbers the
-node reports as diagnostics (input rate, latency percentiles, drops, resets).
+node reports as diagnostics (input rate, latency percentiles, drops, resets,
+non-finite actions). The first ``dt`` after a start or reset is the export's
+training ``dt_s`` (see :attr:`EdgePolicy.dt_s`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from liquid_control.models.export import load_exported
+from liquid_control.models.export import DEFAULT_BACKEND, DEFAULT_THREADS, load_exported
 
 COMMAND_MODES = ("curvature", "velocity", "vector")
 
@@ -69,6 +71,7 @@ class EdgeStats:
     frames: int = 0
     dropped: int = 0
     state_resets: int = 0
+    nonfinite_actions: int = 0
     latencies_s: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=1000)
     )
@@ -86,9 +89,11 @@ class EdgeStats:
             "input_rate_hz": float(rate),
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else 0.0,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else 0.0,
+            "latency_p999_ms": float(np.percentile(lat, 99.9)) if lat.size else 0.0,
             "frames": self.frames,
             "dropped_frames": self.dropped,
             "state_resets": self.state_resets,
+            "nonfinite_actions": self.nonfinite_actions,
         }
 
 
@@ -98,14 +103,13 @@ class EdgeController:
     def __init__(
         self,
         model: str,
-        backend: str = "torchscript",
-        threads: int = 0,
+        backend: str = DEFAULT_BACKEND,
+        threads: int = DEFAULT_THREADS,
         max_gap_s: float = 0.5,
-        default_dt_s: float = 0.05,
     ) -> None:
         self.policy = load_exported(model, backend, threads)
         self.max_gap_s = max_gap_s
-        self.default_dt_s = default_dt_s
+        self.default_dt_s = self.policy.dt_s
         self.state = self.policy.initial_state()
         self.last_stamp_s: float | None = None
         self.stats = EdgeStats()
@@ -152,8 +156,13 @@ class EdgeController:
         start = time.perf_counter() if received is None else received
         dt, reason = self.time_step(stamp_s)
         action, self.state = self.policy.step(self.preprocess(rgb), dt, self.state)
+        action = action.reshape(-1)
+        if not np.all(np.isfinite(action)):
+            # The state that produced it is poisoned too: start over from the next frame.
+            self.stats.nonfinite_actions += 1
+            self.reset()
         now = time.perf_counter()
         self.stats.latencies_s.append(now - start)
         self.stats.arrivals_s.append(time.monotonic())
         self.stats.frames += 1
-        return action.reshape(-1), reason
+        return action, reason

@@ -58,6 +58,7 @@ DEFAULT_MODELS = {
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {
     "model": ("policy_node", "model", ""),
     "backend": ("policy_node", "backend", ""),
+    "autostart": ("policy_node", "autostart", ""),
     "perturb": ("sim_bridge", "perturb", ""),
     "mode": ("sim_bridge", "mode", ""),
     "env_kwargs": ("sim_bridge", "env_kwargs", ""),
@@ -91,11 +92,22 @@ def node_parameters(task: str, overrides: dict[str, str] | None = None) -> dict[
             raise UserError(f"unknown launch argument {arg!r}")
         node, param, _ = LAUNCH_ARGUMENTS[arg]
         if value != "":
-            params[node][param] = value
+            params[node][param] = _typed_like(params[node].get(param), value, arg)
     policy = params.get(POLICY.name)
     if policy is not None and not policy.get("model"):
         policy["model"] = str(DEFAULT_MODELS[task])  # the task's shipped policy
     return params
+
+
+def _typed_like(current: Any, value: str, arg: str) -> Any:
+    """A launch argument's text as the type of the YAML value it replaces (``false`` for a
+    bool parameter), so the node's typed parameter accepts it."""
+    if isinstance(current, str) or current is None:
+        return value
+    parsed = yaml.safe_load(value)
+    if isinstance(current, bool) and not isinstance(parsed, bool):
+        raise UserError(f"launch argument {arg}:={value} must be true or false")
+    return parsed
 
 
 def launch_description(task: str) -> Any:

@@ -3,12 +3,17 @@
 Each node declares its parameters from its table, so every parameter has a
 descriptor (type, range, description) and is validated the same way at start-up
 and on later ``set_parameters`` calls. A refused value becomes a one-line error.
+A parameter that can change at runtime takes effect on the next message: the
+values a node reads are updated as soon as a set succeeds, and the node may
+react to a change (a timer period, say) through ``on_change``. One that cannot
+change is declared read-only, so a set is refused with the reason.
 """
 
 from __future__ import annotations
 
 import array
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,15 +64,29 @@ class Param:
         return None
 
 
+def set_period(timer: Any, period_s: float) -> None:
+    """Give a running rclpy timer a new period, counted from now (not from its last call)."""
+    timer.timer_period_ns = int(period_s * 1e9)
+    timer.reset()
+
+
 class ParameterError(ValueError):
     """A node parameter value was refused."""
 
 
-def declare(node: Any, table: list[Param]) -> dict[str, Any]:
+def declare(
+    node: Any,
+    table: list[Param],
+    on_change: Callable[[str, Any], None] | None = None,
+    apply: Callable[[str, Any], str | None] | None = None,
+) -> dict[str, Any]:
     """Declare every parameter of ``table`` on ``node``; return the validated values.
 
-    Raises :class:`ParameterError` for a refused start-up value and installs a
-    callback that refuses bad values set later (read-only ones cannot change).
+    Raises :class:`ParameterError` for a refused start-up value and installs
+    callbacks that refuse bad values set later (read-only ones cannot change) and
+    write accepted ones into the returned dict, then call ``on_change(name, value)``.
+    ``apply(name, value)`` is for a change only the node can judge: it makes the change
+    or returns why not, and the set is refused with that reason.
     """
     from rcl_interfaces.msg import (
         FloatingPointRange,
@@ -106,9 +125,25 @@ def declare(node: Any, table: list[Param]) -> dict[str, Any]:
         for param in params:
             spec = by_name.get(param.name)
             problem = spec.check(param.value) if spec else None
+            if spec is not None and spec.read_only and problem is None:
+                # rclpy refuses read-only sets itself; say why if one gets this far.
+                problem = f"{spec.name} is read-only: it is fixed when the node starts"
+            if problem is None and spec is not None and apply is not None:
+                problem = apply(param.name, param.value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
         return SetParametersResult(successful=True)
 
+    def after_set(params: list[Any]) -> None:
+        for param in params:
+            spec = by_name.get(param.name)
+            if spec is None:
+                continue
+            value = param.value
+            values[param.name] = list(value) if isinstance(spec.default, list) else value
+            if on_change is not None:
+                on_change(param.name, values[param.name])
+
     node.add_on_set_parameters_callback(on_set)
+    node.add_post_set_parameters_callback(after_set)
     return values

@@ -1,4 +1,17 @@
-"""``policy_node``: edge inference. Camera ``Image`` in, stamped command out.
+"""``policy_node``: edge inference as a managed (lifecycle) node. Camera ``Image`` in,
+stamped command out.
+
+Lifecycle (``rclpy.lifecycle``; ``ros2 lifecycle set /policy_node <transition>``):
+
+- *configure* loads, verifies and warms up the export, and checks it fits the parameters;
+  a refused model leaves the node unconfigured with the reason logged in one line.
+- *activate* subscribes and starts publishing commands and the watchdog.
+- *deactivate* publishes the fail-safe command once and stops publishing.
+- *cleanup* / *shutdown* release the model.
+
+With ``autostart`` (the launch files and ``liquid-control drive`` set it) the node
+configures and activates itself at start-up, and a model it cannot load exits the
+executable with a one-line error.
 
 A model with a vector front end (Walker2d) instead takes ``std_msgs/Float64MultiArray``
 observations on ``observation_topic`` and publishes its raw action as
@@ -6,23 +19,29 @@ observations on ``observation_topic`` and publishes its raw action as
 ``max_abs_action``). Those messages carry no header: dt comes from the node's clock at
 arrival (sim time under ``use_sim_time``, as the bridge publishes ``/clock`` first).
 
-Glue only: parameters come from :data:`PARAMS`, frames are decoded by
-:mod:`liquid_control.ros.conversions`, and :class:`EdgeController` owns the
-policy, its recurrent state and the statistics reported on ``/diagnostics``.
-A malformed frame is dropped with a throttled warning; no valid frame for
-``timeout_s`` publishes the fail-safe command (stop; hover for a drone: zero velocity
-and yaw rate) and reports ERROR.
+Glue only: parameters come from :data:`PARAMS` (those not read-only take effect on the
+next message), frames are decoded by :mod:`liquid_control.ros.conversions`, and
+:class:`EdgeController` owns the policy, its recurrent state and the statistics reported
+on ``/diagnostics``. A malformed frame is dropped with a throttled warning; a non-finite
+action, or no valid frame for ``timeout_s``, publishes the fail-safe command (stop;
+hover for a drone: zero velocity and yaw rate; zero torque for a vector model).
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
+from liquid_control.errors import UserError
+from liquid_control.models.export import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_THREADS,
+    set_torch_threads,
+)
 from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.conversions import ImageError, image_to_rgb, stamp_to_s
 from liquid_control.ros.edge import (
@@ -32,8 +51,8 @@ from liquid_control.ros.edge import (
     action_to_command,
     failsafe_command,
 )
-from liquid_control.ros.params import Param, ParameterError, declare
-from liquid_control.ros.runtime import node_entry_points
+from liquid_control.ros.params import Param, ParameterError, declare, set_period
+from liquid_control.ros.runtime import spin_single
 
 NAME = "policy_node"
 PARAMS = [
@@ -43,14 +62,21 @@ PARAMS = [
         "exported model directory or manifest.json",
         read_only=True,
     ),
+    Param("backend", DEFAULT_BACKEND, "inference backend", choices=BACKENDS, read_only=True),
     Param(
-        "backend",
-        "torchscript",
-        "inference backend",
-        choices=("torchscript", "onnxruntime", "eager"),
+        "threads",
+        DEFAULT_THREADS,
+        "inference threads (0: library default; torch's are process-wide)",
+        0,
+        64,
         read_only=True,
     ),
-    Param("threads", 0, "inference threads (0: library default)", 0, 64, read_only=True),
+    Param(
+        "autostart",
+        False,
+        "configure and activate at start-up (a model that cannot load exits the node)",
+        read_only=True,
+    ),
     Param("image_topic", "camera/image_raw", "camera topic (sensor_msgs/Image)", read_only=True),
     Param("command_topic", "cmd_vel", "command topic (geometry_msgs/TwistStamped)", read_only=True),
     Param(
@@ -60,6 +86,7 @@ PARAMS = [
         "curvature * speed; velocity: action is [vx, vy, vz, yaw_rate]; vector: the raw "
         "action as Float64MultiArray (vector-input models)",
         choices=COMMAND_MODES,
+        read_only=True,
     ),
     Param(
         "observation_topic",
@@ -86,65 +113,157 @@ PARAMS = [
 ]
 
 
+def watchdog_period_s(timeout_s: float) -> float:
+    """How often the watchdog looks: often enough to act within a quarter of the timeout."""
+    return min(timeout_s / 4, 0.05)
+
+
 def _make_node_class():
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from geometry_msgs.msg import TwistStamped
     from rclpy.clock import Clock, ClockType
-    from rclpy.node import Node
+    from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float64MultiArray
 
-    class PolicyNode(Node):
+    sensor_qos = QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+    )
+
+    class PolicyNode(LifecycleNode):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(NAME, **kwargs)
-            self.p = declare(self, PARAMS)
-            self.controller = EdgeController(
-                self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"]
-            )
+            self.p = declare(self, PARAMS, on_change=self.on_parameter_change)
+            self.controller: EdgeController | None = None
+            self.configure_error: str | None = None
+            self.refusal: Exception | None = None  # why the last configure failed
+            self.active = False
             self.failsafe_active = False
             self.last_valid = time.monotonic()
-            sensor_qos = QoSProfile(
-                history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+            self.cmd_pub: Any = None
+            self.input_sub: Any = None
+            self.watchdog: Any = None
+            # Steady clock: the watchdog and diagnostics must run even when (sim) time stops.
+            self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self.diag_timer = self.create_timer(
+                self.p["diagnostics_period_s"], self.publish_diagnostics, clock=self.steady
             )
-            self.vector_input = self.controller.image_hw is None
-            if self.vector_input != (self.p["command_mode"] == "vector"):
-                raise ParameterError(
-                    f"model {self.p['model']} takes "
-                    f"{'vectors' if self.vector_input else 'images'}: command_mode must be "
-                    f"{'vector' if self.vector_input else 'curvature or velocity'}, "
-                    f"got {self.p['command_mode']!r}"
+
+        # -- lifecycle ------------------------------------------------------------------------
+        def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+            try:
+                self.controller = self._load()
+            except (UserError, ParameterError) as e:
+                self.configure_error, self.refusal = str(e), e
+                if not self.p["autostart"]:  # else the executable exits with this line
+                    self.get_logger().error(f"configure failed: {e}")
+                return TransitionCallbackReturn.FAILURE
+            self.configure_error = None
+            vector = self.controller.image_hw is None
+            self.input_topic = self.p["observation_topic" if vector else "image_topic"]
+            if vector:
+                self.input_sub = self.create_subscription(
+                    Float64MultiArray, self.input_topic, self.on_vector, sensor_qos
                 )
-            action_dim = self.controller.policy.action_dim
-            needed = {"curvature": 1, "velocity": 4}.get(self.p["command_mode"])
+                self.cmd_pub = self.create_lifecycle_publisher(
+                    Float64MultiArray, self.p["command_topic"], 10
+                )
+            else:
+                self.input_sub = self.create_subscription(
+                    Image, self.input_topic, self.on_image, sensor_qos
+                )
+                self.cmd_pub = self.create_lifecycle_publisher(
+                    TwistStamped, self.p["command_topic"], 10
+                )
+            self.get_logger().info(
+                f"configured: {self.p['model']} ({self.p['backend']}, {self.p['threads']} "
+                f"threads, first dt {self.controller.default_dt_s} s); input {self.input_topic}"
+            )
+            return super().on_configure(state)
+
+        def _load(self) -> EdgeController:
+            if self.p["backend"] != "onnxruntime":
+                set_torch_threads(self.p["threads"])
+            controller = EdgeController(
+                self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"]
+            )
+            vector = controller.image_hw is None
+            mode = self.p["command_mode"]
+            if vector != (mode == "vector"):
+                raise ParameterError(
+                    f"model {self.p['model']} takes {'vectors' if vector else 'images'}: "
+                    f"command_mode must be {'vector' if vector else 'curvature or velocity'}, "
+                    f"got {mode!r}"
+                )
+            action_dim = controller.policy.action_dim
+            needed = {"curvature": 1, "velocity": 4}.get(mode)
             if needed is not None and action_dim != needed:
                 raise ParameterError(
                     f"model {self.p['model']} outputs {action_dim} actions: command_mode "
-                    f"{self.p['command_mode']!r} needs {needed}"
+                    f"{mode!r} needs {needed}"
                 )
-            self.obs_size = int(np.prod(self.controller.policy.obs_shape))
-            if self.vector_input:
-                self.input_topic = self.p["observation_topic"]
-                self.create_subscription(
-                    Float64MultiArray, self.input_topic, self.on_vector, sensor_qos
-                )
-                self.cmd_pub = self.create_publisher(Float64MultiArray, self.p["command_topic"], 10)
-            else:
-                self.input_topic = self.p["image_topic"]
-                self.create_subscription(Image, self.input_topic, self.on_image, sensor_qos)
-                self.cmd_pub = self.create_publisher(TwistStamped, self.p["command_topic"], 10)
-            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            # Steady clock: the watchdog must fire even when (sim) time stops.
-            steady = Clock(clock_type=ClockType.STEADY_TIME)
-            self.create_timer(min(self.p["timeout_s"] / 4, 0.05), self.on_watchdog, clock=steady)
-            self.create_timer(
-                self.p["diagnostics_period_s"], self.publish_diagnostics, clock=steady
-            )
-            self.get_logger().info(
-                f"loaded {self.p['model']} ({self.p['backend']}); listening on {self.input_topic}"
-            )
+            self.obs_size = int(np.prod(controller.policy.obs_shape))
+            return controller
 
+        def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+            self.controller.reset()
+            self.last_valid = time.monotonic()
+            self.failsafe_active = False
+            self.watchdog = self.create_timer(
+                watchdog_period_s(self.p["timeout_s"]), self.on_watchdog, clock=self.steady
+            )
+            result = super().on_activate(state)  # activates the lifecycle publisher
+            self.active = True
+            self.get_logger().info("active: publishing commands")
+            return result
+
+        def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+            self._stop_control()
+            return super().on_deactivate(state)
+
+        def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+            self._release()
+            return super().on_cleanup(state)
+
+        def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+            if self.active:
+                self._stop_control()
+            self._release()
+            return TransitionCallbackReturn.SUCCESS
+
+        def _stop_control(self) -> None:
+            """Leave the robot safe: one fail-safe command, then silence."""
+            self.active = False
+            if self.watchdog is not None:
+                self.destroy_timer(self.watchdog)
+                self.watchdog = None
+            self.publish_failsafe()
+            self.controller.reset()
+            self.get_logger().info("inactive: fail-safe command published once")
+
+        def _release(self) -> None:
+            if self.input_sub is not None:
+                self.destroy_subscription(self.input_sub)
+                self.input_sub = None
+            if self.cmd_pub is not None:
+                self.destroy_lifecycle_publisher(self.cmd_pub)
+                self.cmd_pub = None
+            self.controller = None
+
+        def on_parameter_change(self, name: str, value: Any) -> None:
+            if name == "max_gap_s" and self.controller is not None:
+                self.controller.max_gap_s = value
+            elif name == "timeout_s" and self.watchdog is not None:
+                set_period(self.watchdog, watchdog_period_s(value))
+            elif name == "diagnostics_period_s":
+                set_period(self.diag_timer, value)
+
+        # -- control --------------------------------------------------------------------------
         def on_image(self, msg: Image) -> None:
+            if not self.active:
+                return
             received = time.perf_counter()
             try:
                 rgb = image_to_rgb(msg)
@@ -155,6 +274,8 @@ def _make_node_class():
             self.act(rgb, msg.header.stamp, received)
 
         def on_vector(self, msg: Float64MultiArray) -> None:
+            if not self.active:
+                return
             received = time.perf_counter()
             obs = np.asarray(msg.data, dtype=np.float64)
             size = self.obs_size
@@ -173,13 +294,15 @@ def _make_node_class():
             action, reset = self.controller.on_frame(obs, stamp_to_s(stamp), received)
             if reset:
                 self.get_logger().info(f"recurrent state reset: {reset}")
-            if not all(math.isfinite(float(a)) for a in action):
-                self.controller.reset()
+            if not np.all(np.isfinite(action)):
+                # EdgeController counted it and reset the state; the robot stops now.
+                self.publish_failsafe(stamp)
                 self.get_logger().error(
-                    "policy produced a non-finite action; state reset", throttle_duration_sec=2.0
+                    "policy produced a non-finite action: fail-safe published, state reset",
+                    throttle_duration_sec=2.0,
                 )
                 return
-            if self.vector_input:
+            if self.controller.image_hw is None:
                 limit = self.p["max_abs_action"]
                 self.cmd_pub.publish(
                     Float64MultiArray(data=np.clip(action, -limit, limit).tolist())
@@ -208,44 +331,84 @@ def _make_node_class():
             msg.twist.angular.z = command.angular_z
             self.cmd_pub.publish(msg)
 
+        def publish_failsafe(self, stamp: Any = None) -> None:
+            """Stop (lane), hover (drone) or zero torque (vector models)."""
+            if self.controller.image_hw is None:
+                self.cmd_pub.publish(
+                    Float64MultiArray(data=[0.0] * self.controller.policy.action_dim)
+                )
+            else:
+                self.publish(failsafe_command(), stamp or self.get_clock().now().to_msg())
+
         def on_watchdog(self) -> None:
-            if time.monotonic() - self.last_valid < self.p["timeout_s"]:
+            if not self.active or time.monotonic() - self.last_valid < self.p["timeout_s"]:
                 return
             if not self.failsafe_active:
                 self.failsafe_active = True
                 self.controller.reset()
                 self.get_logger().error(
-                    f"no valid image for {self.p['timeout_s']} s: publishing fail-safe command"
+                    f"no valid input for {self.p['timeout_s']} s: publishing fail-safe command"
                 )
-            if self.vector_input:  # zero action (Walker2d: no torque)
-                self.cmd_pub.publish(
-                    Float64MultiArray(data=[0.0] * self.controller.policy.action_dim)
-                )
-            else:
-                self.publish(failsafe_command(), self.get_clock().now().to_msg())
+            self.publish_failsafe()
 
         def publish_diagnostics(self) -> None:
-            stats = self.controller.stats.summary()
             status = DiagnosticStatus()
             status.name = f"{self.get_name()}: inference"
             status.hardware_id = self.p["backend"]
-            if self.failsafe_active:
-                status.level, status.message = DiagnosticStatus.ERROR, "no valid image: fail-safe"
-            elif stats["dropped_frames"]:
+            lifecycle = self._state_machine.current_state[1]
+            stats = self.controller.stats.summary() if self.controller is not None else {}
+            if self.configure_error is not None:
+                status.level, status.message = DiagnosticStatus.ERROR, self.configure_error
+            elif not self.active:
+                status.level, status.message = DiagnosticStatus.OK, lifecycle
+            elif self.failsafe_active:
+                status.level, status.message = DiagnosticStatus.ERROR, "no valid input: fail-safe"
+            elif stats.get("nonfinite_actions"):
+                status.level, status.message = DiagnosticStatus.WARN, "non-finite actions"
+            elif stats.get("dropped_frames"):
                 status.level, status.message = DiagnosticStatus.WARN, "dropping malformed frames"
             else:
                 status.level, status.message = DiagnosticStatus.OK, "running"
-            values = {**stats, "backend": self.p["backend"], "failsafe": self.failsafe_active}
+            values = {
+                **stats,
+                "lifecycle_state": lifecycle,
+                "backend": self.p["backend"],
+                "threads": self.p["threads"],
+                "failsafe": self.failsafe_active,
+            }
             status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
             array = DiagnosticArray()
             array.header.stamp = self.get_clock().now().to_msg()
             array.status = [status]
             self.diag_pub.publish(array)
 
+        def autostart(self) -> None:
+            """configure + activate; a refused model raises the configure error."""
+            from lifecycle_msgs.msg import State
+
+            self.trigger_configure()
+            if self._state_machine.current_state[0] != State.PRIMARY_STATE_INACTIVE:
+                raise self.refusal or UserError("policy_node failed to configure")
+            self.trigger_activate()
+
     return PolicyNode
 
 
-create_node, main = node_entry_points(_make_node_class)
+def create_node(**kwargs: Any) -> Any:
+    """A ``policy_node``; configured and activated when its ``autostart`` parameter is set
+    (a model that cannot load raises its one-line error)."""
+    node = _make_node_class()(**kwargs)
+    if node.p["autostart"]:
+        try:
+            node.autostart()
+        except BaseException:
+            node.destroy_node()
+            raise
+    return node
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_single(create_node, args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.errors import UserError
 from liquid_control.ros.bridge import COMMAND_MODES, Frame, SimSession, make_env
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
 from liquid_control.ros.params import Param, ParameterError
@@ -34,7 +35,12 @@ NAME = "sim_bridge"
 PARAMS = [
     Param("env_id", "LiquidControl/LaneKeeping-v0", "Gymnasium env id", read_only=True),
     Param("env_kwargs", "{}", "JSON object of env keyword arguments", read_only=True),
-    Param("perturb", "", "perturbations, e.g. 'noise=0.2,drop=0.5' (empty: clean)", read_only=True),
+    Param(
+        "perturb",
+        "",
+        "perturbations, e.g. 'noise=0.2,drop=0.5' (empty: clean); at runtime the strengths "
+        "of the kinds set at start-up can change",
+    ),
     Param(
         "mode",
         "sync",
@@ -107,12 +113,12 @@ def _make_node_class():
     from std_msgs.msg import Float64MultiArray, String
     from std_srvs.srv import Trigger
 
-    from liquid_control.ros.params import declare
+    from liquid_control.ros.params import declare, set_period
 
     class SimBridge(Node):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(NAME, **kwargs)
-            self.p = declare(self, PARAMS)
+            self.p = declare(self, PARAMS, self.on_parameter_change, self.apply_parameter)
             # MuJoCo's GL context belongs to the thread that made it, and executors may run
             # callbacks on any thread: one worker thread owns the env for its whole life.
             self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
@@ -163,6 +169,22 @@ def _make_node_class():
             self.sync_timeouts = 0
             self.fovy_deg: dict[str, float] = {}
             self.submit(self._reset, "start")
+
+        def on_parameter_change(self, name: str, value: Any) -> None:
+            if name == "sync_timeout_s" and self.p["mode"] == "sync":
+                set_period(self.watchdog, value)
+
+        def apply_parameter(self, name: str, value: Any) -> str | None:
+            """Perturbation strengths change on the sim thread, between two steps."""
+            if name != "perturb":
+                return None
+            from liquid_control.envs.perturb import retune
+
+            try:
+                self.worker.submit(retune, self.session.env, value).result()
+            except UserError as e:
+                return str(e)
+            return None
 
         def submit(self, fn: Any, *args: Any) -> Any:
             """Run ``fn`` on the sim worker; a failure is logged, never silently dropped."""

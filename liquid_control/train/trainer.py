@@ -460,6 +460,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
             f"no training window: every training episode is shorter than window={cfg.window}"
         )
 
+    # The exported policy's first dt after a start or reset (see export_policy).
+    training_dt_s = float(np.median(np.concatenate([episodes[i].dt_s for i in train_ids])))
     policy = Policy(cfg.policy_config())
     _check_data(policy, episodes, cfg)
     if cfg.init_frontend and not (resume and resume_path.is_file()):  # a resume has its own
@@ -566,7 +568,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
         improved = score < state["best_val"]
         state = _epoch_start(epoch + 1, [*state["history"], row], min(score, state["best_val"]))
         if ctx.is_main:
-            info = {**row, "config": dataclasses.asdict(cfg)}
+            info = {**row, "dt_s": training_dt_s, "config": dataclasses.asdict(cfg)}
             save_checkpoint(last_path, policy, info)
             if improved:
                 save_checkpoint(best_path, policy, info)

@@ -33,6 +33,7 @@ def test_closed_loop_runs_200_steps_through_both_nodes(ros, lane_export) -> None
         context=context,
         parameter_overrides=[
             Parameter("model", value=lane_export),
+            Parameter("autostart", value=True),
             Parameter("use_sim_time", value=True),
             Parameter("timeout_s", value=30.0),
         ],
@@ -137,3 +138,63 @@ def test_realtime_mode_steps_on_its_timer_and_holds_the_last_command(ros) -> Non
     assert wait_for(lambda: bridge.session.steps >= held_from + 20, timeout_s=60.0)
     assert bridge.session.action.tolist() == pytest.approx([0.03])
     assert len(clocks) >= 20 and all(b > a for a, b in zip(clocks, clocks[1:], strict=False))
+
+
+def _set_bridge_parameter(node, name: str, value) -> tuple[bool, str]:
+    """``ros2 param set /sim_bridge NAME VALUE`` over DDS."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(node, "sim_bridge")
+    assert client.wait_for_services(timeout_sec=30.0)
+    future = client.set_parameters([Parameter(name, value=value)])
+    assert wait_for(future.done, 30.0)
+    result = future.result().results[0]
+    return result.successful, result.reason
+
+
+def test_bridge_perturbation_strength_and_sync_timeout_change_at_runtime(ros) -> None:
+    import numpy as np
+    import rclpy
+
+    from liquid_control.ros.conversions import image_to_rgb
+
+    executor, context = ros
+    params = dict(BRIDGE_PARAMS, perturb="noise=0.0", sync_timeout_s=30.0)
+    bridge = sim_bridge.create_node(
+        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+    )
+    op = rclpy.create_node("operator", context=context)
+    frames: list[np.ndarray] = []
+    lock = threading.Lock()
+
+    def keep(msg: Image) -> None:
+        with lock:
+            frames.append(image_to_rgb(msg))
+
+    op.create_subscription(Image, "camera/image_raw", keep, 10)
+    executor.add_node(bridge)
+    executor.add_node(op)
+
+    # sync_timeout_s: nobody commands, so the bridge steps once per timeout: 30 s, then 0.05 s.
+    assert wait_for(lambda: bridge.count_subscribers("camera/image_raw") >= 1, 30.0)
+    assert not wait_for(lambda: bridge.sync_timeouts > 0, 1.0)
+    assert _set_bridge_parameter(op, "sync_timeout_s", 0.05)[0]
+    assert wait_for(lambda: bridge.sync_timeouts >= 5, 30.0)
+
+    def roughness(since: int) -> float:  # mean |difference| of neighbouring pixels
+        assert wait_for(lambda: len(frames) >= since + 5, 30.0)
+        with lock:
+            batch = [f.astype(np.float32) for f in frames[since : since + 5]]
+        return float(np.mean([np.abs(np.diff(f, axis=1)).mean() for f in batch]))
+
+    clean = roughness(0)
+    assert _set_bridge_parameter(op, "perturb", "noise=1.0")[0]
+    with lock:
+        after = len(frames) + 1  # a frame may have been rendered before the set
+    assert roughness(after) > 3 * clean
+
+    ok, reason = _set_bridge_parameter(op, "perturb", "noise=1.0,drop=0.5")
+    assert not ok and "fixed at start-up" in reason
+    ok, reason = _set_bridge_parameter(op, "perturb", "noise=-1")
+    assert not ok and "sigma" in reason
+    assert bridge.get_parameter("perturb").value == "noise=1.0"

@@ -64,7 +64,7 @@ class Harness:
 
 def start(ros, lane_export: str, **params) -> Harness:
     executor, context = ros
-    overrides = [Parameter("model", value=lane_export)]
+    overrides = [Parameter("model", value=lane_export), Parameter("autostart", value=True)]
     overrides += [Parameter(k, value=v) for k, v in params.items()]
     node = create_node(context=context, parameter_overrides=overrides)
     executor.add_node(node)
@@ -143,7 +143,7 @@ def test_watchdog_publishes_failsafe_and_reports_error(ros, lane_export) -> None
 )
 def test_bad_parameters_are_refused_with_a_message(ros, lane_export, params, error, match):
     _, context = ros
-    overrides = [Parameter("model", value=lane_export)]
+    overrides = [Parameter("model", value=lane_export), Parameter("autostart", value=True)]
     overrides += [Parameter(k, value=v) for k, v in params.items()]
     with pytest.raises(error, match=match):
         create_node(context=context, parameter_overrides=overrides)
@@ -167,6 +167,8 @@ def test_executable_with_missing_model_exits_with_one_line_error(domain_id) -> N
         "--ros-args",
         "-p",
         "model:=/nonexistent/model",
+        "-p",
+        "autostart:=true",
     ]
     proc = subprocess.run(env_cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2

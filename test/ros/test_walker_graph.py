@@ -100,7 +100,9 @@ def test_image_model_with_vector_command_mode_is_refused(ros, lane_export) -> No
     with pytest.raises(ParameterError, match="takes images"):
         policy_node.create_node(
             context=context,
-            parameter_overrides=_params({"model": lane_export, "command_mode": "vector"}),
+            parameter_overrides=_params(
+                {"model": lane_export, "command_mode": "vector", "autostart": True}
+            ),
         )
 
 
