@@ -19,6 +19,20 @@ from liquid_control.paths import DEFAULT_WALKER_EXPERT
 DEFAULT_RESULTS = Path("bench/results")
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _export(args: argparse.Namespace) -> None:
     from liquid_control.models.export import export_policy
 
@@ -57,7 +71,7 @@ def _bench(args: argparse.Namespace) -> None:
     elif args.what == "edge":
         from liquid_control.bench import edge
 
-        edge.run(args.out)
+        edge.run(args.out, seconds=args.seconds, load=args.load)
     elif args.what == "env":
         from liquid_control.bench import env
 
@@ -374,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions per model")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument(
+        "--load",
+        type=_non_negative_int,
+        default=2,
+        help="edge: also measure with this many CPU-bound background processes (0: idle only)",
+    )
+    p.add_argument(
+        "--seconds", type=_positive_float, default=15.0, help="edge: wall time per graph run"
+    )
     p.set_defaults(func=_bench)
     return parser
 

@@ -20,6 +20,7 @@ is rejected and counted; the session then holds the safe command (zero action).
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 from dataclasses import dataclass, field
@@ -224,3 +225,49 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, int | float | str | bool) or value is None:
         return value
     return str(value)
+
+
+class AnswerTimes:
+    """How long the policy takes to answer each published frame, as the bridge sees it.
+
+    A command stamped like a frame answers that frame; the time from publishing the frame
+    to receiving its answer covers transport both ways and inference. An answer later
+    than ``late_after_s`` (one period in realtime mode) is counted late; memory is bounded.
+    """
+
+    def __init__(self, late_after_s: float | None, keep: int = 64) -> None:
+        self.late_after_s = late_after_s
+        self.keep = keep
+        self.sent: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self.frames = 0
+        self.answered = 0
+        self.late = 0
+        self.delays_s: collections.deque[float] = collections.deque(maxlen=10_000)
+
+    def frame_sent(self, stamp_ns: int, now_s: float) -> None:
+        self.frames += 1
+        self.sent[stamp_ns] = now_s
+        while len(self.sent) > self.keep:
+            self.sent.popitem(last=False)
+
+    def answer(self, stamp_ns: int, now_s: float) -> None:
+        sent = self.sent.pop(stamp_ns, None)
+        if sent is None:
+            return  # not a frame of ours, or answered already
+        delay = now_s - sent
+        self.answered += 1
+        self.delays_s.append(delay)
+        if self.late_after_s is not None and delay > self.late_after_s:
+            self.late += 1
+
+    def summary(self) -> dict[str, float | int | None]:
+        delays = np.asarray(self.delays_s) * 1e3
+        return {
+            "frames": self.frames,
+            "answered": self.answered,
+            "late": self.late,
+            "late_after_ms": None if self.late_after_s is None else self.late_after_s * 1e3,
+            "answer_p50_ms": float(np.percentile(delays, 50)) if delays.size else None,
+            "answer_p99_ms": float(np.percentile(delays, 99)) if delays.size else None,
+            "answer_max_ms": float(delays.max()) if delays.size else None,
+        }

@@ -113,6 +113,7 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
         "outcomes": _count(e["outcome"] for e in finished if e.get("outcome")),
         "rejected_commands": session.rejected,
         "sync_timeouts": nodes["sim_bridge"].sync_timeouts,
+        "answers": nodes["sim_bridge"].answers.summary(),
         "episodes": finished,
     }
     policy = nodes.get("policy_node")

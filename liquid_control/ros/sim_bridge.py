@@ -20,13 +20,14 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from liquid_control.errors import UserError
-from liquid_control.ros.bridge import COMMAND_MODES, Frame, SimSession, make_env
+from liquid_control.ros.bridge import COMMAND_MODES, AnswerTimes, Frame, SimSession, make_env
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
 from liquid_control.ros.params import Param, ParameterError
 from liquid_control.ros.runtime import node_entry_points
@@ -167,6 +168,8 @@ def _make_node_class():
                     self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
                 )
             self.sync_timeouts = 0
+            realtime = self.p["mode"] == "realtime"
+            self.answers = AnswerTimes(1.0 / self.p["rate_hz"] if realtime else None)
             self.fovy_deg: dict[str, float] = {}
             self.submit(self._reset, "start")
 
@@ -212,6 +215,8 @@ def _make_node_class():
 
         # -- commands -------------------------------------------------------------------------
         def on_twist_stamped(self, msg: TwistStamped) -> None:
+            stamp = msg.header.stamp
+            self.answers.answer(stamp.sec * 10**9 + stamp.nanosec, time.monotonic())
             self.on_twist(msg.twist)
 
         def on_twist(self, msg: Twist) -> None:
@@ -293,6 +298,7 @@ def _make_node_class():
                 if view not in self.fovy_deg:  # a camera's field of view never changes
                     self.fovy_deg[view] = _fovy_deg(self.session.env.unwrapped, view)
                 self.info_pub.publish(_camera_info(CameraInfo(), image, self.fovy_deg[view]))
+                self.answers.frame_sent(stamp.sec * 10**9 + stamp.nanosec, time.monotonic())
                 self.image_pub.publish(image)
 
     return SimBridge
