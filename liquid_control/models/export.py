@@ -31,6 +31,7 @@ from liquid_control.models.manifest import (
     check_onnx_io,
     io_spec,
     load_signing_key,
+    model_errors_refused,
     read_manifest,
     seal_manifest,
     sha256,
@@ -157,7 +158,8 @@ class EdgePolicy:
             self.root = Path(manifest).parent
         else:
             self.manifest, self.root = read_manifest(manifest, trusted_keys)
-            self._load_backend(threads)
+            with model_errors_refused(f"model {self.root} ({backend}) cannot be loaded"):
+                self._load_backend(threads)
             if backend == "onnxruntime":
                 check_onnx_io(self._session, self.manifest, f"{self.root} ({backend})")
         spec = self.manifest["inputs"]

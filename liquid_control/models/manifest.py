@@ -17,16 +17,18 @@ the first failure, for ``liquid-control info``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import torch
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -429,20 +431,33 @@ def check_onnx_io(session: Any, manifest: dict[str, Any], where: Path | str) -> 
                 )
 
 
+@contextlib.contextmanager
+def model_errors_refused(message: str, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn a model runtime's rejection of a file or of its inputs into a one-line UserError
+    starting with ``message``. torch raises RuntimeError or torch.jit.Error, onnxruntime
+    exception types of its own with no common base; any other exception stays a bug."""
+    try:
+        yield
+    except Exception as e:
+        runtime = isinstance(e, RuntimeError | torch.jit.Error)
+        if not (runtime or type(e).__module__.startswith("onnxruntime") or isinstance(e, also)):
+            raise
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        raise UserError(f"{message} ({first}); re-export it") from None
+
+
 def check_model_io(step: StepFn, manifest: dict[str, Any], where: Path | str) -> None:
     """Run one step on zeros shaped as the manifest's inputs and compare what comes out with
     its outputs, so a model file that disagrees with its manifest is refused at load time."""
     inputs, outputs = manifest["inputs"], manifest["outputs"]
     obs = np.zeros(inputs["obs"]["shape"], dtype=inputs["obs"]["dtype"])
     state = np.zeros(inputs["state"]["shape"], dtype=np.float32)
-    try:
+    # ValueError/TypeError: the model returned something other than (action, state).
+    with model_errors_refused(
+        f"model {where} does not run on the inputs its manifest states", (ValueError, TypeError)
+    ):
         result = step(obs, 0.05, state)
-    except (RuntimeError, ValueError, TypeError) as e:
-        # torch.jit and onnxruntime report shape and type mismatches as RuntimeError subclasses.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"model {where} does not run on the inputs its manifest states ({first}); re-export it"
-        ) from None
     for name, value in zip(("action", "state_out"), result, strict=True):
         shape, dtype = list(np.shape(value)), str(np.asarray(value).dtype)
         if (shape, dtype) != (outputs[name]["shape"], outputs[name]["dtype"]):
@@ -487,5 +502,6 @@ def inspect_export(
         "digest": "ok" if digest_problem is None else digest_problem,
         "signature": signed if signature_problem is None else signature_problem,
         "files": files,
+        "config": manifest["config"],
     }
     return report, policy, problems
