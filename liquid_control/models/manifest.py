@@ -310,12 +310,13 @@ def _check_config_values(values: Any, where: Path, prefix: str = "") -> None:
         # Seeds are arbitrary numbers (numpy takes 32 bits); every other integer is a size.
         limit = 2**32 - 1 if f.name.endswith("seed") else MAX_CONFIG_INT
         if isinstance(default, str):
-            ok = isinstance(value, str)
+            ok, expected = isinstance(value, str), "a string"
         elif isinstance(default, int):
-            ok = type(value) is int and 0 <= value <= limit
+            ok, expected = type(value) is int and 0 <= value <= limit, f"an integer 0..{limit}"
         elif isinstance(default, float):
-            ok = type(value) in (int, float) and math.isfinite(value)
-        else:  # conv layers: [out_channels, kernel, stride] rows
+            ok, expected = type(value) in (int, float) and math.isfinite(value), "a finite number"
+        else:  # conv layers
+            expected = f"[out_channels, kernel, stride] rows of integers 1..{limit}"
             ok = isinstance(value, list) and all(
                 isinstance(row, list)
                 and len(row) == 3
@@ -323,7 +324,10 @@ def _check_config_values(values: Any, where: Path, prefix: str = "") -> None:
                 for row in value
             )
         if not ok:
-            raise UserError(f"model manifest {where}: config {prefix}{f.name}={value!r} is invalid")
+            raise UserError(
+                f"model manifest {where}: config {prefix}{f.name}={value!r} is invalid "
+                f"(expected {expected})"
+            )
 
 
 def policy_from_manifest(manifest: dict[str, Any], where: Path) -> Policy:
