@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -196,12 +196,12 @@ def generate_key_pair(out: str | Path) -> tuple[Path, Path]:
     return private_path, public_path
 
 
-def _reject_constant(name: str) -> float:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _contained_path(root: Path, name: str, entry: Any, where: Path) -> Path:
-    """The file a manifest entry names, refused unless it is a plain path inside ``root``."""
+def _check_file_entry(root: Path, name: str, entry: Any, where: Path) -> None:
+    """Refuse a file entry without a sha256 or whose path is not a plain path inside ``root``."""
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
         raise UserError(f"model manifest {where}: file entry {name!r} has no path; re-export it")
     if not isinstance(entry.get("sha256"), str) or not _SHA256_HEX.fullmatch(entry["sha256"]):
@@ -215,7 +215,6 @@ def _contained_path(root: Path, name: str, entry: Any, where: Path) -> Path:
     path = (real_root / rel).resolve()
     if path == real_root or not path.is_relative_to(real_root):
         raise UserError(f"{outside} resolves outside the export directory; refused")
-    return path
 
 
 def parse_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
@@ -238,7 +237,7 @@ def parse_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
         if not isinstance(manifest.get(key), dict):
             raise UserError(f"model manifest {path} lacks '{key}'; re-export it")
     for name, entry in manifest["files"].items():
-        _contained_path(path.parent, name, entry, path)
+        _check_file_entry(path.parent, name, entry, path)
     return manifest, path
 
 
