@@ -339,3 +339,17 @@ def test_eval_and_drive_refuse_an_untrusted_export_before_running(
     assert "not signed" in capsys.readouterr().err
     assert main(["drive", "--model", str(export), *trusted]) == 2
     assert "not signed" in capsys.readouterr().err
+
+
+def test_keygen_writes_a_pair_that_signs_and_never_replaces_a_key(
+    source: Path, tmp_path: Path, capsys
+) -> None:
+    key = tmp_path / "keys" / "robot"
+    assert main(["keygen", str(key)]) == 0
+    assert "robot.pub" in capsys.readouterr().out
+    signed = export_policy(source / "policy.safetensors", tmp_path / "s", sign_key=key)
+    load_exported(signed, "onnxruntime", trusted_keys=[f"{key}.pub"])
+    before = key.read_bytes()
+    assert main(["keygen", str(key)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert key.read_bytes() == before
