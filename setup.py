@@ -123,6 +123,7 @@ setup(
         "safetensors",
         "pillow",
         "stable-baselines3>=2.3",
+        "cryptography>=42",  # Ed25519 signatures of export manifests
     ],
     extras_require={"test": ["pytest", "ruff"]},
     entry_points={

@@ -37,26 +37,41 @@ def _export(args: argparse.Namespace) -> None:
     from liquid_control.models.export import export_policy
 
     out = args.out or Path(args.checkpoint).with_suffix("")
-    manifest = export_policy(args.checkpoint, out, onnx=not args.no_onnx)
-    print(f"wrote {manifest}")
+    manifest = export_policy(
+        args.checkpoint, out, onnx=not args.no_onnx, sign_key=args.sign, dt_s=args.dt_s
+    )
+    print(f"wrote {manifest}" + (f" (signed with {args.sign})" if args.sign else ""))
+
+
+def _keygen(args: argparse.Namespace) -> None:
+    from liquid_control.models.manifest import generate_key_pair
+
+    private, public = generate_key_pair(args.out)
+    print(f"wrote {private} (private: keep it secret; sign with `export --sign {private}`)")
+    print(f"wrote {public} (public: load with `--trusted-key {public}`)")
 
 
 def _info(args: argparse.Namespace) -> None:
     from liquid_control.models import load_checkpoint
-    from liquid_control.models.export import read_manifest
 
     path = Path(args.model)
     if path.suffix == ".safetensors":
+        if args.trusted_key:
+            raise UserError(f"{path} is a bare checkpoint, which carries no signature")
         policy, info = load_checkpoint(path)
         report = {"config": policy.cfg.to_dict(), "parameters": policy.parameter_report()}
         report["info"] = info
-    else:
-        from liquid_control.models import Policy, PolicyConfig
+        print(json.dumps(report, indent=2))
+        return
+    from liquid_control.models.manifest import inspect_export
 
-        manifest, _ = read_manifest(path)
-        policy = Policy(PolicyConfig.from_dict(manifest["config"]))
-        report = {"config": manifest["config"], "parameters": policy.parameter_report()}
+    report, policy, problems = inspect_export(path, args.trusted_key)
+    report["parameters"] = policy.parameter_report() if policy is not None else None
     print(json.dumps(report, indent=2))
+    if problems:
+        raise UserError(
+            f"{path}: {len(problems)} problem(s), do not load this export: {'; '.join(problems)}"
+        )
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -110,6 +125,9 @@ def _drive(args: argparse.Namespace) -> None:
         "perturb": args.perturb,
         "mode": args.mode or "",
     }
+    if args.trusted_key:
+        # policy_node refuses an export not signed by one of these before opening a model file.
+        overrides["trusted_keys"] = ",".join(str(k) for k in args.trusted_key)
     drive(
         args.task,
         overrides,
@@ -258,9 +276,21 @@ def _eval(args: argparse.Namespace) -> None:
         seed=args.seed,
         video=not args.no_video,
     )
-    result = evaluate_model(args.model, cfg, args.out)
+    result = evaluate_model(args.model, cfg, args.out, trusted_keys=args.trusted_key)
     print(json.dumps(result["metrics"], indent=2))
     print(f"wrote {args.out}/eval.json")
+
+
+def _add_trusted_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="Ed25519 public key (PEM, from keygen); the export must be signed by one of these "
+        "(repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,10 +303,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by train")
     p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
+    p.add_argument(
+        "--sign", type=Path, metavar="KEYFILE", help="sign the manifest with this Ed25519 key"
+    )
+    p.add_argument(
+        "--dt-s",
+        type=_positive_float,
+        help="training time between frames, the first dt after a start or reset "
+        "(default: the one train recorded in the checkpoint)",
+    )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("info", help="print a checkpoint's or export's config and parameter report")
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing exports")
+    p.add_argument("out", type=Path, help="private key file; the public key goes to OUT.pub")
+    p.set_defaults(func=_keygen)
+
+    p = sub.add_parser(
+        "info", help="verify an export's files and signature; print its config and parameters"
+    )
     p.add_argument("model", help="a .safetensors checkpoint or an export directory/manifest")
+    _add_trusted_key(p)
     p.set_defaults(func=_info)
 
     p = sub.add_parser("drive", help="run the drive graph (sim_bridge + policy_node) in-process")
@@ -293,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, help="write an MP4 of the camera with the command")
     p.add_argument("--record", type=Path, help="record a rosbag2 of the drive into this directory")
     p.add_argument("--record-storage", choices=["mcap", "sqlite3"], help="bag storage (mcap)")
+    _add_trusted_key(p)
     p.set_defaults(func=_drive)
 
     p = sub.add_parser("bag2minari", help="convert recorded rosbag2 drives to a Minari dataset")
@@ -367,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-video", action="store_true")
     p.add_argument("--out", type=Path, default=Path("out/eval"))
+    _add_trusted_key(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")

@@ -3,20 +3,21 @@
 ``export_policy`` traces ``Policy.step`` (one step, never a whole sequence: a
 traced sequence silently freezes its length) and freezes it for TorchScript
 (conv weights channels-last), exports the same step to ONNX, and writes a manifest with the
-model config, the input/output/state spec and the sha256 of every file.
-``load_exported`` validates the manifest and hashes and returns an
-:class:`EdgePolicy` whose ``step`` is the same call for every backend.
+model config, the training dt_s, the input/output/state spec and the sha256 of every file,
+sealed by one digest and optionally signed (see :mod:`liquid_control.models.manifest`).
+``load_exported`` verifies the manifest and hashes (and the signature, given trusted
+keys) before opening any model file, checks the loaded model's I/O against the
+manifest, and returns an :class:`EdgePolicy` whose ``step`` is the same call for every backend.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,9 +26,20 @@ from torch import Tensor, nn
 from liquid_control.atomic import atomic_dir
 from liquid_control.errors import UserError
 from liquid_control.models.checkpoint import load_checkpoint, read_checkpoint
+from liquid_control.models.manifest import (
+    MANIFEST_FORMAT,
+    check_model_io,
+    check_onnx_io,
+    io_spec,
+    load_signing_key,
+    model_errors_refused,
+    read_manifest,
+    seal_manifest,
+    sha256,
+)
+from liquid_control.models.manifest import verified_file as _verified_file
 from liquid_control.models.policy import Policy, PolicyConfig
 
-MANIFEST_FORMAT = "liquid_control.export/1"
 BACKENDS = ("torchscript", "onnxruntime", "eager")
 DEFAULT_BACKEND = "torchscript"
 # One intra-op thread: on a robot computer other processes want the cores, and a second
@@ -70,14 +82,6 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _export_torchscript(step: StepModule, inputs: tuple[Tensor, ...], path: Path) -> None:
     # Conv weights in channels-last order match the frame's own layout (NHWC permuted to
     # NCHW is channels-last already), so oneDNN runs the convs without reordering: 10-20%
@@ -104,45 +108,22 @@ def _export_onnx(step: StepModule, inputs: tuple[Tensor, ...], path: Path) -> No
         )
 
 
-def io_spec(policy: Policy) -> dict[str, Any]:
-    fe = policy.cfg.frontend
-    if fe.kind == "vector":
-        obs = {
-            "shape": [1, fe.obs_dim],
-            "dtype": "float32",
-            "normalisation": "mean/std stored in the model",
-        }
-    else:
-        obs = {
-            "shape": [1, fe.image_height, fe.image_width, 3],
-            "dtype": "uint8",
-            "encoding": "rgb8",
-            "layout": "NHWC",
-            "resize": "resize the camera frame to height x width (cv2.INTER_AREA)",
-            "normalisation": "per-frame standardisation inside the model",
-        }
-    return {
-        "inputs": {
-            "obs": obs,
-            "dt": {"shape": [1], "dtype": "float32", "unit": "s"},
-            "state": {"shape": [1, policy.state_size], "dtype": "float32"},
-        },
-        "outputs": {
-            "action": {"shape": [1, policy.cfg.action_dim], "dtype": "float32"},
-            "state_out": {"shape": [1, policy.state_size], "dtype": "float32"},
-        },
-    }
-
-
 def export_policy(
-    checkpoint: str | Path, out_dir: str | Path, onnx: bool = True, dt_s: float | None = None
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    onnx: bool = True,
+    sign_key: str | Path | None = None,
+    dt_s: float | None = None,
 ) -> Path:
     """Export a checkpoint into ``out_dir`` (replaced atomically); return the manifest path.
 
+    ``sign_key``: an Ed25519 private key (PEM) that signs the manifest's digest.
     ``dt_s`` is the time between frames the policy was trained at (the first ``dt`` a
     closed loop feeds it after a start or reset); default: the one the trainer recorded
     in the checkpoint.
     """
+    # A bad key is refused before minutes of tracing, not after.
+    signing_key = None if sign_key is None else load_signing_key(sign_key)
     policy, info = load_checkpoint(checkpoint)
     dt_s = dt_s if dt_s is not None else info.get("dt_s")
     if dt_s is not None and not (isinstance(dt_s, int | float) and 0.0 < dt_s < 10.0):
@@ -166,39 +147,9 @@ def export_policy(
             **io_spec(policy),
             "files": {n: {"path": FILES[n], "sha256": sha256(tmp / FILES[n])} for n in names},
         }
+        manifest = seal_manifest(manifest, signing_key)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir / "manifest.json"
-
-
-def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """Parse and check a manifest (a file or its directory); return it and its directory."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"model manifest {path} does not exist; run `liquid-control export`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"model manifest {path} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{path} is not a liquid_control export manifest")
-    for key in ("config", "inputs", "outputs", "files"):
-        if key not in manifest:
-            raise UserError(f"model manifest {path} lacks '{key}'")
-    return manifest, path.parent
-
-
-def _verified_file(manifest: dict[str, Any], root: Path, name: str) -> Path:
-    entry = manifest["files"].get(name)
-    if entry is None:
-        raise UserError(f"the export in {root} has no {name} file; re-export with it")
-    path = root / entry["path"]
-    if not path.is_file():
-        raise UserError(f"model file {path} named in the manifest is missing")
-    if sha256(path) != entry["sha256"]:
-        raise UserError(f"model file {path} does not match its sha256 in the manifest")
-    return path
 
 
 class EdgePolicy:
@@ -219,7 +170,9 @@ class EdgePolicy:
         manifest: str | Path,
         backend: str = DEFAULT_BACKEND,
         threads: int = DEFAULT_THREADS,
-    ):
+        *,
+        trusted_keys: Sequence[str | Path] = (),
+    ) -> None:
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if threads < 0:
@@ -229,6 +182,11 @@ class EdgePolicy:
             # A bare checkpoint runs eagerly; its spec is what export would write.
             if backend != "eager":
                 raise UserError(f"{manifest} is a checkpoint: export it for {backend}")
+            if trusted_keys:
+                raise UserError(
+                    f"{manifest} is a bare checkpoint, which carries no signature, but trusted "
+                    "keys were given; export it with --sign and load the export"
+                )
             self._policy, info = load_checkpoint(manifest)
             cfg = self._policy.cfg
             self.manifest = {
@@ -239,14 +197,18 @@ class EdgePolicy:
             }
             self.root = Path(manifest).parent
         else:
-            self.manifest, self.root = read_manifest(manifest)
-            self._load_backend(threads)
+            self.manifest, self.root = read_manifest(manifest, trusted_keys)
+            with model_errors_refused(f"model {self.root} ({backend}) cannot be loaded"):
+                self._load_backend(threads)
+            if backend == "onnxruntime":
+                check_onnx_io(self._session, self.manifest, f"{self.root} ({backend})")
         spec = self.manifest["inputs"]
         self.obs_shape = tuple(spec["obs"]["shape"])
         self.obs_dtype = np.dtype(spec["obs"]["dtype"])
         self.state_shape = tuple(spec["state"]["shape"])
         self.action_dim = int(self.manifest["config"]["action_dim"])
         self.dt_s = float(self.manifest.get("dt_s") or LEGACY_DT_S)
+        check_model_io(self.step, self.manifest, f"{self.root} ({backend})")
         self._warm_up()
 
     def _warm_up(self, calls: int = 3) -> None:
@@ -308,10 +270,16 @@ class EdgePolicy:
 
 
 def load_exported(
-    manifest: str | Path, backend: str = DEFAULT_BACKEND, threads: int = DEFAULT_THREADS
+    manifest: str | Path,
+    backend: str = DEFAULT_BACKEND,
+    threads: int = DEFAULT_THREADS,
+    *,
+    trusted_keys: Sequence[str | Path] = (),
 ) -> EdgePolicy:
-    """Validate an export and return its :class:`EdgePolicy` for ``backend``.
+    """Verify an export and return its :class:`EdgePolicy` for ``backend``.
 
     ``manifest`` may also be a ``.safetensors`` checkpoint, run with the eager backend.
+    ``trusted_keys``: public key files (PEM); when given, the export must be signed by
+    one of them, which is checked before any model file is opened.
     """
-    return EdgePolicy(manifest, backend, threads)
+    return EdgePolicy(manifest, backend, threads, trusted_keys=trusted_keys)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -106,8 +107,9 @@ class EdgeController:
         backend: str = DEFAULT_BACKEND,
         threads: int = DEFAULT_THREADS,
         max_gap_s: float = 0.5,
+        trusted_keys: Sequence[str] = (),
     ) -> None:
-        self.policy = load_exported(model, backend, threads)
+        self.policy = load_exported(model, backend, threads, trusted_keys=trusted_keys)
         self.max_gap_s = max_gap_s
         self.default_dt_s = self.policy.dt_s
         self.state = self.policy.initial_state()

@@ -59,6 +59,7 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {
     "model": ("policy_node", "model", ""),
     "backend": ("policy_node", "backend", ""),
     "autostart": ("policy_node", "autostart", ""),
+    "trusted_keys": ("policy_node", "trusted_keys", ""),
     "perturb": ("sim_bridge", "perturb", ""),
     "mode": ("sim_bridge", "mode", ""),
     "env_kwargs": ("sim_bridge", "env_kwargs", ""),

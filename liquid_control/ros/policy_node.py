@@ -72,6 +72,13 @@ PARAMS = [
         read_only=True,
     ),
     Param(
+        "trusted_keys",
+        "",
+        "comma-separated Ed25519 public key files (PEM); when set, an export not signed by "
+        "one of them is refused before any model file is opened",
+        read_only=True,
+    ),
+    Param(
         "autostart",
         False,
         "configure and activate at start-up (a model that cannot load exits the node)",
@@ -186,8 +193,9 @@ def _make_node_class():
         def _load(self) -> EdgeController:
             if self.p["backend"] != "onnxruntime":
                 set_torch_threads(self.p["threads"])
+            keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
             controller = EdgeController(
-                self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"]
+                self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"], keys
             )
             vector = controller.image_hw is None
             mode = self.p["command_mode"]

@@ -12,7 +12,7 @@ of the camera view with the command overlaid.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -194,12 +194,20 @@ def evaluate_agent(
     return result
 
 
-def evaluate_model(model: str | Path, cfg: EvalConfig, out_dir: str | Path | None = None):
-    """Evaluate an export (directory/manifest) or a ``.safetensors`` checkpoint."""
+def evaluate_model(
+    model: str | Path,
+    cfg: EvalConfig,
+    out_dir: str | Path | None = None,
+    trusted_keys: Sequence[str | Path] = (),
+):
+    """Evaluate an export (directory/manifest) or a ``.safetensors`` checkpoint.
+
+    ``trusted_keys``: public key files; when given, the export must be signed by one of them.
+    """
     from liquid_control.models.export import load_exported
 
     backend = "eager" if Path(model).suffix == ".safetensors" else cfg.backend
-    agent = PolicyAgent(load_exported(model, backend))
+    agent = PolicyAgent(load_exported(model, backend, trusted_keys=trusted_keys))
     result = evaluate_agent(agent, cfg, out_dir)
     result["model"] = str(model)
     if out_dir is not None:
