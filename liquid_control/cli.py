@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-length", type=float, default=1000.0, help="metres per track")
     p.add_argument("--perturb", default="", help="e.g. noise=0.2 | drop=0.5 | ood=snow")
     p.add_argument(
-        "--backend", default="torchscript", choices=["torchscript", "onnxruntime", "eager"]
+        "--backend", default="onnxruntime", choices=["torchscript", "onnxruntime", "eager"]
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-video", action="store_true")

@@ -41,7 +41,10 @@ from liquid_control.models.manifest import verified_file as _verified_file
 from liquid_control.models.policy import Policy, PolicyConfig
 
 BACKENDS = ("torchscript", "onnxruntime", "eager")
-DEFAULT_BACKEND = "torchscript"
+# ONNX Runtime: the fastest batch-1 step here and the tightest tail under CPU load
+# (bench edge: about 0.48 ms against TorchScript's 0.74 ms, same run), and it executes no
+# Python stored in the file.
+DEFAULT_BACKEND = "onnxruntime"
 # One intra-op thread: on a robot computer other processes want the cores, and a second
 # inference thread that waits (spins) for a busy core turns a 1 ms step into 100+ ms
 # (bench edge --load measures both).

@@ -3,8 +3,8 @@
 For machines without ``ros2 launch``: the same nodes with the same parameters as
 ``launch/drive.launch.py`` (see :mod:`liquid_control.ros.graph`), spun by one
 rclpy executor. Other processes on the same ROS domain see every topic. Prints
-live metrics, stops after ``duration_s`` of wall time or ``episodes`` finished
-episodes, and writes a summary JSON (and optionally an MP4 of the camera).
+live metrics, stops after ``duration_s`` of wall time, ``episodes`` finished
+episodes or ``steps`` sim steps, and writes a summary JSON (and optionally an MP4 of the camera).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def drive(
     video_path: str | Path | None = None,
     print_every_s: float = 2.0,
     record: bool = False,
+    steps: int | None = None,
 ) -> dict[str, Any]:
+    """Run ``task``'s graph until ``duration_s`` of wall time, ``episodes`` finished
+    episodes or ``steps`` sim steps, whichever comes first (``None``: no such limit)."""
     import rclpy
 
     try:
@@ -66,6 +69,8 @@ def drive(
             executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()
             if episodes and len(session.finished_episodes) >= episodes:
+                break
+            if steps and session.steps >= steps:
                 break
             if duration_s and now - start >= duration_s:
                 break

@@ -139,7 +139,7 @@ class EvalConfig:
     episodes: int = 20
     track_length_m: float = 1000.0
     perturb: str = ""
-    backend: str = "torchscript"
+    backend: str = "onnxruntime"
     seed: int = 0
     video: bool = True
     speed_mps: float = 10.0

@@ -14,6 +14,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from liquid_control.errors import UserError
+from liquid_control.models.export import DEFAULT_BACKEND
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
 from liquid_control.ros.params import ParameterError
 from liquid_control.ros.policy_node import create_node
@@ -85,7 +86,7 @@ def test_each_frame_gets_a_command_stamped_like_the_frame(ros, lane_export) -> N
     assert wait_for(lambda: h.last_diag_values().get("frames") == "20")
     values = h.last_diag_values()
     assert float(values["latency_p50_ms"]) > 0.0
-    assert values["backend"] == "torchscript"
+    assert values["backend"] == DEFAULT_BACKEND
 
 
 def test_malformed_frames_are_dropped_and_counted_node_keeps_running(ros, lane_export) -> None:
