@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -230,7 +231,10 @@ def _train(args: argparse.Namespace) -> None:
         print(f"converted {len(args.bags)} bag(s) to {dataset_id}: {summary.get('frames')} frames")
         cfg.datasets = [dataset_id]
     result = train(cfg, resume=args.resume)
-    print(f"best val loss {result['best_score']:.5f}; outputs in {result['out_dir']}")
+    # Without a validation episode the trainer keeps the best train loss instead.
+    validated = any(math.isfinite(row["val_loss"]) for row in result["history"])
+    which = "val loss" if validated else "train loss (no validation episode)"
+    print(f"best {which} {result['best_score']:.5f}; outputs in {result['out_dir']}")
 
 
 def _eval(args: argparse.Namespace) -> None:

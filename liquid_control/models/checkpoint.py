@@ -13,7 +13,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, json_text
 from liquid_control.errors import UserError
 from liquid_control.models.policy import Policy, PolicyConfig
 
@@ -26,7 +26,7 @@ def save_checkpoint(path: str | Path, policy: Policy, info: dict[str, Any] | Non
     metadata = {
         "format": FORMAT,
         "config": json.dumps(policy.cfg.to_dict()),
-        "info": json.dumps(info or {}),
+        "info": json_text(info or {}),  # a run without validation has no val_loss: null
     }
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, write_json
 from liquid_control.data.minari_io import Episode, load_episodes
 from liquid_control.data.windows import (
     TARGETS,
@@ -571,8 +571,10 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
             if improved:
                 save_checkpoint(best_path, policy, info)
             _write_metrics(out_dir, state["history"])
+            # A run without a validation split (one episode) has no val loss: say so, not "nan".
+            val_text = f"{val_loss:.5g}" if math.isfinite(val_loss) else "- (no validation episode)"
             tqdm.write(
-                f"epoch {epoch + 1}/{cfg.epochs}: train {train_loss:.5g}  val {val_loss:.5g}"
+                f"epoch {epoch + 1}/{cfg.epochs}: train {train_loss:.5g}  val {val_text}"
                 f"  ({seconds:.1f} s)",
                 file=sys.stderr,
             )
@@ -597,8 +599,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     if ctx.is_main:
         if cfg.export:
             result["export_manifest"] = _export(best_path, out_dir)
-        with atomic_path(out_dir / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        write_json(out_dir / "result.json", result)
     return result
 
 

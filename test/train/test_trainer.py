@@ -215,3 +215,43 @@ def test_example_configs_load_and_build_their_policy(name: str) -> None:
     cfg = TrainConfig.from_yaml(REPO / "config" / name)
     policy = Policy(cfg.policy_config())
     assert policy.cfg.action_dim == {"train_lane.yaml": 1, "train_walker.yaml": 6}[name]
+
+
+def test_one_episode_dataset_writes_valid_json_and_no_nan_val_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from data.synthetic import pendulum_dataset
+
+    from liquid_control.cli import main as cli_main
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    pendulum_dataset("single", episodes=1, steps=30)
+    config = tmp_path / "one.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": ["liquid_control/single-expert-v0"],
+                "policy": {
+                    "frontend": {"kind": "vector", "obs_dim": 3},
+                    "core": {"kind": "gru", "units": 4},
+                    "action_dim": 1,
+                },
+                "out_dir": str(tmp_path / "run"),
+                "window": 8,
+                "epochs": 1,
+                "max_steps_per_epoch": 1,
+                "progress": False,
+            }
+        )
+    )
+    assert cli_main(["train", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "nan" not in (captured.out + captured.err).lower()
+    assert "val - (no validation episode)" in captured.err
+    assert "best train loss (no validation episode)" in captured.out
+    # json.loads accepts NaN; a strict reader (parse_constant) must not see one either.
+    text = (tmp_path / "run" / "result.json").read_text()
+    result = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in result.json"))
+    assert result["history"][0]["val_loss"] is None
+    _, info = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert info["val_loss"] is None
