@@ -48,7 +48,7 @@ def read_checkpoint(path: str | Path) -> tuple[PolicyConfig, dict[str, Any], dic
     if metadata.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} is not a liquid_control checkpoint")
     try:
-        cfg = PolicyConfig.from_dict(json.loads(metadata["config"]))
+        cfg = PolicyConfig.from_dict(json.loads(metadata["config"]), f"checkpoint {path} config")
         info = json.loads(metadata.get("info", "{}"))
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"checkpoint {path} has a broken config ({e})") from None
