@@ -120,11 +120,12 @@ setup(
         "tqdm",
         "matplotlib",
         "pyyaml",
+        "pydantic>=2",  # typed YAML configs (liquid_control/schema.py)
         "safetensors",
         "pillow",
         "stable-baselines3>=2.3",
     ],
-    extras_require={"test": ["pytest", "ruff"]},
+    extras_require={"test": ["pytest", "ruff", "hypothesis"]},
     entry_points={
         "console_scripts": [
             "liquid-control = liquid_control.cli:main",

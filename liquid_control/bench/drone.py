@@ -14,17 +14,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import NonNegativeInt, PositiveInt, WrapValidator
 
 from liquid_control.bench.common import base_policy, load_bench_config, train_model
 from liquid_control.bench.report import write_results
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
+from liquid_control.models.policy import CoreSpec
+from liquid_control.schema import SCHEMA_CONFIG, keep_given_keys
 
 TARGET_SUMMER = 0.90
 TARGET_OOD = 0.75
+
+
+@dataclass
+class _DroneModel:
+    """One drone bench model: ``core`` (train it) or ``export`` (an export directory)."""
+
+    __pydantic_config__ = SCHEMA_CONFIG
+
+    core: CoreSpec | None = None
+    export: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.core is None) == (self.export is None):
+            raise ValueError("give exactly one of core (a model to train) or export (a directory)")
+
+
+DroneModelSpec = Annotated[_DroneModel, WrapValidator(keep_given_keys)]
+"""Kept as the dict given (``{"core": {...}}`` or ``{"export": dir}``), as results record it."""
 
 
 @dataclass
@@ -42,13 +63,15 @@ class DroneBenchConfig:
     out_dir: where trained runs go.
     """
 
+    __pydantic_config__ = SCHEMA_CONFIG
+
     name: str = "drone"
     train_config: str = "config/train_drone.yaml"
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, DroneModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
-    epochs: int = 4
-    max_steps_per_epoch: int = 0
-    episodes: int = 50
+    epochs: PositiveInt = 4
+    max_steps_per_epoch: NonNegativeInt = 0
+    episodes: PositiveInt = 50
     scenes: list[str] = field(default_factory=lambda: [TRAIN_SCENE, *OOD_SCENES])
     baseline: str = ""
     out_dir: str = "runs/bench_drone"
@@ -103,8 +126,6 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
         raise UserError(
             f"baseline {bench.baseline!r} is not one of the models {list(bench.models)}"
         )
-    if bench.episodes < 1:
-        raise UserError(f"episodes must be at least 1, got {bench.episodes}")
     policy = base_policy(bench)
     rows: dict[str, Any] = {}
     for i, (name, spec) in enumerate(bench.models.items()):
