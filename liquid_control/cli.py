@@ -285,7 +285,10 @@ def _train(args: argparse.Namespace) -> None:
             version += 1
         dataset_id = make_dataset_id("lane", "bags", version)
         summary = bag2minari(args.bags, args.image_topic, args.command_topic, dataset_id)
-        print(f"converted {len(args.bags)} bag(s) to {dataset_id}: {summary.get('frames')} frames")
+        print(
+            f"converted {len(args.bags)} bag(s) to {dataset_id}: {summary['frames']} frames, "
+            f"{summary['episodes']} episodes ({len(summary['splits'])} split within a bag)"
+        )
         cfg.datasets = [dataset_id]
     result = train(cfg, resume=args.resume)
     # Without a validation episode the trainer keeps the best train loss instead.
