@@ -321,23 +321,33 @@ def _bag_errors() -> tuple[type[BaseException], ...]:
     from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
     from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
 
+    try:  # rosbags reads sqlite3 bags through apsw where it is installed, not sqlite3
+        import apsw
+
+        sqlite_errors: tuple[type[BaseException], ...] = (sqlite3.Error, apsw.Error)
+    except ImportError:
+        sqlite_errors = (sqlite3.Error,)
     return (
+        *sqlite_errors,
         AnyReaderError,
         Rosbag1ReaderError,
         Rosbag2ReaderError,
         OSError,
-        sqlite3.Error,
         struct.error,
         EOFError,
         ValueError,  # includes UnicodeDecodeError from a damaged record
         OverflowError,
+        MemoryError,  # a corrupt length field asks the reader for gigabytes
         KeyError,
         IndexError,
     )
 
 
 def _unreadable(path: Path, error: BaseException) -> UserError:
-    return UserError(f"cannot read bag {path}: {error or type(error).__name__}; is it complete?")
+    # Readers' messages can span lines (a YAML parser's caret diagram): keep the user's one.
+    reason = " ".join(str(error).split()) or type(error).__name__
+    reason = reason if len(reason) <= 200 else reason[:197] + "..."
+    return UserError(f"cannot read bag {path}: {reason}; is it complete?")
 
 
 def _guarded(messages: Iterator[Any], path: Path) -> Iterator[Any]:
