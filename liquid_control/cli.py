@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from liquid_control.atomic import json_text
 from liquid_control.errors import UserError
 from liquid_control.paths import DEFAULT_WALKER_EXPERT
 
@@ -262,7 +263,7 @@ def _bag2minari(args: argparse.Namespace) -> None:
         gap_s=args.gap,
         time_source=args.time_source,
     )
-    print(json.dumps(summary, indent=2, default=str))
+    print(json_text(summary, indent=2, default=str))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -309,7 +310,7 @@ def _eval(args: argparse.Namespace) -> None:
         video=not args.no_video,
     )
     result = evaluate_model(args.model, cfg, args.out)
-    print(json.dumps(result["metrics"], indent=2))
+    print(json_text(result["metrics"], indent=2))  # a metric without episodes is null
     print(f"wrote {args.out}/eval.json")
 
 

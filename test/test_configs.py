@@ -148,6 +148,7 @@ def test_the_bench_configs_share_one_model_schema(tmp_path: Path) -> None:
         (LaneBenchConfig, "conditions: {x: blur=1}", r"conditions\.x: bad perturbation 'blur=1'"),
         (LaneBenchConfig, "episodes: -1", r"episodes: must be greater than 0"),
         (DroneBenchConfig, "models: {M: {}}", r"models\.M: give exactly one of core"),
+        (DroneBenchConfig, "name: ../../etc/x", r"name: String should match pattern"),
         (DroneBenchConfig, "models: {M: {core: {}, export: d}}", r"give exactly one"),
         (WalkerBenchConfig, "closed_loop: {models: {}}", r"closed_loop\.train_config: is required"),
         (WalkerBenchConfig, "drop_fractions: [0.5, 1.0]", r"drop_fractions\[1\]: must be less"),

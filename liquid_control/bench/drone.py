@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import NonNegativeInt, PositiveInt, WrapValidator
+from pydantic import Field, NonNegativeInt, PositiveInt, WrapValidator
 
 from liquid_control.bench.common import base_policy, load_bench_config, train_model
 from liquid_control.bench.report import write_results
@@ -65,7 +65,7 @@ class DroneBenchConfig:
 
     __pydantic_config__ = SCHEMA_CONFIG
 
-    name: str = "drone"
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "drone"
     train_config: str = "config/train_drone.yaml"
     models: dict[str, DroneModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
