@@ -32,7 +32,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(parse: Callable[[str], float], low: float, inclusive: bool, what: str):
+def _number(
+    parse: Callable[[str], float], low: float, inclusive: bool, what: str
+) -> Callable[[str], float]:
+    """An argparse ``type=``: ``parse`` the text, refuse non-finite values and those below
+    ``low`` (or equal to it unless ``inclusive``) with "must be <what>"."""
+
     def check(text: str) -> float:
         try:
             value = parse(text)
@@ -78,7 +83,7 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2))
 
 
-# Which benchmarks read each option (None: every one).
+# The options only some benchmarks read; given to another, they are refused, not ignored.
 _BENCH_OPTIONS = {
     "config": ("lane", "drone", "walker"),
     "shipped": ("lane", "drone"),
