@@ -84,7 +84,7 @@ def test_collect_and_tiny_drone_bench_write_results_plots_and_videos(
     for change, match in (
         ({"scenes": ["mars"]}, "unknown scenes"),
         ({"baseline": "LTSM"}, "baseline 'LTSM' is not one of the models"),
-        ({"episodes": 0}, "episodes must be at least 1"),
+        ({"episodes": 0}, "episodes: must be greater than 0"),
     ):
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**bench, **change}))
         with pytest.raises(UserError, match=match):
