@@ -3,11 +3,11 @@
 The configs stay plain dataclasses (one documented field each, as the trainer and the
 benchmarks use them); their annotations are the schema. :func:`parse` checks a YAML
 mapping against a dataclass with pydantic v2 and returns the dataclass: pydantic is
-already installed with the stack (Minari's CLI needs typer, typer needs it; setup.py
-now names it), validates stdlib dataclasses directly
-through ``TypeAdapter``, coerces in lax mode only what is unambiguous (PyYAML reads
-``1e-3`` as the string "1e-3": it becomes the float 0.001, while "four" stays an error),
-and reports every error with its key path (``policy.core.kind``). A wrong type, a value
+already installed with the stack (Minari's CLI needs typer, typer needs it; setup.py now
+names it), validates stdlib dataclasses directly through ``TypeAdapter``, coerces in lax
+mode only what is unambiguous (PyYAML reads ``1e-3`` as the string "1e-3": it becomes the
+float 0.001, while "four" stays an error), and reports every error with its key path
+(``policy.core.kind``). A wrong type, a value
 out of range, an unknown choice or an unknown key is one :class:`UserError` line that
 names the key, what it must be and what it got.
 
