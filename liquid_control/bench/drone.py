@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt, WrapValidator
 
 from liquid_control.bench.common import base_policy, load_bench_config, train_model
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import cell, write_results
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreSpec
@@ -105,7 +105,7 @@ def _evaluate(
         print(
             f"  {scene:<8} success {metrics['success_rate']:.2f} "
             f"collision {metrics['collision_rate']:.2f} "
-            f"time {metrics['mean_time_to_target_s']:.1f} s",
+            f"time {cell(metrics['mean_time_to_target_s'], '{:.1f}')} s",
             flush=True,
         )
     return results
@@ -240,9 +240,9 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|" + "---:|" * (len(scenes) + mean_col),
         ]
         for name, row in results["models"].items():
-            cells = [fmt.format(row["eval_mean"][s][metric]) for s in scenes]
+            cells = [cell(row["eval_mean"][s][metric], fmt) for s in scenes]
             if mean_col:
-                cells.append(fmt.format(_unseen_success(row["eval_mean"], scenes)))
+                cells.append(cell(_unseen_success(row["eval_mean"], scenes), fmt))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results["targets"]:
         lines += ["", "## Targets for the first model", "", "| target | met |", "|---|---|"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,12 @@ def write_results(out_dir: str | Path, name: str, results: dict[str, Any], table
     with atomic_path(out_dir / f"{name}.md") as tmp:
         tmp.write_text(table)
     return json_path
+
+
+def cell(value: float | None, fmt: str) -> str:
+    """``value`` formatted for a table or a log line; "-" where there is none (NaN, None),
+    e.g. the mean time to target of a model that never reached it."""
+    return "-" if value is None or not math.isfinite(value) else fmt.format(value)
 
 
 def slug(name: str) -> str:
