@@ -5,6 +5,7 @@ no dataset behind. (The YAML config schemas have theirs in test_configs.py.)"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -94,6 +95,7 @@ def _clean_bag(storage: str) -> Path:
         from data.test_bags import drive_times, sim_drive, write_bag
 
         root = Path(tempfile.mkdtemp(prefix="lc-bags-"))
+        atexit.register(shutil.rmtree, root, True)
         _BAGS[storage] = write_bag(root / "drive", sim_drive(drive_times(2, 8)), storage)
     return _BAGS[storage]
 
