@@ -120,12 +120,13 @@ setup(
         "tqdm",
         "matplotlib",
         "pyyaml",
+        "pydantic>=2",  # typed YAML configs (liquid_control/schema.py)
         "safetensors",
         "pillow",
         "stable-baselines3>=2.3",
         "cryptography>=42",  # Ed25519 signatures of export manifests
     ],
-    extras_require={"test": ["pytest", "ruff"]},
+    extras_require={"test": ["pytest", "ruff", "hypothesis"]},
     entry_points={
         "console_scripts": [
             "liquid-control = liquid_control.cli:main",

@@ -1,14 +1,21 @@
 """Atomic writes: everything is written to a temporary sibling and renamed at the end,
-so a crash or a kill never leaves a half-written checkpoint, export or dataset."""
+so a crash or a kill never leaves a half-written checkpoint, export or dataset.
+
+Result files (JSON) go through :func:`write_json`, the one place that makes them valid
+JSON: a value that does not exist (NaN, an infinity) is written as ``null``, never as the
+``NaN`` that Python's json module emits by default and every strict reader refuses."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -50,3 +57,27 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf) replaced by None, recursively
+    through dicts, lists and tuples (numpy floats included: they subclass float)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_text(data: Any, **kwargs: Any) -> str:
+    """Strict JSON text of ``data`` (non-finite numbers as null); ``kwargs`` go to json.dumps."""
+    return json.dumps(json_safe(data), allow_nan=False, **kwargs)
+
+
+def write_json(target: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented, strict JSON to ``target`` atomically; return ``target``."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json_text(data, indent=2) + "\n")
+    return Path(target)

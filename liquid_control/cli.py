@@ -2,35 +2,59 @@
 
 Each verb imports its module only when it runs, so ``--help`` is instant and a
 machine without ROS 2 can use every verb that does not need it. Errors a user
-can cause are printed as one line and exit with status 2.
+can cause are printed as one line and exit with status 2: a value argparse refuses
+(every count and length has a range, checked by the ``type=`` functions below) as
+well as a :class:`UserError` raised while the verb runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
+from liquid_control.atomic import json_text
 from liquid_control.errors import UserError
 from liquid_control.paths import DEFAULT_WALKER_EXPERT
 
 DEFAULT_RESULTS = Path("bench/results")
+DATASET_ID_FORMAT = "namespace/name-v<N>, e.g. liquid_control/lane-bag-v0"
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """argparse with its refusals on one line (no usage block), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+def _number(
+    parse: Callable[[str], float], low: float, inclusive: bool, what: str
+) -> Callable[[str], float]:
+    """An argparse ``type=``: ``parse`` the text, refuse non-finite values and those below
+    ``low`` (or equal to it unless ``inclusive``) with "must be <what>"."""
+
+    def check(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    check.__name__ = what  # argparse names the type in some messages
+    return check
+
+
+positive_int = _number(int, 1, True, "a positive integer")
+non_negative_int = _number(int, 0, True, "an integer >= 0")
+positive_float = _number(float, 0.0, False, "a number > 0")
+non_negative_float = _number(float, 0.0, True, "a number >= 0")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -74,7 +98,23 @@ def _info(args: argparse.Namespace) -> None:
         )
 
 
+# The options only some benchmarks read; given to another, they are refused, not ignored.
+_BENCH_OPTIONS = {
+    "config": ("lane", "drone", "walker"),
+    "shipped": ("lane", "drone"),
+    "data": ("walker",),
+    "repeats": ("cores",),
+    "load": ("edge",),
+    "seconds": ("edge",),
+}
+
+
 def _bench(args: argparse.Namespace) -> None:
+    for option, benches in _BENCH_OPTIONS.items():
+        given = getattr(args, option) not in (None, False)
+        if given and args.what not in benches:
+            flag = "--" + option
+            raise UserError(f"{flag} applies to bench {', '.join(benches)}, not {args.what}")
     import torch
 
     if args.threads:
@@ -82,11 +122,15 @@ def _bench(args: argparse.Namespace) -> None:
     if args.what == "cores":
         from liquid_control.bench import cores
 
-        cores.run(args.out, repeats=args.repeats)
+        cores.run(args.out, repeats=args.repeats or 20)
     elif args.what == "edge":
         from liquid_control.bench import edge
 
-        edge.run(args.out, seconds=args.seconds, load=args.load)
+        edge.run(
+            args.out,
+            seconds=15.0 if args.seconds is None else args.seconds,
+            load=2 if args.load is None else args.load,
+        )
     elif args.what == "env":
         from liquid_control.bench import env
 
@@ -119,24 +163,36 @@ def _bench(args: argparse.Namespace) -> None:
 def _drive(args: argparse.Namespace) -> None:
     from liquid_control.ros.runner import drive
 
+    if args.record_storage and args.record is None:
+        raise UserError("--record-storage needs --record DIR (the bag to write)")
+    if args.record is not None and args.record.exists():
+        raise UserError(f"--record {args.record} exists already; name a new bag directory")
+    # Launch-argument names (ros/graph.py LAUNCH_ARGUMENTS); "" keeps the node YAML's value.
     overrides = {
         "model": args.model or "",
         "backend": args.backend or "",
         "perturb": args.perturb,
         "mode": args.mode or "",
+        "record_dir": str(args.record or ""),
+        "record_storage": args.record_storage or "",
     }
     if args.trusted_key:
         # policy_node refuses an export not signed by one of these before opening a model file.
         overrides["trusted_keys"] = ",".join(str(k) for k in args.trusted_key)
+    episodes = args.episodes
+    if episodes is None and not args.duration:
+        episodes = 1  # --duration alone runs over as many episodes as fit
     drive(
         args.task,
         overrides,
         duration_s=args.duration,
-        episodes=None if args.duration and not args.episodes else args.episodes,
+        episodes=episodes,
         summary_path=args.summary,
         video_path=args.video,
         record=args.record is not None,
     )
+    if args.record is not None:
+        print(f"recorded {args.record}")
     print(f"wrote {args.summary}")
 
 
@@ -236,7 +292,7 @@ def _bag2minari(args: argparse.Namespace) -> None:
         gap_s=args.gap,
         time_source=args.time_source,
     )
-    print(json.dumps(summary, indent=2, default=str))
+    print(json_text(summary, indent=2, default=str))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -259,10 +315,16 @@ def _train(args: argparse.Namespace) -> None:
             version += 1
         dataset_id = make_dataset_id("lane", "bags", version)
         summary = bag2minari(args.bags, args.image_topic, args.command_topic, dataset_id)
-        print(f"converted {len(args.bags)} bag(s) to {dataset_id}: {summary.get('frames')} frames")
+        print(
+            f"converted {len(args.bags)} bag(s) to {dataset_id}: {summary['frames']} frames, "
+            f"{summary['episodes']} episodes ({len(summary['splits'])} split within a bag)"
+        )
         cfg.datasets = [dataset_id]
     result = train(cfg, resume=args.resume)
-    print(f"best val loss {result['best_score']:.5f}; outputs in {result['out_dir']}")
+    # Without a validation episode the trainer keeps the best train loss instead.
+    validated = any(math.isfinite(row["val_loss"]) for row in result["history"])
+    which = "val loss" if validated else "train loss (no validation episode)"
+    print(f"best {which} {result['best_score']:.5f}; outputs in {result['out_dir']}")
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -277,7 +339,7 @@ def _eval(args: argparse.Namespace) -> None:
         video=not args.no_video,
     )
     result = evaluate_model(args.model, cfg, args.out, trusted_keys=args.trusted_key)
-    print(json.dumps(result["metrics"], indent=2))
+    print(json_text(result["metrics"], indent=2))  # a metric without episodes is null
     print(f"wrote {args.out}/eval.json")
 
 
@@ -294,7 +356,7 @@ def _add_trusted_key(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="liquid-control", description="Liquid neural network policies for ROS 2 robots."
     )
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -308,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dt-s",
-        type=_positive_float,
+        type=positive_float,
         help="training time between frames, the first dt after a start or reset "
         "(default: the one train recorded in the checkpoint)",
     )
@@ -333,32 +395,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torchscript", "onnxruntime", "eager"])
     p.add_argument("--perturb", default="", help="e.g. noise=0.2,drop=0.5")
     p.add_argument("--mode", choices=["sync", "realtime"], help="bridge mode (default: sync)")
-    p.add_argument("--episodes", type=int, default=1, help="stop after this many episodes")
-    p.add_argument("--duration", type=float, help="stop after this many wall seconds")
+    p.add_argument(
+        "--episodes",
+        type=positive_int,
+        help="stop after this many episodes (default: 1, or as many as --duration allows)",
+    )
+    p.add_argument(
+        "--duration",
+        type=positive_float,
+        help="stop after this many wall seconds, over as many episodes as it takes",
+    )
     p.add_argument("--summary", type=Path, default=Path("out/drive/summary.json"))
     p.add_argument("--video", type=Path, help="write an MP4 of the camera with the command")
-    p.add_argument("--record", type=Path, help="record a rosbag2 of the drive into this directory")
-    p.add_argument("--record-storage", choices=["mcap", "sqlite3"], help="bag storage (mcap)")
+    p.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record a rosbag2 of the drive as the bag directory DIR (must not exist)",
+    )
+    p.add_argument(
+        "--record-storage",
+        choices=["mcap", "sqlite3"],
+        help="storage of the --record bag (default: the node config's, mcap)",
+    )
     _add_trusted_key(p)
     p.set_defaults(func=_drive)
 
-    p = sub.add_parser("bag2minari", help="convert recorded rosbag2 drives to a Minari dataset")
+    p = sub.add_parser(
+        "bag2minari",
+        help="convert recorded rosbag2 drives to a Minari dataset",
+        description="Pair each camera frame with the latest command at or before it and write "
+        "a lane-keeping Minari dataset. Messages keep the order they were logged in; an "
+        "episode ends where header stamps go backwards or jump by more than --gap, and "
+        "every such split is reported with its reason.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("bags", nargs="+", type=Path, help="rosbag2 directories or .mcap files")
-    p.add_argument("--image-topic", default="camera/image_raw")
-    p.add_argument("--command-topic", default="cmd_vel")
-    p.add_argument("--dataset-id", default="liquid_control/lane-bag-v0")
-    p.add_argument("--tolerance", type=float, default=0.1, help="frame/command pairing (s)")
-    p.add_argument("--gap", type=float, default=0.5, help="split episodes at larger gaps (s)")
-    p.add_argument("--time-source", choices=["header", "log"], default="header")
+    p.add_argument(
+        "--image-topic",
+        default="camera/image_raw",
+        help="sensor_msgs/Image or CompressedImage topic",
+    )
+    p.add_argument(
+        "--command-topic",
+        default="cmd_vel",
+        help="geometry_msgs/Twist[Stamped] or ackermann_msgs/AckermannDrive[Stamped] topic",
+    )
+    p.add_argument(
+        "--dataset-id",
+        default="liquid_control/lane-bag-v0",
+        help=f"Minari dataset id, {DATASET_ID_FORMAT}; must not exist yet",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=non_negative_float,
+        default=0.1,
+        help="a frame is kept when a command is stamped at most this many seconds before it",
+    )
+    p.add_argument(
+        "--gap",
+        type=positive_float,
+        default=0.5,
+        help="a header-stamp jump above this many seconds starts a new episode",
+    )
+    p.add_argument(
+        "--time-source",
+        choices=["header", "log"],
+        default="header",
+        help="place messages by header stamp (log time where there is none) or by log time",
+    )
     p.set_defaults(func=_bag2minari)
 
     p = sub.add_parser("collect", help="record expert driving as a Minari dataset")
     p.add_argument("task", choices=["lane", "walker", "drone"], help="which task")
-    p.add_argument("--episodes", type=int, default=30)
-    p.add_argument("--track-length", type=float, default=400.0, help="lane: metres per episode")
+    p.add_argument("--episodes", type=positive_int, default=30)
+    p.add_argument(
+        "--track-length", type=positive_float, default=400.0, help="lane: metres per episode"
+    )
     p.add_argument(
         "--noise",
-        type=float,
+        type=non_negative_float,
         help="expert perturbation: lane steering noise (1/m, default 0.004); drone drift "
         "scale (default 0.6)",
     )
@@ -366,10 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-encoding", choices=["lossless", "jpeg"], default="lossless")
     p.add_argument(
         "--dataset-id",
-        help="default liquid_control/lane-expert-v0, liquid_control/walker2d-<level>-v0 or "
-        "liquid_control/drone-expert-v0",
+        help=f"{DATASET_ID_FORMAT} (default liquid_control/lane-expert-v0, "
+        "liquid_control/walker2d-<level>-v0 or liquid_control/drone-expert-v0)",
     )
-    p.add_argument("--level", default="expert", help="walker: random|medium|expert|expert_noisy")
+    p.add_argument(
+        "--level",
+        default="expert",
+        choices=["random", "medium", "expert", "expert_noisy"],
+        help="walker: which controller collects",
+    )
     p.add_argument(
         "--expert",
         type=Path,
@@ -380,13 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("expert", help="train the Walker2d expert (stable-baselines3 SAC or PPO)")
     p.add_argument("task", choices=["walker"])
-    p.add_argument("--timesteps", type=int, default=1_000_000)
-    p.add_argument("--checkpoints", type=int, default=10, help="evaluated checkpoints")
+    p.add_argument("--timesteps", type=positive_int, default=1_000_000)
+    p.add_argument("--checkpoints", type=positive_int, default=10, help="evaluated checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/walker_expert"))
-    p.add_argument("--eval-episodes", type=int, default=5, help="per checkpoint")
+    p.add_argument("--eval-episodes", type=positive_int, default=5, help="per checkpoint")
     p.add_argument("--init", type=Path, help="fine-tune from this checkpoint (.safetensors)")
-    p.add_argument("--learning-rate", type=float, help="override the algorithm's default")
+    p.add_argument("--learning-rate", type=positive_float, help="override the algorithm's default")
     p.add_argument("--algorithm", choices=["ppo", "sac"], default="ppo")
     p.set_defaults(func=_expert)
 
@@ -405,8 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="closed-loop evaluation on held-out tracks")
     p.add_argument("model", help="export directory/manifest or .safetensors checkpoint")
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--track-length", type=float, default=1000.0, help="metres per track")
+    p.add_argument("--episodes", type=positive_int, default=20)
+    p.add_argument("--track-length", type=positive_float, default=1000.0, help="metres per track")
     p.add_argument("--perturb", default="", help="e.g. noise=0.2 | drop=0.5 | ood=snow")
     p.add_argument(
         "--backend", default="onnxruntime", choices=["torchscript", "onnxruntime", "eager"]
@@ -434,23 +555,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", action="store_true", help="walker: only describe the expert and datasets"
     )
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
-    p.add_argument("--repeats", type=int, default=20, help="timed repetitions per model")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument(
-        "--load",
-        type=_non_negative_int,
-        default=2,
-        help="edge: also measure with this many CPU-bound background processes (0: idle only)",
+        "--repeats", type=positive_int, help="cores: timed repetitions per model (default: 20)"
     )
     p.add_argument(
-        "--seconds", type=_positive_float, default=15.0, help="edge: wall time per graph run"
+        "--threads", type=non_negative_int, default=0, help="torch threads (0: torch default)"
+    )
+    p.add_argument(
+        "--load",
+        type=non_negative_int,
+        help="edge: also measure with this many CPU-bound background processes "
+        "(default: 2; 0: idle only)",
+    )
+    p.add_argument(
+        "--seconds", type=positive_float, help="edge: wall time per graph run (default: 15)"
     )
     p.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one verb; the exit status: 0 done, 2 refused (bad arguments or a UserError)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a refused argument (2), already printed
+        return e.code if isinstance(e.code, int) else 2
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)

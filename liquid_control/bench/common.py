@@ -1,16 +1,22 @@
-"""What the closed-loop benchmarks (lane, drone) share: their YAML configs and how they train
-one model of a shared recipe with a different recurrent core."""
+"""What the benchmarks share: how their YAML configs are read and checked (the schema types
+of the values they have in common), and how the closed-loop benchmarks (lane, drone) train
+one model of a shared recipe with a different recurrent core.
+
+A model to train is a :data:`~liquid_control.models.policy.CoreSpec` in every benchmark
+(lane, drone, walker): the same schema, the same errors."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import yaml
+from pydantic import AfterValidator
 
 from liquid_control.bench.report import slug
 from liquid_control.errors import UserError
+from liquid_control.schema import load_yaml
 
 T = TypeVar("T")
 
@@ -24,12 +30,24 @@ class TrainingBench(Protocol):
     out_dir: str
 
 
-def load_bench_config(cls: type[T], path: str | Path) -> T:
-    """A bench config dataclass from YAML; unreadable files and unknown keys are UserErrors."""
+def _check_perturbation(spec: str) -> str:
+    from liquid_control.envs.perturb import parse_spec
+
     try:
-        return cls(**(yaml.safe_load(Path(path).read_text()) or {}))
-    except (OSError, yaml.YAMLError, TypeError) as e:
-        raise UserError(f"bench config {path}: {e}") from None
+        parse_spec(spec)
+    except UserError as e:
+        raise ValueError(str(e)) from None  # pydantic reports it with the key path
+    return spec
+
+
+PerturbSpec = Annotated[str, AfterValidator(_check_perturbation)]
+"""A perturbation spec (``noise=0.2,drop=0.5``; "" is clean), checked when the config is read."""
+
+
+def load_bench_config(cls: type[T], path: str | Path) -> T:
+    """A bench config dataclass from YAML, checked against its annotations (see
+    :mod:`liquid_control.schema`); unreadable files and bad values are UserErrors."""
+    return load_yaml(cls, path, "bench config")
 
 
 def base_policy(bench: TrainingBench) -> dict[str, Any]:

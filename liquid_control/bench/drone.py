@@ -14,17 +14,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveInt, WrapValidator
 
 from liquid_control.bench.common import base_policy, load_bench_config, train_model
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import cell, write_results
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
+from liquid_control.models.policy import CoreSpec
+from liquid_control.schema import SCHEMA_CONFIG, keep_given_keys
 
 TARGET_SUMMER = 0.90
 TARGET_OOD = 0.75
+
+
+@dataclass
+class _DroneModel:
+    """One drone bench model: ``core`` (train it) or ``export`` (an export directory)."""
+
+    __pydantic_config__ = SCHEMA_CONFIG
+
+    core: CoreSpec | None = None
+    export: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.core is None) == (self.export is None):
+            raise ValueError("give exactly one of core (a model to train) or export (a directory)")
+
+
+DroneModelSpec = Annotated[_DroneModel, WrapValidator(keep_given_keys)]
+"""Kept as the dict given (``{"core": {...}}`` or ``{"export": dir}``), as results record it."""
 
 
 @dataclass
@@ -42,13 +63,15 @@ class DroneBenchConfig:
     out_dir: where trained runs go.
     """
 
-    name: str = "drone"
+    __pydantic_config__ = SCHEMA_CONFIG
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "drone"
     train_config: str = "config/train_drone.yaml"
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, DroneModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
-    epochs: int = 4
-    max_steps_per_epoch: int = 0
-    episodes: int = 50
+    epochs: PositiveInt = 4
+    max_steps_per_epoch: NonNegativeInt = 0
+    episodes: PositiveInt = 50
     scenes: list[str] = field(default_factory=lambda: [TRAIN_SCENE, *OOD_SCENES])
     baseline: str = ""
     out_dir: str = "runs/bench_drone"
@@ -82,7 +105,7 @@ def _evaluate(
         print(
             f"  {scene:<8} success {metrics['success_rate']:.2f} "
             f"collision {metrics['collision_rate']:.2f} "
-            f"time {metrics['mean_time_to_target_s']:.1f} s",
+            f"time {cell(metrics['mean_time_to_target_s'], '{:.1f}')} s",
             flush=True,
         )
     return results
@@ -103,8 +126,6 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
         raise UserError(
             f"baseline {bench.baseline!r} is not one of the models {list(bench.models)}"
         )
-    if bench.episodes < 1:
-        raise UserError(f"episodes must be at least 1, got {bench.episodes}")
     policy = base_policy(bench)
     rows: dict[str, Any] = {}
     for i, (name, spec) in enumerate(bench.models.items()):
@@ -219,9 +240,9 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|" + "---:|" * (len(scenes) + mean_col),
         ]
         for name, row in results["models"].items():
-            cells = [fmt.format(row["eval_mean"][s][metric]) for s in scenes]
+            cells = [cell(row["eval_mean"][s][metric], fmt) for s in scenes]
             if mean_col:
-                cells.append(fmt.format(_unseen_success(row["eval_mean"], scenes)))
+                cells.append(cell(_unseen_success(row["eval_mean"], scenes), fmt))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results["targets"]:
         lines += ["", "## Targets for the first model", "", "| target | met |", "|---|---|"]

@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
-from liquid_control.bench.common import base_policy, load_bench_config, train_model
+from liquid_control.bench.common import PerturbSpec, base_policy, load_bench_config, train_model
 from liquid_control.bench.report import write_results
+from liquid_control.errors import UserError
+from liquid_control.models.policy import CoreSpec
+from liquid_control.schema import SCHEMA_CONFIG
 
 
 @dataclass
@@ -35,14 +39,16 @@ class LaneBenchConfig:
     out_dir: where runs (checkpoints, logs) go.
     """
 
+    __pydantic_config__ = SCHEMA_CONFIG
+
     train_config: str = "config/train_lane.yaml"
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, CoreSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
-    epochs: int = 8
-    max_steps_per_epoch: int = 0
-    episodes: int = 5
-    track_length_m: float = 500.0
-    conditions: dict[str, str] = field(default_factory=lambda: {"clean": ""})
+    epochs: PositiveInt = 8
+    max_steps_per_epoch: NonNegativeInt = 0
+    episodes: PositiveInt = 5
+    track_length_m: PositiveFloat = 500.0
+    conditions: dict[str, PerturbSpec] = field(default_factory=lambda: {"clean": ""})
     out_dir: str = "runs/bench_lane"
 
 
@@ -151,11 +157,13 @@ class ShippedBenchConfig:
     conditions: name -> perturbation spec; must include clean, noise 0.2 and drop 50%.
     """
 
+    __pydantic_config__ = SCHEMA_CONFIG
+
     models: dict[str, str] = field(default_factory=dict)
     baseline: str = ""
-    episodes: int = 20
-    track_length_m: float = 1000.0
-    conditions: dict[str, str] = field(default_factory=dict)
+    episodes: PositiveInt = 20
+    track_length_m: PositiveFloat = 1000.0
+    conditions: dict[str, PerturbSpec] = field(default_factory=dict)
 
 
 def run_shipped(config: str | Path, out: Path) -> dict[str, Any]:
@@ -164,6 +172,11 @@ def run_shipped(config: str | Path, out: Path) -> dict[str, Any]:
     from liquid_control.models.export import read_manifest
 
     bench = load_bench_config(ShippedBenchConfig, config)
+    if bench.baseline not in bench.models:
+        raise UserError(f"bench config {config}: baseline {bench.baseline!r} is not a model")
+    missing = {"clean", "noise 0.2", "drop 50%"} - set(bench.conditions)
+    if missing:
+        raise UserError(f"bench config {config}: conditions lack {sorted(missing)}")
     as_lane = LaneBenchConfig(
         episodes=bench.episodes, track_length_m=bench.track_length_m, conditions=bench.conditions
     )

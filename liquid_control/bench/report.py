@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, write_json
 
 
 def write_results(out_dir: str | Path, name: str, results: dict[str, Any], table: str) -> Path:
     """Write ``<out_dir>/<name>.json`` and ``<out_dir>/<name>.md``; return the JSON path."""
     out_dir = Path(out_dir)
-    json_path = out_dir / f"{name}.json"
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
+    json_path = write_json(out_dir / f"{name}.json", results)
     with atomic_path(out_dir / f"{name}.md") as tmp:
         tmp.write_text(table)
     return json_path
+
+
+def cell(value: float | None, fmt: str) -> str:
+    """``value`` formatted for a table or a log line; "-" where there is none (NaN, None),
+    e.g. the mean time to target of a model that never reached it."""
+    return "-" if value is None or not math.isfinite(value) else fmt.format(value)
 
 
 def slug(name: str) -> str:

@@ -28,16 +28,35 @@ import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, WrapValidator
 
 from liquid_control.bench.common import load_bench_config
 from liquid_control.bench.report import slug, write_results
 from liquid_control.errors import UserError
+from liquid_control.models.policy import CoreSpec
 from liquid_control.paths import DEFAULT_WALKER_EXPERT
+from liquid_control.schema import SCHEMA_CONFIG, Fraction, keep_given_keys
 
 OBS_DIM = 17
+
+
+@dataclass
+class _ClosedLoop:
+    """Item 5 of the walker bench; see ``WalkerBenchConfig.closed_loop``."""
+
+    __pydantic_config__ = SCHEMA_CONFIG
+
+    train_config: str
+    models: dict[str, CoreSpec]
+    episodes: PositiveInt
+    epochs: PositiveInt | None = None
+    ros_episodes: NonNegativeInt = 0
+
+
+ClosedLoopSpec = Annotated[_ClosedLoop, WrapValidator(keep_given_keys)]
 
 
 @dataclass
@@ -56,30 +75,34 @@ class WalkerBenchConfig:
     threads: torch threads per training process.
     """
 
+    __pydantic_config__ = SCHEMA_CONFIG
+
     datasets: list[str] = field(default_factory=lambda: ["liquid_control/walker2d-expert-v0"])
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, CoreSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    history: int = 10
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    max_train_windows: int = 0
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
+    history: PositiveInt = 10
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 1e-3
+    max_train_windows: NonNegativeInt = 0
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     split_seed: int = 0
-    rollout_ks: list[int] = field(default_factory=lambda: [1, 2, 3, 5])
-    noise_sigmas: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05])
-    drop_fractions: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7])
-    irregular_train_drop: float = 0.1
+    rollout_ks: list[PositiveInt] = field(default_factory=lambda: [1, 2, 3, 5])
+    noise_sigmas: list[Annotated[float, Field(ge=0.0)]] = field(
+        default_factory=lambda: [0.0, 0.01, 0.02, 0.05]
+    )
+    drop_fractions: list[Fraction] = field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7])
+    irregular_train_drop: Fraction = 0.1
     irregular_seeds: list[int] = field(default_factory=lambda: [0])
-    eval_windows: int = 4000
-    threads: int = 1
+    eval_windows: PositiveInt = 4000
+    threads: PositiveInt = 1
     out_dir: str = "runs/bench_walker"
     data_levels: list[str] = field(default_factory=list)
     """Datasets described in ``walker_data.md`` (return, length, falls per episode)."""
     expert_dir: str = str(DEFAULT_WALKER_EXPERT)
     """Where ``liquid-control expert walker`` wrote expert.json (its checkpoint table)."""
-    closed_loop: dict[str, Any] = field(default_factory=dict)
+    closed_loop: ClosedLoopSpec = field(default_factory=dict)  # type: ignore[assignment]
     """Item 5, behaviour cloning evaluated in the sim: ``train_config`` (a trainer YAML whose
     policy core is replaced per model), ``models`` (name -> CoreConfig fields), ``epochs``,
     ``episodes`` (held-out seeds from 100000), ``ros_episodes`` (the first model also
@@ -351,7 +374,7 @@ def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
         train_cfg = TrainConfig.from_yaml(spec["train_config"])
         train_cfg.policy = {**train_cfg.policy, "name": name, "core": core}
         train_cfg.datasets = list(cfg.datasets)
-        train_cfg.epochs = int(spec.get("epochs", train_cfg.epochs))
+        train_cfg.epochs = spec.get("epochs") or train_cfg.epochs
         train_cfg.out_dir = str(Path(cfg.out_dir) / "closed_loop" / slug(name))
         train_cfg.export = True
         start = time.monotonic()

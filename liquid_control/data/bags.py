@@ -17,10 +17,18 @@ Time: every message is placed by its header stamp; messages without a header
 time (receive time) instead. Header stamps and log times share a clock on a robot
 (both wall time) but not in simulation recorded without ``use_sim_time``; pass
 ``time_source="log"`` there to place everything by log time.
+
+Frames keep the order they were logged in; they are never sorted by stamp, which would
+interleave two stretches of time when a clock restarts (a simulator relaunched, a robot's
+clock stepped back). An episode ends where the frames' stamps go back by more than
+``tolerance_s`` (a smaller step back is a frame delivered out of order: dropped), jump
+forward by more than ``gap_s``, or a start/reset event says so; every split is reported
+with its reason, so every step of a dataset has a dt above zero.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -218,6 +226,27 @@ class _Frame:
 
 
 @dataclass
+class _Command:
+    stamp_ns: int
+    log_ns: int
+    curvature: float
+
+
+@dataclass
+class _Split:
+    """Where and why one bag's frames were split into another episode."""
+
+    bag: str
+    log_time_s: float
+    stamp_s: float
+    kind: str  # stamp_went_back, stamp_jumped or event
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class _Boundary:
     """An episode start from ``episode_events``, in stamp time (sim) or log time."""
 
@@ -292,23 +321,33 @@ def _bag_errors() -> tuple[type[BaseException], ...]:
     from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
     from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
 
+    try:  # rosbags reads sqlite3 bags through apsw where it is installed, not sqlite3
+        import apsw
+
+        sqlite_errors: tuple[type[BaseException], ...] = (sqlite3.Error, apsw.Error)
+    except ImportError:
+        sqlite_errors = (sqlite3.Error,)
     return (
+        *sqlite_errors,
         AnyReaderError,
         Rosbag1ReaderError,
         Rosbag2ReaderError,
         OSError,
-        sqlite3.Error,
         struct.error,
         EOFError,
         ValueError,  # includes UnicodeDecodeError from a damaged record
         OverflowError,
+        MemoryError,  # a corrupt length field asks the reader for gigabytes
         KeyError,
         IndexError,
     )
 
 
 def _unreadable(path: Path, error: BaseException) -> UserError:
-    return UserError(f"cannot read bag {path}: {error or type(error).__name__}; is it complete?")
+    # Readers' messages can span lines (a YAML parser's caret diagram): keep the user's one.
+    reason = " ".join(str(error).split()) or type(error).__name__
+    reason = reason if len(reason) <= 200 else reason[:197] + "..."
+    return UserError(f"cannot read bag {path}: {reason}; is it complete?")
 
 
 def _guarded(messages: Iterator[Any], path: Path) -> Iterator[Any]:
@@ -326,13 +365,13 @@ def _guarded(messages: Iterator[Any], path: Path) -> Iterator[Any]:
 
 def _read_bag(
     path: Path, image_topic: str, command_topic: str, events_topic: str, opts: _Options
-) -> tuple[list[_Frame], list[tuple[int, float]], list[_Boundary], Counter[str]]:
-    """All frames, commands (stamp, curvature) and episode starts of one bag."""
+) -> tuple[list[_Frame], list[_Command], list[_Boundary], Counter[str]]:
+    """All frames, commands and episode starts of one bag, in the order they were logged."""
     from rosbags.highlevel import AnyReader
 
     errors = _bag_errors()
     frames: list[_Frame] = []
-    commands: list[tuple[int, float]] = []
+    commands: list[_Command] = []
     boundaries: list[_Boundary] = []
     seen: Counter[str] = Counter()
     try:
@@ -362,7 +401,7 @@ def _read_bag(
                     frames.append(frame)
             elif connection.topic == command_name:
                 curvature = _curvature(msg, connection.msgtype, opts)
-                commands.append((_time_ns(msg, log_ns, opts), curvature))
+                commands.append(_Command(_time_ns(msg, log_ns, opts), log_ns, curvature))
             else:
                 boundary = _event_boundary(str(msg.data), log_ns, opts)
                 if boundary is not None:
@@ -405,40 +444,82 @@ def _event_boundary(text: str, log_ns: int, opts: _Options) -> _Boundary | None:
     return _Boundary(log_ns, by_stamp=False)
 
 
-def _pair(
-    frames: list[_Frame], commands: list[tuple[int, float]], tolerance_ns: int, opts: _Options
-) -> list[_Frame]:
-    """Frames (by stamp) that have a command at or before them within tolerance, labelled."""
-    frames = sorted(frames, key=lambda f: f.stamp_ns)
-    commands = sorted(commands)
-    stamps = np.array([c[0] for c in commands], np.int64)
-    kept = []
+def _split_reason(
+    prev: _Frame, frame: _Frame, boundaries: list[_Boundary], gap_ns: int
+) -> tuple[str, str] | None:
+    """Why ``frame`` starts a new episode after ``prev``, as (kind, words); None: it does not."""
+    step_ns = frame.stamp_ns - prev.stamp_ns
+    if step_ns < 0:
+        return "stamp_went_back", f"stamp went back {-step_ns * 1e-9:.3f} s"
+    if step_ns > gap_ns:
+        return "stamp_jumped", f"stamp jumped {step_ns * 1e-9:.3f} s, more than gap_s"
+    for b in boundaries:
+        if b.by_stamp and prev.stamp_ns < b.time_ns <= frame.stamp_ns:
+            return "event", "start/reset event"
+        if not b.by_stamp and prev.log_ns < b.time_ns <= frame.log_ns:
+            return "event", "start/reset event"
+    return None
+
+
+def _segments(
+    frames: list[_Frame],
+    boundaries: list[_Boundary],
+    tolerance_ns: int,
+    gap_ns: int,
+    bag: Path,
+    opts: _Options,
+) -> tuple[list[list[_Frame]], list[_Split]]:
+    """Frames, in log order, cut into stretches whose stamps strictly increase by at most
+    ``gap_ns`` per frame, and the reason for each cut. A frame stamped at or at most
+    ``tolerance_ns`` before the last kept one is a repeat or came out of order: dropped."""
+    segments: list[list[_Frame]] = []
+    splits: list[_Split] = []
     for frame in frames:
+        if segments:
+            prev = segments[-1][-1]
+            if prev.stamp_ns - tolerance_ns <= frame.stamp_ns <= prev.stamp_ns:
+                opts.skipped["frames_out_of_order_or_repeated"] += 1
+                continue
+            reason = _split_reason(prev, frame, boundaries, gap_ns)
+            if reason is None:
+                segments[-1].append(frame)
+                continue
+            at = (frame.log_ns * 1e-9, frame.stamp_ns * 1e-9)
+            splits.append(_Split(str(bag), *at, *reason))
+        segments.append([frame])
+    return segments, splits
+
+
+def _pair(
+    segment: list[_Frame], commands: list[_Command], tolerance_ns: int, opts: _Options
+) -> list[_Frame]:
+    """The segment's frames that have a command stamped at or before them within
+    tolerance, labelled with it. ``commands`` are those logged during the segment: a
+    command of another stretch of time may carry a stamp that looks right."""
+    commands = sorted(commands, key=lambda c: c.stamp_ns)
+    stamps = np.array([c.stamp_ns for c in commands], np.int64)
+    kept = []
+    for frame in segment:
         i = int(np.searchsorted(stamps, frame.stamp_ns, side="right")) - 1
         if i < 0 or frame.stamp_ns - stamps[i] > tolerance_ns:
             opts.skipped["frames_without_command"] += 1
             continue
-        frame.curvature = commands[i][1]
+        frame.curvature = commands[i].curvature
         kept.append(frame)
     return kept
 
 
-def _split(frames: list[_Frame], boundaries: list[_Boundary], gap_ns: int) -> list[list[_Frame]]:
-    """Split at stamp gaps above ``gap_ns`` and before each episode start event."""
-    episodes: list[list[_Frame]] = []
-    for frame in frames:
-        if episodes:
-            prev = episodes[-1][-1]
-            new = frame.stamp_ns - prev.stamp_ns > gap_ns or any(
-                (prev.stamp_ns < b.time_ns <= frame.stamp_ns)
-                if b.by_stamp
-                else (prev.log_ns < b.time_ns <= frame.log_ns)
-                for b in boundaries
-            )
-            if not new:
-                episodes[-1].append(frame)
-                continue
-        episodes.append([frame])
+def _labelled_episodes(
+    segments: list[list[_Frame]], commands: list[_Command], tolerance_ns: int, opts: _Options
+) -> list[list[_Frame]]:
+    """Each segment paired with the commands logged while it was (give or take
+    ``tolerance_ns``: a command may be logged just before or after its frame)."""
+    log_times = np.array([c.log_ns for c in commands], np.int64)  # read in log order
+    episodes = []
+    for segment in segments:
+        start = int(np.searchsorted(log_times, segment[0].log_ns - tolerance_ns, side="left"))
+        end = int(np.searchsorted(log_times, segment[-1].log_ns + tolerance_ns, side="right"))
+        episodes.append(_pair(segment, commands[start:end], tolerance_ns, opts))
     return episodes
 
 
@@ -454,6 +535,8 @@ def _replay_episode(frames: list[_Frame]) -> _ReplayEpisode:
     diffs = np.diff(stamps_s).astype(np.float64) * 1e-9
     # The first frame has no predecessor: give it the episode's typical period, as the env does.
     dt_s = np.concatenate([[np.median(diffs)], diffs]).astype(np.float32)
+    if not np.all(dt_s > 0):  # _segments keeps stamps strictly increasing
+        raise AssertionError(f"a replay episode would have dt <= 0: {dt_s.min()}")
     return _ReplayEpisode(
         np.stack([f.rgb for f in frames]),
         dt_s,
@@ -531,8 +614,10 @@ def bag2minari(
             AckermannDrive[Stamped]`` (curvature = tan(steering_angle) / ``wheelbase_m``).
         dataset_id: ``liquid_control/<task>-<source>-v<N>``; must not exist yet.
         tolerance_s: a frame is kept when a command is stamped at most this long before it
-            (or at the same stamp); frames without one are skipped and counted.
-        gap_s: a gap between kept frames above this starts a new episode (the simulator
+            (or at the same stamp); frames without one are skipped and counted. A frame
+            stamped at most this long before the previous frame (or at the same stamp) came
+            out of order or twice: skipped and counted; further back, a new episode starts.
+        gap_s: a stamp step between frames above this starts a new episode (the simulator
             jumps sim time by 1 s at every reset); so does a start/reset event on
             ``events_topic`` when the bag has that topic.
         image_size: (height, width) every frame is resized to (area interpolation); None
@@ -546,7 +631,8 @@ def bag2minari(
     Returns:
         A summary: ``dataset`` (its directory), ``episodes``, ``frames``, per-topic message
         counts (``messages``), ``skipped`` (reason -> count), ``clipped_commands``,
-        ``dt_s_median``.
+        ``dt_s_median``, ``splits`` (each split within a bag: ``bag``, ``log_time_s``,
+        ``stamp_s``, ``reason``; their counts by reason are in the dataset's description).
 
     Raises:
         UserError: bad arguments, a missing or mistyped topic (the message lists the bag's
@@ -566,17 +652,25 @@ def bag2minari(
     )
     messages: Counter[str] = Counter()
     episodes: list[_ReplayEpisode] = []
+    splits: list[_Split] = []
+    tolerance_ns, gap_ns = int(tolerance_s * 1e9), int(gap_s * 1e9)
     for path in paths:
         frames, commands, boundaries, seen = _read_bag(
             path, image_topic, command_topic, events_topic, opts
         )
         messages.update(seen)
-        kept = _pair(frames, commands, int(tolerance_s * 1e9), opts)
-        for frames_of_episode in _split(kept, boundaries, int(gap_s * 1e9)):
-            if len(frames_of_episode) < 2:
-                opts.skipped["frames_in_one_frame_episodes"] += len(frames_of_episode)
+        # The readers yield log-time order; sorting (stably) makes that a promise kept here.
+        frames.sort(key=lambda f: f.log_ns)
+        commands.sort(key=lambda c: c.log_ns)
+        segments, bag_splits = _segments(frames, boundaries, tolerance_ns, gap_ns, path, opts)
+        splits += bag_splits
+        for labelled in _labelled_episodes(segments, commands, tolerance_ns, opts):
+            if len(labelled) < 2:
+                opts.skipped["frames_in_one_frame_episodes"] += len(labelled)
                 continue
-            episodes.append(_replay_episode(frames_of_episode))
+            # A frame lost to pairing leaves a longer step, never a shorter or backward one.
+            episodes.append(_replay_episode(labelled))
+
     if not episodes:
         raise UserError(
             f"no episode of two or more frames with commands within {tolerance_s} s in "
@@ -603,7 +697,7 @@ def bag2minari(
             image_encoding=image_encoding,
             algorithm_name="rosbag",
             description=f"bag2minari of {', '.join(p.name for p in paths)}: {image_topic} "
-            f"paired with {command_topic} (curvature, 1/m)",
+            f"paired with {command_topic} (curvature, 1/m); {_split_note(splits)}",
         )
     all_dt = np.concatenate([e.dt_s for e in episodes])
     return {
@@ -615,7 +709,16 @@ def bag2minari(
         "skipped": dict(opts.skipped),
         "clipped_commands": clipped,
         "dt_s_median": float(np.median(all_dt)),
+        "splits": [split.as_dict() for split in splits],
     }
+
+
+def _split_note(splits: list[_Split]) -> str:
+    """How many episodes each reason started, for the dataset's description."""
+    if not splits:
+        return "no episode split within a bag"
+    kinds = Counter(s.kind for s in splits)
+    return "episodes split within a bag: " + ", ".join(f"{k} {n}" for k, n in kinds.items())
 
 
 def _check_arguments(

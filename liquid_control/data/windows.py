@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 from liquid_control.data.minari_io import Episode
 from liquid_control.errors import UserError
 
-TARGETS = ("label", "action")
+Target = Literal["label", "action"]
+TARGETS = get_args(Target)
 
 
 def split_by_episode(

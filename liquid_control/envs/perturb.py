@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import collections
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -198,6 +199,9 @@ def parse_spec(spec: str) -> dict[str, Any]:
             values[key] = PERTURBATIONS[key][1](raw)
         except ValueError:
             raise UserError(f"bad value in perturbation {part!r}") from None
+        # float() reads "nan" and "inf", which no wrapper's range check can refuse.
+        if isinstance(values[key], float) and not math.isfinite(values[key]):
+            raise UserError(f"bad value in perturbation {part!r}; use a finite number")
     return values
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, write_json
 from liquid_control.errors import UserError
 
 WALKER_ID = "Walker2d-v5"
@@ -265,8 +265,7 @@ def train_expert(
             "expert": best,
             "medium": medium,
         }
-        with atomic_path(out / REPORT) as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
+        write_json(out / REPORT, report)
     eval_env.close()
     return report
 

@@ -13,7 +13,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, json_text
 from liquid_control.errors import UserError
 from liquid_control.models.policy import Policy, PolicyConfig
 
@@ -26,7 +26,7 @@ def save_checkpoint(path: str | Path, policy: Policy, info: dict[str, Any] | Non
     metadata = {
         "format": FORMAT,
         "config": json.dumps(policy.cfg.to_dict()),
-        "info": json.dumps(info or {}),
+        "info": json_text(info or {}),  # a run without validation has no val_loss: null
     }
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -48,7 +48,7 @@ def read_checkpoint(path: str | Path) -> tuple[PolicyConfig, dict[str, Any], dic
     if metadata.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} is not a liquid_control checkpoint")
     try:
-        cfg = PolicyConfig.from_dict(json.loads(metadata["config"]))
+        cfg = PolicyConfig.from_dict(json.loads(metadata["config"]), f"checkpoint {path} config")
         info = json.loads(metadata.get("info", "{}"))
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"checkpoint {path} has a broken config ({e})") from None

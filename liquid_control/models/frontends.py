@@ -8,14 +8,25 @@ exported model needs nothing but a resize in front of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, get_args
 
 import torch
+from pydantic import Field, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
+
+from liquid_control.schema import SCHEMA_CONFIG, Fraction
 
 # (out_channels, kernel, stride) per conv layer.
 PILOTNET_CONVS = ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1))
 # Chahine et al. 2023, drone navigation conv head.
 DRONE_CONVS = ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (16, 3, 2))
+
+
+FrontendKind = Literal["pilotnet", "drone", "vector"]
+FeatureNorm = Literal["layernorm", "tanh", "none"]
+InputNorm = Literal["frame", "channel"]
+ConvLayer = Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]
+"""[out_channels, kernel, stride]"""
 
 
 @dataclass
@@ -37,15 +48,17 @@ class FrontendConfig:
         R, G, B on its own (also removes a colour cast: the light's colour, white balance).
     """
 
-    kind: str = "pilotnet"
-    image_height: int = 66
-    image_width: int = 200
-    convs: list[list[int]] = field(default_factory=list)
-    features: int = 32
-    obs_dim: int = 0
-    dropout: float = 0.0
-    feature_norm: str = "layernorm"
-    input_norm: str = "frame"
+    __pydantic_config__ = SCHEMA_CONFIG
+
+    kind: FrontendKind = "pilotnet"
+    image_height: PositiveInt = 66
+    image_width: PositiveInt = 200
+    convs: list[ConvLayer] = field(default_factory=list)
+    features: PositiveInt = 32
+    obs_dim: NonNegativeInt = 0
+    dropout: Fraction = 0.0
+    feature_norm: FeatureNorm = "layernorm"
+    input_norm: InputNorm = "frame"
 
     def conv_layers(self) -> list[tuple[int, int, int]]:
         if self.convs:
@@ -53,7 +66,7 @@ class FrontendConfig:
         return list(DRONE_CONVS if self.kind == "drone" else PILOTNET_CONVS)
 
 
-INPUT_NORMS = ("frame", "channel")
+INPUT_NORMS = get_args(InputNorm)
 
 
 def per_frame_standardise(x: Tensor, per_channel: bool = False) -> Tensor:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
-import yaml
 from ncps import wirings
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, WrapValidator
 from torch import Tensor, nn
 
 from liquid_control.models.cores import (
@@ -27,9 +27,14 @@ from liquid_control.models.cores import (
     LTCCore,
 )
 from liquid_control.models.frontends import FrontendConfig, build_frontend
+from liquid_control.schema import SCHEMA_CONFIG, Fraction, keep_given_keys, load_yaml, parse
 
-CORE_KINDS = ("cfc", "ltc", "lstm", "gru", "ff")
-WIRINGS = ("dense", "ncp", "autoncp")
+CoreKind = Literal["cfc", "ltc", "lstm", "gru", "ff"]
+Wiring = Literal["dense", "ncp", "autoncp"]
+CfCMode = Literal["default", "no_gate", "pure"]
+CORE_KINDS = get_args(CoreKind)
+WIRINGS = get_args(Wiring)
+DENSE_ONLY = ("lstm", "gru", "ff")
 
 
 @dataclass
@@ -48,22 +53,29 @@ class CoreConfig:
     wiring_seed: seed of the random NCP/AutoNCP wiring.
     """
 
-    kind: str = "cfc"
-    wiring: str = "dense"
-    units: int = 64
-    mode: str = "default"
-    backbone_units: int = 128
-    backbone_layers: int = 1
-    ode_unfolds: int = 6
-    inter_neurons: int = 12
-    command_neurons: int = 6
-    motor_neurons: int = 1
-    sensory_fanout: int = 6
-    inter_fanout: int = 4
-    recurrent_command_synapses: int = 10
-    motor_fanin: int = 6
-    sparsity: float = 0.5
+    __pydantic_config__ = SCHEMA_CONFIG
+
+    kind: CoreKind = "cfc"
+    wiring: Wiring = "dense"
+    units: PositiveInt = 64
+    mode: CfCMode = "default"
+    backbone_units: PositiveInt = 128
+    backbone_layers: NonNegativeInt = 1
+    ode_unfolds: PositiveInt = 6
+    inter_neurons: PositiveInt = 12
+    command_neurons: PositiveInt = 6
+    motor_neurons: PositiveInt = 1
+    sensory_fanout: PositiveInt = 6
+    inter_fanout: PositiveInt = 4
+    recurrent_command_synapses: NonNegativeInt = 10
+    motor_fanin: PositiveInt = 6
+    sparsity: Fraction = 0.5
     wiring_seed: int = 22222
+
+    def __post_init__(self) -> None:
+        # Checked here so that a config file saying so is refused when it is read.
+        if self.kind in DENSE_ONLY and self.wiring != "dense":
+            raise ValueError(f"{self.kind} cores are dense only; got wiring {self.wiring!r}")
 
     def build_wiring(self) -> wirings.Wiring | None:
         if self.wiring == "dense":
@@ -94,37 +106,32 @@ class PolicyConfig:
     while the policy emits physical units (lane keeping: curvature in 1/m, ~0.05).
     """
 
+    __pydantic_config__ = SCHEMA_CONFIG
+
     name: str = "policy"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     core: CoreConfig = field(default_factory=CoreConfig)
-    action_dim: int = 1
-    action_scale: float = 1.0
+    action_dim: PositiveInt = 1
+    action_scale: PositiveFloat = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PolicyConfig:
-        data = dict(data)
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown policy config keys: {sorted(unknown)}")
-        frontend = _dataclass_from(FrontendConfig, data.pop("frontend", {}))
-        core = _dataclass_from(CoreConfig, data.pop("core", {}))
-        return cls(frontend=frontend, core=core, **data)
+    def from_dict(cls, data: dict[str, Any], what: str = "policy config") -> PolicyConfig:
+        """Checked against the schema; a bad value is a UserError naming its key."""
+        return parse(cls, data, what)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PolicyConfig:
-        with open(path) as f:
-            return cls.from_dict(yaml.safe_load(f) or {})
+        return load_yaml(cls, path, "policy config")
 
 
-def _dataclass_from(cls: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    return cls(**data)
+CoreSpec = Annotated[CoreConfig, WrapValidator(keep_given_keys)]
+"""A core inside a training or benchmark config: checked as a CoreConfig, kept as the dict
+of the keys given (the benchmarks merge it into a base policy and record it as written)."""
+PolicySpec = Annotated[PolicyConfig, WrapValidator(keep_given_keys)]
+"""A policy inside a training config, likewise."""
 
 
 def build_core(cfg: CoreConfig, input_size: int) -> Core:

@@ -10,14 +10,13 @@ episodes or ``steps`` sim steps, and writes a summary JSON (and optionally an MP
 from __future__ import annotations
 
 import importlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, json_text
 from liquid_control.errors import UserError
 from liquid_control.ros.graph import GRAPHS, as_ros_parameters, node_parameters
 
@@ -82,7 +81,7 @@ def drive(
         print(_live_line(summary), flush=True)
         if summary_path is not None:
             with atomic_path(summary_path) as tmp:
-                tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+                tmp.write_text(json_text(summary, indent=2, default=str) + "\n")
         if video_path is not None and frames:
             from liquid_control.train.evaluate import write_video
 

@@ -11,7 +11,6 @@ of the camera view with the command overlaid.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, write_json
 
 HELD_OUT_FIRST_SEED = 100_000  # liquid_control.envs.tracks.TEST_SEEDS starts here
 
@@ -211,20 +210,15 @@ def evaluate_model(
     result = evaluate_agent(agent, cfg, out_dir)
     result["model"] = str(model)
     if out_dir is not None:
-        _write_json(Path(out_dir) / "eval.json", result)
+        write_json(Path(out_dir) / "eval.json", result)
     return result
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def write_artifacts(
     out_dir: Path, result: dict[str, Any], logs: list[EpisodeLog], tracks: list[Any]
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "eval.json", result)
+    write_json(out_dir / "eval.json", result)
     plot_trajectories(out_dir / "trajectories.png", logs[-1:], tracks)
     plot_offsets(out_dir / "offset.png", logs)
     if logs and logs[0].frames:

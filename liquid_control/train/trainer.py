@@ -29,85 +29,90 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from liquid_control.atomic import atomic_path
+from liquid_control.atomic import atomic_path, write_json
 from liquid_control.data.minari_io import Episode, load_episodes
 from liquid_control.data.windows import (
-    TARGETS,
     ImageAugment,
+    Target,
     make_batch,
     split_by_episode,
     window_rows,
 )
 from liquid_control.errors import UserError
 from liquid_control.models.checkpoint import load_checkpoint, save_checkpoint
-from liquid_control.models.policy import Policy, PolicyConfig
+from liquid_control.models.policy import Policy, PolicyConfig, PolicySpec
+from liquid_control.schema import SCHEMA_CONFIG, Fraction, Probability, load_yaml, parse
 
 RESUME_FORMAT = "liquid_control.resume/1"
-READOUT_INITS = ("data", "random")
 
 
 @dataclass
 class TrainConfig:
-    """One training run; every field can be set in the YAML file."""
+    """One training run; every field can be set in the YAML file.
+
+    The annotations are the YAML schema (see :mod:`liquid_control.schema`): a file is
+    checked against them, ranges included, before any data loads."""
+
+    __pydantic_config__ = SCHEMA_CONFIG
 
     datasets: list[str] = field(default_factory=list)
     """Minari dataset ids (under MINARI_DATASETS_PATH) or dataset directories."""
-    policy: dict[str, Any] = field(default_factory=dict)
+    policy: PolicySpec = field(default_factory=dict)  # type: ignore[assignment]
     """The policy to train, as a PolicyConfig dict (frontend, core, action_dim)."""
     out_dir: str = "runs/train"
     """Where checkpoints, metrics.csv, loss.png and resume.pt go."""
-    target: str = "label"
+    target: Target = "label"
     """Regress onto the expert "label" or the executed "action"."""
-    window: int = 16
+    window: PositiveInt = 16
     """Steps per truncated-BPTT window (the state starts at zero in every window)."""
-    stride: int = 8
+    stride: PositiveInt = 8
     """Steps between the starts of consecutive windows of an episode."""
-    warmup_steps: int = 0
+    warmup_steps: NonNegativeInt = 0
     """First steps of each window left out of the loss while the state settles."""
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
     """Windows per batch on each rank."""
-    epochs: int = 10
+    epochs: PositiveInt = 10
     """Passes over the training windows."""
-    lr: float = 1e-3
+    lr: PositiveFloat = 1e-3
     """AdamW learning rate (constant)."""
-    core_lr: float = 0.0
+    core_lr: NonNegativeFloat = 0.0
     """Learning rate of the recurrent core and readout (0: same as lr). Small sparse NCP
     cores learn several times faster with a larger step than the conv head tolerates."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay."""
-    grad_clip: float = 1.0
+    grad_clip: NonNegativeFloat = 1.0
     """Clip the global gradient norm to this value; 0 turns clipping off."""
-    val_fraction: float = 0.2
+    val_fraction: Fraction = 0.2
     """Fraction of episodes (not windows) held out for validation."""
     seed: int = 0
     """Seed of the split, the window order, augmentation and initial weights."""
-    frame_drop: float = 0.0
+    frame_drop: Fraction = 0.0
     """Up to this fraction of each training window's steps is dropped (dt summed forward)."""
-    augment_brightness: float = 0.0
+    augment_brightness: NonNegativeFloat = 0.0
     """Image brightness is scaled by 1 + U(-x, x) per training window."""
-    augment_shadow: float = 0.0
+    augment_shadow: Probability = 0.0
     """Probability of a shadow (darkened half-plane) on a training window."""
-    augment_noise_std: float = 0.0
+    augment_noise_std: NonNegativeFloat = 0.0
     """Std of Gaussian pixel noise (0-255 units) on training frames."""
-    max_steps_per_epoch: int | None = None
+    max_steps_per_epoch: PositiveInt | None = None
     """Cap on optimiser steps per epoch (None: all windows)."""
-    resume_every_steps: int = 50
+    resume_every_steps: PositiveInt = 50
     """Write resume.pt every this many optimiser steps (and at every epoch end)."""
-    num_workers: int = 0
+    num_workers: NonNegativeInt = 0
     """DataLoader worker processes building batches (0: in the training process)."""
-    dt_s: float | None = None
+    dt_s: PositiveFloat | None = None
     """Frame period for datasets that record none (vector datasets without a dt)."""
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     """"auto" (CUDA when available), "cpu" or "cuda"."""
     export: bool = False
     """Export the best checkpoint (TorchScript + ONNX + manifest) under out_dir/export."""
@@ -118,7 +123,7 @@ class TrainConfig:
     the two front-end configs must match. The head keeps training. A sparse NCP passes
     the head only a thin gradient, so a head trained behind a dense core is a faster start
     (the drone's CfC-NCP: see docs/drone.md)."""
-    readout_init: str = "data"
+    readout_init: Literal["data", "random"] = "data"
     """"data": start the readout at the training targets' mean (zero weights, bias = mean
     target / action_scale), so the first steps do not spend their gradient on the mean.
     A random readout on a CfC-NCP's saturated motor neuron starts ~10x off and the first
@@ -126,53 +131,33 @@ class TrainConfig:
     layer's default initialisation."""
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UserError(f"unknown training config keys {unknown}; known keys: {sorted(names)}")
-        cfg = cls(**data)
-        cfg.validate()
+    def from_dict(cls, data: dict[str, Any], what: str = "training config") -> TrainConfig:
+        cfg = parse(cls, data, what)
+        cfg.validate(what)
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"training config {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"training config {path} is not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"training config {path} must be a mapping of keys to values")
-        return cls.from_dict(data)
+        cfg = load_yaml(cls, path, "training config")
+        cfg.validate(f"training config {path}")
+        return cfg
 
     def policy_config(self) -> PolicyConfig:
-        try:
-            return PolicyConfig.from_dict(self.policy)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"training config: bad policy ({e})") from None
+        return PolicyConfig.from_dict(self.policy, "training config: policy")
 
-    def validate(self) -> None:
-        """Refuse values that cannot train, with a message naming the field."""
+    def validate(self, what: str = "training config") -> None:
+        """Refuse values that cannot train, with a message naming the field: the schema
+        again (a caller may have changed fields since the file was read), then what
+        relates fields to each other, then the policy must build."""
+        parse(type(self), dataclasses.asdict(self), what)
         if not self.datasets:
-            raise UserError("training config: datasets is empty; list Minari ids or paths")
-        if self.target not in TARGETS:
-            raise UserError(f"training config: target must be one of {TARGETS}")
-        positive = ("window", "stride", "batch_size", "epochs", "resume_every_steps")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"training config: {name} must be >= 1")
-        if not 0 <= self.warmup_steps < self.window:
-            raise UserError("training config: warmup_steps must be in [0, window)")
-        if not 0.0 <= self.frame_drop < 1.0:
-            raise UserError("training config: frame_drop must be in [0, 1)")
-        if self.lr <= 0:
-            raise UserError("training config: lr must be > 0")
-        if self.readout_init not in READOUT_INITS:
-            raise UserError(f"training config: readout_init must be one of {READOUT_INITS}")
-        self.policy_config()
+            raise UserError(f"{what}: datasets is empty; list Minari ids or paths")
+        if self.warmup_steps >= self.window:
+            raise UserError(f"{what}: warmup_steps must be below window ({self.window})")
+        try:
+            Policy(self.policy_config())
+        except ValueError as e:  # a wiring or image size the layers cannot be built for
+            raise UserError(f"{what}: policy cannot be built ({e})") from None
 
 
 @dataclass
@@ -573,8 +558,10 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
             if improved:
                 save_checkpoint(best_path, policy, info)
             _write_metrics(out_dir, state["history"])
+            # A run without a validation split (one episode) has no val loss: say so, not "nan".
+            val_text = f"{val_loss:.5g}" if math.isfinite(val_loss) else "- (no validation episode)"
             tqdm.write(
-                f"epoch {epoch + 1}/{cfg.epochs}: train {train_loss:.5g}  val {val_loss:.5g}"
+                f"epoch {epoch + 1}/{cfg.epochs}: train {train_loss:.5g}  val {val_text}"
                 f"  ({seconds:.1f} s)",
                 file=sys.stderr,
             )
@@ -599,8 +586,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     if ctx.is_main:
         if cfg.export:
             result["export_manifest"] = _export(best_path, out_dir)
-        with atomic_path(out_dir / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        write_json(out_dir / "result.json", result)
     return result
 
 

@@ -362,3 +362,60 @@ def test_bag_writer_discards_on_error(tmp_path) -> None:
     with pytest.raises(RuntimeError), BagWriter(tmp_path / "run", "sqlite3"):
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def stretch(times: list[float], first: int, log_offset_s: float) -> list[tuple[str, str, int, Any]]:
+    """A sim drive over ``times`` whose frame i shows frame_rgb(first + i) and is labelled
+    curvature_of(first + i), logged ``log_offset_s`` after its stamp."""
+    messages = []
+    for i, t in enumerate(times):
+        log_ns = int(round((t + log_offset_s) * 1e9))
+        rgb = frame_rgb(first + i)
+        messages.append((IMAGE, "sensor_msgs/msg/Image", log_ns, image_msg(t, rgb)))
+        cmd = twist_stamped(t, 8.0, curvature_of(first + i))
+        messages.append((CMD, "geometry_msgs/msg/TwistStamped", log_ns + 1000, cmd))
+    return messages
+
+
+def test_stamps_going_back_split_episodes_in_log_order_and_are_reported(tmp_path) -> None:
+    """A simulator relaunched mid-recording: its clock starts over at the same stamps. Sorting
+    by stamp would interleave the two drives (dt 0.05, 0.0, 0.05, ...); log order does not."""
+    times = drive_times(1, 20)
+    messages = stretch(times, 0, 0.0) + stretch(times, 100, 5.0)
+    bag = write_bag(tmp_path / "restart", messages)
+
+    summary = bag2minari(bag, IMAGE, CMD, DATASET, image_size=None)
+
+    assert summary["episodes"] == 2 and summary["frames"] == 40 and summary["skipped"] == {}
+    (split,) = summary["splits"]
+    assert split["kind"] == "stamp_went_back" and split["reason"] == "stamp went back 0.950 s"
+    assert split["log_time_s"] == pytest.approx(times[0] + 5.0)
+    first, second = load_episodes(DATASET)
+    for episode, base in ((first, 0), (second, 100)):
+        np.testing.assert_allclose(episode.dt_s, 0.05, atol=1e-6)
+        np.testing.assert_array_equal(
+            episode.obs, np.stack([frame_rgb(base + i) for i in range(20)])
+        )
+        expected = [curvature_of(base + i) for i in range(20)]
+        np.testing.assert_allclose(episode.labels[:, 0], expected, atol=1e-6)
+
+
+def test_jumps_are_reported_and_late_or_repeated_frames_dropped(tmp_path) -> None:
+    times = [10.0, 10.05, 10.1, 10.2, 10.15, 10.25, 10.25, 10.3, 12.0, 12.05, 12.1]
+    # 10.15 arrives after 10.2 (out of order), 10.25 twice: both dropped, no split.
+    arrivals = [10.0 + 0.05 * i if t < 12 else t + 0.01 for i, t in enumerate(times)]
+    messages = [m for i, t in enumerate(times) for m in stretch([t], i, arrivals[i] - t + 0.01)]
+    bag = write_bag(tmp_path / "jumpy", messages)
+
+    summary = bag2minari(bag, IMAGE, CMD, DATASET, image_size=None, gap_s=0.5)
+
+    assert summary["skipped"] == {"frames_out_of_order_or_repeated": 2}
+    (split,) = summary["splits"]
+    assert split["kind"] == "stamp_jumped" and split["stamp_s"] == pytest.approx(12.0)
+    first, second = load_episodes(DATASET)
+    np.testing.assert_allclose(first.dt_s, [0.05, 0.05, 0.05, 0.1, 0.05, 0.05], atol=1e-6)
+    np.testing.assert_allclose(second.dt_s, 0.05, atol=1e-6)
+    import minari
+
+    description = minari.load_dataset(DATASET).storage.metadata["description"]
+    assert "episodes split within a bag: stamp_jumped 1" in description

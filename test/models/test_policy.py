@@ -35,7 +35,7 @@ def test_config_yaml_round_trip(tmp_path) -> None:
 
 
 def test_unknown_config_key_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown CoreConfig keys"):
+    with pytest.raises(UserError, match="core.unitz: unknown key"):
         PolicyConfig.from_dict({"core": {"kind": "cfc", "unitz": 3}})
 
 
