@@ -274,17 +274,12 @@ def _time_ns(msg: Any, log_ns: int, opts: _Options) -> int:
 
 def _decode_image(msg: Any, msgtype: str) -> np.ndarray | None:
     """(H, W, 3) uint8 RGB, or None when the payload cannot be decoded."""
-    import cv2
+    from liquid_control.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb
 
-    from liquid_control.ros.conversions import ImageError, image_to_rgb
-
-    if msgtype == "sensor_msgs/msg/Image":
-        try:
-            return image_to_rgb(msg)
-        except ImageError:
-            return None
-    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        return (image_to_rgb if msgtype == "sensor_msgs/msg/Image" else compressed_to_rgb)(msg)
+    except ImageError:
+        return None
 
 
 def _curvature(msg: Any, msgtype: str, opts: _Options) -> float:

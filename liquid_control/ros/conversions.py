@@ -3,7 +3,10 @@
 ``image_to_rgb`` decodes ``sensor_msgs/Image`` itself (no cv_bridge): rgb8,
 bgr8, rgba8, bgra8 and mono8, honouring row padding (``step``). Anything
 malformed raises :class:`ImageError` with a one-line reason, so a node can drop
-the frame, count it and carry on.
+the frame, count it and carry on. ``compressed_to_rgb`` decodes
+``sensor_msgs/CompressedImage`` as image_transport's ``compressed`` plugin publishes it
+(jpeg or png; ``format`` like ``"rgb8; jpeg compressed bgr8"`` or a bare ``"jpeg"``) with
+``cv2.imdecode``; a corrupt payload raises :class:`ImageError` the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +47,43 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if encoding == "bgra8":
         return pixels[:, :, 2::-1].copy()
     return np.repeat(pixels, 3, axis=2)
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """Decode a CompressedImage message (jpeg or png) to an (H, W, 3) uint8 RGB array."""
+    import cv2
+
+    fmt = str(msg.format).lower()
+    if "compresseddepth" in fmt:
+        raise ImageError(f"format {msg.format!r} is a depth image, not a camera frame")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageError("empty CompressedImage payload")
+    # imdecode reads the codec from the payload's magic bytes and gives BGR whatever the
+    # format string claims, so a mislabelled but valid payload still decodes correctly.
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"CompressedImage payload ({data.size} bytes, {msg.format!r}) is corrupt")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_compressed(rgb: np.ndarray, stamp: Any, frame_id: str, quality: int = 90) -> Any:
+    """Encode an (H, W, 3) uint8 RGB array as a jpeg ``sensor_msgs/CompressedImage``, as
+    image_transport's ``compressed`` plugin does (format ``"rgb8; jpeg compressed bgr8"``)."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ok, payload = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError(f"cv2 could not jpeg-encode a {rgb.shape} frame")
+    msg = CompressedImage()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.format = "rgb8; jpeg compressed bgr8"
+    msg.data = payload.tobytes()
+    return msg
 
 
 def rgb_to_image(rgb: np.ndarray, stamp: Any, frame_id: str) -> Any:

@@ -1,5 +1,5 @@
-"""``policy_node``: edge inference as a managed (lifecycle) node. Camera ``Image`` in,
-stamped command out.
+"""``policy_node``: edge inference as a managed (lifecycle) node. Camera ``Image`` (or
+``CompressedImage``) in, stamped command out.
 
 Lifecycle (``rclpy.lifecycle``; ``ros2 lifecycle set /policy_node <transition>``):
 
@@ -12,6 +12,15 @@ Lifecycle (``rclpy.lifecycle``; ``ros2 lifecycle set /policy_node <transition>``
 With ``autostart`` (the launch files and ``liquid-control drive`` set it) the node
 configures and activates itself at start-up, and a model it cannot load exits the
 executable with a one-line error.
+
+With ``image_transport: compressed`` the node takes ``sensor_msgs/CompressedImage`` (jpeg or
+png) on ``<image_topic>/compressed``, where image_transport's ``compressed`` plugin
+publishes it; decoding counts in the reported latency and a corrupt payload is dropped
+and counted like a malformed ``Image``.
+
+``~/reset_state`` (``std_srvs/Trigger``) starts the recurrent state afresh, as a new node
+would (the next frame's dt is the export's ``dt_s``); each request is logged and counted
+in ``/diagnostics`` (``requested_resets``), apart from the automatic ``state_resets``.
 
 A model with a vector front end (Walker2d) instead takes ``std_msgs/Float64MultiArray``
 observations on ``observation_topic`` and publishes its raw action as
@@ -43,7 +52,12 @@ from liquid_control.models.export import (
     set_torch_threads,
 )
 from liquid_control.paths import DEFAULT_LANE_MODEL
-from liquid_control.ros.conversions import ImageError, image_to_rgb, stamp_to_s
+from liquid_control.ros.conversions import (
+    ImageError,
+    compressed_to_rgb,
+    image_to_rgb,
+    stamp_to_s,
+)
 from liquid_control.ros.edge import (
     COMMAND_MODES,
     Command,
@@ -55,6 +69,7 @@ from liquid_control.ros.params import Param, ParameterError, declare, set_period
 from liquid_control.ros.runtime import spin_single
 
 NAME = "policy_node"
+IMAGE_TRANSPORTS = ("raw", "compressed")
 PARAMS = [
     Param(
         "model",
@@ -85,6 +100,14 @@ PARAMS = [
         read_only=True,
     ),
     Param("image_topic", "camera/image_raw", "camera topic (sensor_msgs/Image)", read_only=True),
+    Param(
+        "image_transport",
+        "raw",
+        "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage "
+        "(jpeg, png) on <image_topic>/compressed, as image_transport publishes it",
+        choices=IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
     Param("command_topic", "cmd_vel", "command topic (geometry_msgs/TwistStamped)", read_only=True),
     Param(
         "command_mode",
@@ -131,8 +154,9 @@ def _make_node_class():
     from rclpy.clock import Clock, ClockType
     from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
 
     sensor_qos = QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
@@ -151,6 +175,8 @@ def _make_node_class():
             self.cmd_pub: Any = None
             self.input_sub: Any = None
             self.watchdog: Any = None
+            self.requested_resets = 0
+            self.reset_srv = self.create_service(Trigger, "~/reset_state", self.on_reset_state)
             # Steady clock: the watchdog and diagnostics must run even when (sim) time stops.
             self.steady = Clock(clock_type=ClockType.STEADY_TIME)
             self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -178,8 +204,15 @@ def _make_node_class():
                     Float64MultiArray, self.p["command_topic"], 10
                 )
             else:
+                compressed = self.p["image_transport"] == "compressed"
+                if compressed:
+                    self.input_topic = self.input_topic.rstrip("/") + "/compressed"
+                self.decode = compressed_to_rgb if compressed else image_to_rgb
                 self.input_sub = self.create_subscription(
-                    Image, self.input_topic, self.on_image, sensor_qos
+                    CompressedImage if compressed else Image,
+                    self.input_topic,
+                    self.on_image,
+                    sensor_qos,
                 )
                 self.cmd_pub = self.create_lifecycle_publisher(
                     TwistStamped, self.p["command_topic"], 10
@@ -269,17 +302,28 @@ def _make_node_class():
                 set_period(self.diag_timer, value)
 
         # -- control --------------------------------------------------------------------------
-        def on_image(self, msg: Image) -> None:
+        def on_image(self, msg: Image | CompressedImage) -> None:
             if not self.active:
                 return
             received = time.perf_counter()
             try:
-                rgb = image_to_rgb(msg)
+                rgb = self.decode(msg)
             except ImageError as e:
                 self.controller.stats.dropped += 1
                 self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)
                 return
             self.act(rgb, msg.header.stamp, received)
+
+        def on_reset_state(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+            # The node's callbacks share one mutually exclusive group: no frame is mid-step.
+            if self.controller is None:
+                response.success, response.message = False, "not configured: no state to reset"
+                return response
+            self.controller.reset()
+            self.requested_resets += 1
+            self.get_logger().info(f"recurrent state reset: requested ({self.requested_resets})")
+            response.success, response.message = True, "recurrent state reset"
+            return response
 
         def on_vector(self, msg: Float64MultiArray) -> None:
             if not self.active:
@@ -379,6 +423,7 @@ def _make_node_class():
                 status.level, status.message = DiagnosticStatus.OK, "running"
             values = {
                 **stats,
+                "requested_resets": self.requested_resets,
                 "lifecycle_state": lifecycle,
                 "backend": self.p["backend"],
                 "threads": self.p["threads"],
