@@ -343,6 +343,37 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/eval.json")
 
 
+def _arena(args: argparse.Namespace) -> None:
+    from liquid_control.schema import parse
+    from liquid_control.train.arena import ArenaConfig, run_arena
+
+    # Only the options given on the command line override the defaults.
+    given = {k: v for k, v in vars(args).items() if k in ARENA_OPTIONS and v is not None}
+    cfg = parse(ArenaConfig, {**given, "video": not args.no_video}, "arena options")
+    summary = run_arena(args.bags, args.model, args.out, cfg, trusted_keys=args.trusted_key)
+    print((args.out / "arena.md").read_text())
+    print(f"wrote {args.out}/arena.json, arena.md, arena_steps.csv, arena.png", end="")
+    print(", arena.mp4" if cfg.video else "")
+    if summary["overall"]["matched"] == 0:
+        raise UserError(
+            f"no frame had a recorded command on {cfg.command_topic} within "
+            f"{cfg.tolerance_s} s; check --command-topic, --match and --tolerance"
+        )
+
+
+ARENA_OPTIONS = (
+    "image_topic",
+    "command_topic",
+    "match",
+    "tolerance_s",
+    "time_source",
+    "max_gap_s",
+    "max_abs_curvature",
+    "backend",
+    "threads",
+)
+
+
 def _add_trusted_key(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trusted-key",
@@ -537,6 +568,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/eval"))
     _add_trusted_key(p)
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "arena",
+        help="run a model open-loop over recorded bags against the recorded commands",
+        description="Play the camera frames of rosbag2 recordings through the model as "
+        "policy_node would (log order, dt from header stamps, state reset on stamps going "
+        "back, gaps above --max-gap and at each bag's start) and compare each command with "
+        "the recorded one. Writes arena.json/.md (error per episode), arena_steps.csv, "
+        "arena.png (both commands over time) and arena.mp4 (frames with both commands).",
+    )
+    p.add_argument("bags", nargs="+", type=Path, help="rosbag2 directories or .mcap files")
+    p.add_argument("--model", required=True, help="export directory or manifest.json")
+    p.add_argument("--out", type=Path, default=Path("out/arena"), help="output directory")
+    p.add_argument(
+        "--image-topic", help="sensor_msgs/Image or CompressedImage (default camera/image_raw)"
+    )
+    p.add_argument(
+        "--command-topic",
+        help="the recorded commands, e.g. cmd_vel_autopilot for an expert drive (default cmd_vel)",
+    )
+    p.add_argument(
+        "--match",
+        choices=["stamp", "log"],
+        help="stamp: latest command stamped at or before the frame (default); log: the "
+        "command logged nearest to the frame",
+    )
+    p.add_argument(
+        "--tolerance",
+        dest="tolerance_s",
+        type=non_negative_float,
+        help="seconds a matched command may be away from its frame (default 0.1)",
+    )
+    p.add_argument("--time-source", choices=["header", "log"], help="placement for --match stamp")
+    p.add_argument(
+        "--max-gap",
+        dest="max_gap_s",
+        type=positive_float,
+        help="policy_node's max_gap_s: a larger stamp step resets the state (default 0.5)",
+    )
+    p.add_argument(
+        "--max-abs-curvature",
+        type=positive_float,
+        help="policy_node's steering limit in 1/m (default 0.2)",
+    )
+    p.add_argument("--backend", choices=["torchscript", "onnxruntime", "eager"])
+    p.add_argument("--threads", type=non_negative_int, help="inference threads")
+    p.add_argument("--no-video", action="store_true", help="skip arena.mp4")
+    _add_trusted_key(p)
+    p.set_defaults(func=_arena)
 
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(

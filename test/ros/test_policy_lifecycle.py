@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from exports import constant_export
 from geometry_msgs.msg import TwistStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
@@ -24,8 +23,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64MultiArray
 
-from liquid_control.models import CoreConfig, Policy, PolicyConfig, save_checkpoint
-from liquid_control.models.export import export_policy
+from liquid_control.models import CoreConfig, PolicyConfig
 from liquid_control.models.frontends import FrontendConfig
 from liquid_control.ros import policy_node
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
@@ -45,17 +43,6 @@ WALKER = PolicyConfig(
     core=CoreConfig(kind="cfc", units=8, backbone_units=16),
     action_dim=6,
 )
-
-
-def constant_export(tmp: Path, cfg: PolicyConfig, action: float) -> str:
-    """An export whose every action is ``action`` (NaN makes a broken model)."""
-    torch.manual_seed(0)
-    policy = Policy(cfg).eval()
-    with torch.no_grad():
-        policy.readout.weight.zero_()
-        policy.readout.bias.fill_(action / cfg.action_scale)
-    ckpt = save_checkpoint(tmp / f"{cfg.name}.safetensors", policy)
-    return str(export_policy(ckpt, tmp / f"{cfg.name}-export").parent)
 
 
 @pytest.fixture(scope="module")
