@@ -10,14 +10,17 @@ starts itself (and always stops). Measured, per inference backend:
   the measured one-thread matmul peak);
 - **sync graph**: the lane graph (sim_bridge in sync mode + policy_node, one process,
   real DDS) for a fixed wall time: policy_node's input-to-command latency (decode,
-  resize, inference) and closed-loop steps/s;
+  resize, inference) and closed-loop steps/s; once more with the default backend and
+  jpeg frames (``sensor_msgs/CompressedImage`` on ``camera/image_raw/compressed``, the
+  node's ``image_transport: compressed``), whose latency includes the jpeg decode;
 - **realtime graph**: the same graph stepping at 20 Hz: frames whose command reached the
   bridge later than one period (late) and frames never answered;
 - the Walker2d graph's sync closed loop.
 
 Targets (lane graph, shipped default policy, default backend and threads): idle p50 <=
 1.0 ms and p99 <= 2 ms; loaded p99 <= 5 ms and p99.9 <= 15 ms; no late frame in
-realtime mode, idle or loaded; TorchScript step p50 <= 1.25x ONNX Runtime's; the default
+realtime mode, idle or loaded; jpeg input p99 within 1.5 ms of raw input's (same
+condition, same run); TorchScript step p50 <= 1.25x ONNX Runtime's; the default
 backend's step <= 2x the compute floor; Walker2d sync loop >= 500 steps/s.
 """
 
@@ -53,6 +56,7 @@ TARGETS = {
     "torchscript_over_onnxruntime": 1.25,
     "over_floor": 2.0,
     "walker_steps_per_s": 500.0,
+    "jpeg_over_raw_p99_ms": 1.5,
 }
 LANE_GRAPH = {"env_kwargs": json.dumps({"track_split": "test", "track_length_m": 1000.0})}
 # Torch's own default, read before anything in this process changes it.
@@ -102,12 +106,17 @@ def step_latency(model: str | Path, backend: str, threads: int, steps: int) -> d
     return {"backend": backend, "threads": threads, "steps": steps, **_percentiles(samples)}
 
 
-def graph_run(task: str, backend: str, mode: str, seconds: float, model: str = "") -> dict:
-    """One graph with one backend for ``seconds`` of closed loop (sync or realtime)."""
+def graph_run(
+    task: str, backend: str, mode: str, seconds: float, model: str = "", jpeg: bool = False
+) -> dict:
+    """One graph with one backend for ``seconds`` of closed loop (sync or realtime); with
+    ``jpeg`` the bridge also publishes jpeg frames and the node takes those instead."""
     from liquid_control.ros.runner import drive
 
     overrides = {**(LANE_GRAPH if task == "lane" else {}), "backend": backend, "mode": mode}
     overrides["model"] = model
+    if jpeg:
+        overrides.update(publish_compressed="true", image_transport="compressed")
     summary = drive(task, overrides, duration_s=seconds, episodes=None, print_every_s=1e9)
     policy, answers = summary["policy"], summary["answers"]
     return {
@@ -147,6 +156,7 @@ def measure(model: str, seconds: float, steps: int) -> dict[str, Any]:
     return {
         "step": step,
         "sync": {b: graph_run("lane", b, "sync", seconds, model) for b in BACKENDS},
+        "sync_jpeg": graph_run("lane", DEFAULT_BACKEND, "sync", seconds, model, jpeg=True),
         "realtime": {b: graph_run("lane", b, "realtime", seconds, model) for b in BACKENDS},
         "walker_sync": {b: graph_run("walker", b, "sync", seconds) for b in BACKENDS},
     }
@@ -210,6 +220,10 @@ def targets(r: dict[str, Any]) -> dict[str, bool]:
         out[f"{name}: no late or unanswered frame at 20 Hz"] = (
             rt["late_frames"] == 0 and rt["unanswered_frames"] == 0
         )
+        jpeg_p99, raw_p99 = m["sync_jpeg"]["latency_p99_ms"], m["sync"][default]["latency_p99_ms"]
+        out[f"{name}: jpeg input p99 <= raw p99 + 1.5 ms"] = (
+            jpeg_p99 <= raw_p99 + TARGETS["jpeg_over_raw_p99_ms"]
+        )
         if name != "idle":
             sync = m["sync"][default]
             out[f"{name}: p99 <= 5 ms"] = sync["latency_p99_ms"] <= TARGETS["loaded_p99_ms"]
@@ -262,6 +276,20 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{row['latency_p999_ms']:.3f} | {row['steps_per_s']:.0f} | "
                 f"{rt['late_frames']} of {rt['bridge_frames']} | "
                 f"{rt['unanswered_frames']} | {answer} |"
+            )
+        jpeg, raw = m["sync_jpeg"], m["sync"][r["default_backend"]]
+        lines += [
+            "",
+            f"### Lane graph, jpeg input ({r['default_backend']}, sync; latency includes the "
+            "jpeg decode)",
+            "",
+            "| input | p50 ms | p99 ms | p99.9 ms | steps/s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label, row in (("raw Image", raw), ("jpeg CompressedImage", jpeg)):
+            lines.append(
+                f"| {label} | {row['latency_p50_ms']:.3f} | {row['latency_p99_ms']:.3f} | "
+                f"{row['latency_p999_ms']:.3f} | {row['steps_per_s']:.0f} |"
             )
         lines += [
             "",

@@ -64,6 +64,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {
     "mode": ("sim_bridge", "mode", ""),
     "env_kwargs": ("sim_bridge", "env_kwargs", ""),
     "autopilot": ("sim_bridge", "autopilot", ""),
+    "image_transport": ("policy_node", "image_transport", ""),
+    "publish_compressed": ("sim_bridge", "publish_compressed", ""),
     "record_dir": ("bag_recorder", "output", ""),
     "record_storage": ("bag_recorder", "storage", ""),
 }

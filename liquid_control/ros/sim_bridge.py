@@ -28,7 +28,7 @@ import numpy as np
 
 from liquid_control.errors import UserError
 from liquid_control.ros.bridge import COMMAND_MODES, AnswerTimes, Frame, SimSession, make_env
-from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
+from liquid_control.ros.conversions import rgb_to_compressed, rgb_to_image, s_to_stamp
 from liquid_control.ros.params import Param, ParameterError
 from liquid_control.ros.runtime import node_entry_points
 
@@ -85,6 +85,13 @@ PARAMS = [
     ),
     Param("frame_id", "camera", "frame of the camera images", read_only=True),
     Param(
+        "publish_compressed",
+        False,
+        "also publish every camera frame as jpeg (sensor_msgs/CompressedImage) on "
+        "<camera_topic>/compressed, as image_transport's compressed plugin does",
+        read_only=True,
+    ),
+    Param(
         "autopilot",
         "",
         "expert: the privileged expert drives (commands are ignored) and its command is "
@@ -109,7 +116,7 @@ def _make_node_class():
     from rclpy.clock import Clock, ClockType
     from rclpy.node import Node
     from rosgraph_msgs.msg import Clock as ClockMsg
-    from sensor_msgs.msg import CameraInfo, JointState
+    from sensor_msgs.msg import CameraInfo, CompressedImage, JointState
     from sensor_msgs.msg import Image as ImageMsg
     from std_msgs.msg import Float64MultiArray, String
     from std_srvs.srv import Trigger
@@ -131,6 +138,11 @@ def _make_node_class():
                 raise
             self.done = threading.Event()
             self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
+            self.compressed_pub = (
+                self.create_publisher(CompressedImage, self.p["camera_topic"] + "/compressed", 10)
+                if self.p["publish_compressed"]
+                else None
+            )
             info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
             self.info_pub = self.create_publisher(CameraInfo, info_topic, 10)
             self.odom_pub = self.create_publisher(Odometry, "odom", 10)
@@ -300,6 +312,8 @@ def _make_node_class():
                 self.info_pub.publish(_camera_info(CameraInfo(), image, self.fovy_deg[view]))
                 self.answers.frame_sent(stamp.sec * 10**9 + stamp.nanosec, time.monotonic())
                 self.image_pub.publish(image)
+                if self.compressed_pub is not None:
+                    self.compressed_pub.publish(rgb_to_compressed(rgb, stamp, self.p["frame_id"]))
 
     return SimBridge
 

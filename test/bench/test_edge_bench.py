@@ -21,6 +21,8 @@ def test_edge_bench_measures_idle_and_loaded_with_every_backend(tmp_path: Path) 
             assert set(condition[graph]) == set(BACKENDS)
             for row in condition[graph].values():
                 assert row["frames"] > 0 and row["steps_per_s"] > 0
+        jpeg = condition["sync_jpeg"]
+        assert jpeg["frames"] > 0 and jpeg["latency_p50_ms"] > 0  # the node took jpeg frames
         assert {row["backend"] for row in condition["step"].values()} == {
             "onnxruntime",
             "torchscript",
@@ -31,6 +33,8 @@ def test_edge_bench_measures_idle_and_loaded_with_every_backend(tmp_path: Path) 
     assert "1 busy: no late or unanswered frame at 20 Hz" in results["targets"]
     table = (tmp_path / "edge.md").read_text()
     assert "## idle" in table and "## 1 busy" in table and "Walker2d" in table
+    assert "| jpeg CompressedImage |" in table
+    assert "idle: jpeg input p99 <= raw p99 + 1.5 ms" in results["targets"]
 
 
 def test_busy_processes_are_stopped_even_when_the_block_fails() -> None:
