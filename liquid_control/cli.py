@@ -281,17 +281,24 @@ def _expert(args: argparse.Namespace) -> None:
 
 
 def _bag2minari(args: argparse.Namespace) -> None:
-    from liquid_control.data.bags import bag2minari
+    from liquid_control.data import mapping as m
 
-    summary = bag2minari(
-        args.bags,
-        args.image_topic,
-        args.command_topic,
-        args.dataset_id,
-        tolerance_s=args.tolerance,
-        gap_s=args.gap,
-        time_source=args.time_source,
-    )
+    flat = {k: getattr(args, k) for k in ("image_topic", "command_topic", "tolerance_s", "gap_s")}
+    flat["time_source"] = args.time_source
+    given = sorted("--" + k.replace("_", "-").removesuffix("-s") for k, v in flat.items() if v)
+    if args.rerun:
+        if args.bags or args.mapping or given:
+            raise UserError("--rerun repeats the stored conversion: give no bags or options")
+        summary = m.rerun_conversion(args.rerun, args.dataset_id)
+    else:
+        if not args.bags:
+            raise UserError("no bag given (or --rerun DATASET_ID)")
+        if args.mapping and given:
+            raise UserError(f"{', '.join(given)} and --mapping: put these in the mapping file")
+        mapping = m.load_mapping(args.mapping) if args.mapping else m.mapping_from_options(**flat)
+        source = str(args.mapping.absolute()) if args.mapping else ""
+        dataset_id = args.dataset_id or "liquid_control/lane-bag-v0"
+        summary = m.convert_with_mapping(mapping, args.bags, dataset_id, source)
     print(json_text(summary, indent=2, default=str))
 
 
@@ -345,11 +352,17 @@ def _eval(args: argparse.Namespace) -> None:
 
 def _arena(args: argparse.Namespace) -> None:
     from liquid_control.schema import parse
-    from liquid_control.train.arena import ArenaConfig, run_arena
+    from liquid_control.train.arena import ArenaConfig, config_from_mapping, run_arena
 
-    # Only the options given on the command line override the defaults.
+    # Only the options given on the command line override the defaults (or the mapping's).
     given = {k: v for k, v in vars(args).items() if k in ARENA_OPTIONS and v is not None}
-    cfg = parse(ArenaConfig, {**given, "video": not args.no_video}, "arena options")
+    given["video"] = not args.no_video
+    if args.mapping:
+        from liquid_control.data.mapping import load_mapping
+
+        cfg = config_from_mapping(load_mapping(args.mapping), **given)
+    else:
+        cfg = parse(ArenaConfig, given, "arena options")
     summary = run_arena(args.bags, args.model, args.out, cfg, trusted_keys=args.trusted_key)
     print((args.out / "arena.md").read_text())
     print(f"wrote {args.out}/arena.json, arena.md, arena_steps.csv, arena.png", end="")
@@ -458,42 +471,53 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pair each camera frame with the latest command at or before it and write "
         "a lane-keeping Minari dataset. Messages keep the order they were logged in; an "
         "episode ends where header stamps go backwards or jump by more than --gap, and "
-        "every such split is reported with its reason.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "every such split is reported with its reason. --mapping FILE (YAML: topics, label "
+        "convention, crop/resize, stamps, episode rules, tolerance; see "
+        "liquid_control/data/mapping.py) replaces the options; the conversion is stored in "
+        "the dataset's metadata and --rerun DATASET_ID repeats it exactly.",
     )
-    p.add_argument("bags", nargs="+", type=Path, help="rosbag2 directories or .mcap files")
+    p.add_argument(
+        "bags", nargs="*", type=Path, help="rosbag2 directories or .mcap files (all into one)"
+    )
+    p.add_argument("--mapping", type=Path, help="the robot's mapping file (YAML)")
+    p.add_argument(
+        "--rerun",
+        metavar="DATASET_ID",
+        help="repeat the conversion stored in this dataset (same bags, same mapping) into "
+        "--dataset-id (default: its next version)",
+    )
     p.add_argument(
         "--image-topic",
-        default="camera/image_raw",
-        help="sensor_msgs/Image or CompressedImage topic",
+        help="sensor_msgs/Image or CompressedImage topic (default: camera/image_raw)",
     )
     p.add_argument(
         "--command-topic",
-        default="cmd_vel",
-        help="geometry_msgs/Twist[Stamped] or ackermann_msgs/AckermannDrive[Stamped] topic",
+        help="geometry_msgs/Twist[Stamped] or ackermann_msgs/AckermannDrive[Stamped] topic "
+        "(default: cmd_vel)",
     )
     p.add_argument(
         "--dataset-id",
-        default="liquid_control/lane-bag-v0",
-        help=f"Minari dataset id, {DATASET_ID_FORMAT}; must not exist yet",
+        help=f"Minari dataset id, {DATASET_ID_FORMAT}; must not exist yet (default: "
+        "liquid_control/lane-bag-v0)",
     )
     p.add_argument(
         "--tolerance",
+        dest="tolerance_s",
         type=non_negative_float,
-        default=0.1,
-        help="a frame is kept when a command is stamped at most this many seconds before it",
+        help="a frame is kept when a command is stamped at most this many seconds before it "
+        "(default: 0.1)",
     )
     p.add_argument(
         "--gap",
+        dest="gap_s",
         type=positive_float,
-        default=0.5,
-        help="a header-stamp jump above this many seconds starts a new episode",
+        help="a header-stamp jump above this many seconds starts a new episode (default: 0.5)",
     )
     p.add_argument(
         "--time-source",
         choices=["header", "log"],
-        default="header",
-        help="place messages by header stamp (log time where there is none) or by log time",
+        help="place messages by header stamp (log time where there is none) or by "
+        "log time (default: header)",
     )
     p.set_defaults(func=_bag2minari)
 
@@ -581,6 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bags", nargs="+", type=Path, help="rosbag2 directories or .mcap files")
     p.add_argument("--model", required=True, help="export directory or manifest.json")
     p.add_argument("--out", type=Path, default=Path("out/arena"), help="output directory")
+    p.add_argument(
+        "--mapping",
+        type=Path,
+        help="the bag2minari mapping file: its topics, command convention, stamps, tolerance "
+        "and crop (options given here override it)",
+    )
     p.add_argument(
         "--image-topic", help="sensor_msgs/Image or CompressedImage (default camera/image_raw)"
     )

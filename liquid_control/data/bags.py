@@ -66,6 +66,8 @@ IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 TWIST_TYPES = ("geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
 ACKERMANN_TYPES = ("ackermann_msgs/msg/AckermannDrive", "ackermann_msgs/msg/AckermannDriveStamped")
 RESET_EVENTS = ("start", "reset", "reset_service")
+SPLIT_RULES = ("gap", "event")  # a stamp going back always splits: dt must stay above zero
+CONVERSION_METADATA_KEY = "liquid_control_bag2minari"  # what re-runs a conversion
 
 # ackermann_msgs is not in rosbags' stores; its definitions, verbatim from the package.
 _ACKERMANN_MSGS = {
@@ -262,6 +264,9 @@ class _Options:
     wheelbase_m: float
     min_speed_mps: float
     skipped: Counter[str] = field(default_factory=Counter)
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right (pixels)
+    curvature_sign: int = 1  # -1: the robot's positive steering turns right
+    split_on: tuple[str, ...] = SPLIT_RULES
 
 
 def _time_ns(msg: Any, log_ns: int, opts: _Options) -> int:
@@ -287,9 +292,11 @@ def _curvature(msg: Any, msgtype: str, opts: _Options) -> float:
     if msgtype in TWIST_TYPES:
         twist = msg.twist if msgtype.endswith("Stamped") else msg
         speed = float(twist.linear.x)
-        return float(twist.angular.z) / speed if abs(speed) >= opts.min_speed_mps else 0.0
-    drive = msg.drive if msgtype.endswith("Stamped") else msg
-    return math.tan(float(drive.steering_angle)) / opts.wheelbase_m
+        kappa = float(twist.angular.z) / speed if abs(speed) >= opts.min_speed_mps else 0.0
+    else:
+        drive = msg.drive if msgtype.endswith("Stamped") else msg
+        kappa = math.tan(float(drive.steering_angle)) / opts.wheelbase_m
+    return opts.curvature_sign * kappa
 
 
 def _find_topic(topics: dict[str, Any], wanted: str, accepted: Sequence[str], bag: Path) -> str:
@@ -411,10 +418,18 @@ def _frame(
 ) -> _Frame | None:
     import cv2
 
+    from liquid_control.ros.conversions import ImageError, crop_frame
+
     rgb = _decode_image(msg, msgtype)
     if rgb is None:
         opts.skipped["undecodable_images"] += 1
         return None
+    if any(opts.crop):
+        try:
+            rgb = crop_frame(rgb, opts.crop)
+        except ImageError:
+            opts.skipped["frames_smaller_than_crop"] += 1
+            return None
     if opts.image_size is not None:
         height, width = opts.image_size
         if rgb.shape[:2] != (height, width):
@@ -440,14 +455,16 @@ def _event_boundary(text: str, log_ns: int, opts: _Options) -> _Boundary | None:
 
 
 def _split_reason(
-    prev: _Frame, frame: _Frame, boundaries: list[_Boundary], gap_ns: int
+    prev: _Frame, frame: _Frame, boundaries: list[_Boundary], gap_ns: int, split_on: Sequence[str]
 ) -> tuple[str, str] | None:
     """Why ``frame`` starts a new episode after ``prev``, as (kind, words); None: it does not."""
     step_ns = frame.stamp_ns - prev.stamp_ns
     if step_ns < 0:
         return "stamp_went_back", f"stamp went back {-step_ns * 1e-9:.3f} s"
-    if step_ns > gap_ns:
+    if "gap" in split_on and step_ns > gap_ns:
         return "stamp_jumped", f"stamp jumped {step_ns * 1e-9:.3f} s, more than gap_s"
+    if "event" not in split_on:
+        return None
     for b in boundaries:
         if b.by_stamp and prev.stamp_ns < b.time_ns <= frame.stamp_ns:
             return "event", "start/reset event"
@@ -475,7 +492,7 @@ def _segments(
             if prev.stamp_ns - tolerance_ns <= frame.stamp_ns <= prev.stamp_ns:
                 opts.skipped["frames_out_of_order_or_repeated"] += 1
                 continue
-            reason = _split_reason(prev, frame, boundaries, gap_ns)
+            reason = _split_reason(prev, frame, boundaries, gap_ns, opts.split_on)
             if reason is None:
                 segments[-1].append(frame)
                 continue
@@ -596,6 +613,10 @@ def bag2minari(
     events_topic: str = "episode_events",
     time_source: str = "header",
     image_encoding: str = "lossless",
+    crop: Sequence[int] = (0, 0, 0, 0),
+    curvature_sign: int = 1,
+    split_on: Sequence[str] = SPLIT_RULES,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Convert recorded rosbag2 drives into a lane-keeping Minari dataset.
 
@@ -614,7 +635,7 @@ def bag2minari(
             out of order or twice: skipped and counted; further back, a new episode starts.
         gap_s: a stamp step between frames above this starts a new episode (the simulator
             jumps sim time by 1 s at every reset); so does a start/reset event on
-            ``events_topic`` when the bag has that topic.
+            ``events_topic`` when the bag has that topic (see ``split_on``).
         image_size: (height, width) every frame is resized to (area interpolation); None
             keeps the recorded size and skips frames of another size.
         command_kind: ``auto`` (by the topic's type), ``twist`` or ``ackermann`` (refuse
@@ -622,6 +643,15 @@ def bag2minari(
         max_abs_curvature: action bound; labels beyond it are clipped and counted.
         time_source: ``header`` (stamps, log time where there is no header) or ``log``.
         image_encoding: ``lossless`` or ``jpeg`` (see :func:`collect_dataset`).
+        crop: (top, bottom, left, right) pixels removed from every frame before resizing;
+            a frame that small is skipped and counted.
+        curvature_sign: -1 flips the labels (a robot whose positive steering turns right).
+        split_on: which rules split a bag into episodes: ``gap`` (``gap_s``) and ``event``
+            (start/reset events); none keeps one episode per bag. A stamp going back always
+            splits: no step of a dataset has dt <= 0.
+        provenance: stored with the conversion in the dataset's metadata (the mapping file
+            it came from, say). The bags' absolute paths and every argument here are stored
+            under ``liquid_control_bag2minari`` too, so :func:`rerun_conversion` repeats it.
 
     Returns:
         A summary: ``dataset`` (its directory), ``episodes``, ``frames``, per-topic message
@@ -636,6 +666,30 @@ def bag2minari(
     """
     paths = [Path(bags)] if isinstance(bags, str | Path) else [Path(b) for b in bags]
     _check_arguments(paths, dataset_id, tolerance_s, gap_s, command_kind, time_source)
+    if unknown := set(split_on) - set(SPLIT_RULES):
+        raise UserError(f"split_on {sorted(unknown)} unknown; use {', '.join(SPLIT_RULES)}")
+    if len(crop) != 4 or min(crop) < 0 or curvature_sign not in (1, -1):
+        raise UserError(
+            f"crop must be 4 pixel counts >= 0 and curvature_sign 1 or -1, got {list(crop)}, "
+            f"{curvature_sign}"
+        )
+    arguments = {
+        "image_topic": image_topic,
+        "command_topic": command_topic,
+        "tolerance_s": tolerance_s,
+        "gap_s": gap_s,
+        "image_size": list(image_size) if image_size is not None else None,
+        "command_kind": command_kind,
+        "wheelbase_m": wheelbase_m,
+        "max_abs_curvature": max_abs_curvature,
+        "min_speed_mps": min_speed_mps,
+        "events_topic": events_topic,
+        "time_source": time_source,
+        "image_encoding": image_encoding,
+        "crop": [int(c) for c in crop],
+        "curvature_sign": curvature_sign,
+        "split_on": list(split_on),
+    }
     if image_encoding not in IMAGE_ENCODINGS:
         raise UserError(f"image_encoding {image_encoding!r} unknown; use one of {IMAGE_ENCODINGS}")
     opts = _Options(
@@ -644,6 +698,9 @@ def bag2minari(
         time_source,
         wheelbase_m,
         min_speed_mps,
+        crop=tuple(int(c) for c in crop),  # type: ignore[arg-type]
+        curvature_sign=curvature_sign,
+        split_on=tuple(split_on),
     )
     messages: Counter[str] = Counter()
     episodes: list[_ReplayEpisode] = []
@@ -693,6 +750,13 @@ def bag2minari(
             algorithm_name="rosbag",
             description=f"bag2minari of {', '.join(p.name for p in paths)}: {image_topic} "
             f"paired with {command_topic} (curvature, 1/m); {_split_note(splits)}",
+            metadata={
+                CONVERSION_METADATA_KEY: {
+                    **(provenance or {}),
+                    "bags": [str(p.absolute()) for p in paths],
+                    "arguments": arguments,
+                }
+            },
         )
     all_dt = np.concatenate([e.dt_s for e in episodes])
     return {

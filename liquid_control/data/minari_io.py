@@ -130,6 +130,7 @@ def collect_dataset(
     image_encoding: str = "lossless",
     algorithm_name: str | None = None,
     description: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Run ``controller`` on ``env`` for ``episodes`` episodes and write a Minari dataset.
 
@@ -143,6 +144,7 @@ def collect_dataset(
             ~6x smaller, pixel error up to ~90/255; Minari applies it to uint8 images of at
             least 32x32 only).
         algorithm_name / description: Minari metadata.
+        metadata: more keys for the dataset's metadata (JSON values), e.g. how it was made.
 
     Returns:
         The dataset directory (``<root>/<namespace>/<name>-v<N>``).
@@ -198,8 +200,9 @@ def collect_dataset(
             finally:
                 collector.close()
             dt = _constant_dt(env)
-            if dt is not None:
-                dataset.storage.update_metadata({DT_METADATA_KEY: dt})
+            extra = {**(metadata or {}), **({DT_METADATA_KEY: dt} if dt is not None else {})}
+            if extra:
+                dataset.storage.update_metadata(extra)
         # Minari marks namespaces with a metadata file; give the real root one if missing.
         marker = Path("liquid_control") / "namespace_metadata.json"
         if not (root / marker).exists():

@@ -86,6 +86,16 @@ def rgb_to_compressed(rgb: np.ndarray, stamp: Any, frame_id: str, quality: int =
     return msg
 
 
+def crop_frame(rgb: np.ndarray, crop: tuple[int, int, int, int] | list[int]) -> np.ndarray:
+    """``rgb`` without ``crop`` = (top, bottom, left, right) pixels at its edges (a
+    contiguous copy). Raises :class:`ImageError` when nothing would be left."""
+    top, bottom, left, right = (int(c) for c in crop)
+    height, width = rgb.shape[:2]
+    if top + bottom >= height or left + right >= width:
+        raise ImageError(f"crop {list(crop)} leaves nothing of a {width}x{height} frame")
+    return np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
+
+
 def rgb_to_image(rgb: np.ndarray, stamp: Any, frame_id: str) -> Any:
     """Wrap an (H, W, 3) uint8 RGB array as a ``sensor_msgs/Image`` (rgb8)."""
     from sensor_msgs.msg import Image

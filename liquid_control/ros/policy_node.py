@@ -55,6 +55,7 @@ from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.conversions import (
     ImageError,
     compressed_to_rgb,
+    crop_frame,
     image_to_rgb,
     stamp_to_s,
 )
@@ -106,6 +107,15 @@ PARAMS = [
         "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage "
         "(jpeg, png) on <image_topic>/compressed, as image_transport publishes it",
         choices=IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
+    Param(
+        "crop",
+        [0, 0, 0, 0],
+        "top, bottom, left, right pixels removed from every frame before it is resized to "
+        "the model's input (the crop of the dataset's bag2minari mapping)",
+        0,
+        100_000,
         read_only=True,
     ),
     Param("command_topic", "cmd_vel", "command topic (geometry_msgs/TwistStamped)", read_only=True),
@@ -308,6 +318,8 @@ def _make_node_class():
             received = time.perf_counter()
             try:
                 rgb = self.decode(msg)
+                if any(self.p["crop"]):
+                    rgb = crop_frame(rgb, self.p["crop"])
             except ImageError as e:
                 self.controller.stats.dropped += 1
                 self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)

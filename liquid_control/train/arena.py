@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -37,8 +37,12 @@ from pydantic import Field
 from liquid_control.atomic import atomic_path, write_json
 from liquid_control.errors import UserError
 from liquid_control.models.export import DEFAULT_BACKEND, DEFAULT_THREADS
-from liquid_control.schema import SCHEMA_CONFIG
+from liquid_control.schema import SCHEMA_CONFIG, parse
 
+if TYPE_CHECKING:
+    from liquid_control.data.mapping import BagMapping
+
+Pixels = Annotated[int, Field(ge=0)]
 VIDEO_WIDTH_PX = 600  # frames are upscaled by a whole factor to about this width
 
 
@@ -68,6 +72,8 @@ class ArenaConfig:
     min_speed_mps: Annotated[float, Field(ge=0.0)] = 0.1
     curvature_sign: Literal[1, -1] = 1
     """-1 for a robot whose recorded positive steering turns right."""
+    crop: tuple[Pixels, Pixels, Pixels, Pixels] = (0, 0, 0, 0)
+    """policy_node's crop: top, bottom, left, right pixels removed before resizing."""
     backend: str = DEFAULT_BACKEND
     threads: Annotated[int, Field(ge=0, le=64)] = DEFAULT_THREADS
     video: bool = True
@@ -184,6 +190,24 @@ def run_arena(
     return {**summary, "steps": [dataclasses.asdict(s) for s in steps]}
 
 
+def config_from_mapping(mapping: BagMapping, **overrides: Any) -> ArenaConfig:
+    """The arena settings a dataset's mapping implies (its topics, command convention,
+    stamps, tolerance and crop), with ``overrides`` on top."""
+    values = {
+        "image_topic": mapping.image.topic,
+        "command_topic": mapping.command.topic,
+        "command_kind": mapping.command.type,
+        "tolerance_s": mapping.tolerance_s,
+        "time_source": mapping.stamps,
+        "max_abs_curvature": mapping.command.max_abs_curvature,
+        "wheelbase_m": mapping.command.wheelbase_m,
+        "min_speed_mps": mapping.command.min_speed_mps,
+        "curvature_sign": mapping.command.sign,
+        "crop": mapping.image.crop,
+    }
+    return parse(ArenaConfig, {**values, **overrides}, "arena options")
+
+
 def _model_curvature(action: np.ndarray, max_abs_curvature: float) -> float:
     """The curvature policy_node commands for ``action`` (its yaw rate at 1 m/s)."""
     from liquid_control.ros.edge import action_to_command
@@ -199,10 +223,15 @@ def _frames(path: Path, cfg: ArenaConfig) -> Iterator[tuple[np.ndarray, float, i
     from rosbags.highlevel import AnyReader
 
     from liquid_control.data import bags
-    from liquid_control.ros.conversions import stamp_to_s
+    from liquid_control.ros.conversions import ImageError, crop_frame, stamp_to_s
 
     opts = bags._Options(
-        None, cfg.command_kind, cfg.time_source, cfg.wheelbase_m, cfg.min_speed_mps
+        None,
+        cfg.command_kind,
+        cfg.time_source,
+        cfg.wheelbase_m,
+        cfg.min_speed_mps,
+        curvature_sign=cfg.curvature_sign,
     )
     errors = bags._bag_errors()
     try:
@@ -226,13 +255,18 @@ def _frames(path: Path, cfg: ArenaConfig) -> Iterator[tuple[np.ndarray, float, i
                 yield None
                 continue
             rgb = bags._decode_image(msg, connection.msgtype)
+            if rgb is not None and any(cfg.crop):
+                try:
+                    rgb = crop_frame(rgb, cfg.crop)
+                except ImageError:
+                    rgb = None  # policy_node drops such a frame too
             if rgb is None:
                 yield None
                 continue
             kappa = recorded.match(
                 bags._time_ns(msg, log_ns, opts), log_ns, cfg.match, tolerance_ns
             )
-            yield rgb, stamp_to_s(msg.header.stamp), log_ns, cfg.curvature_sign * kappa
+            yield rgb, stamp_to_s(msg.header.stamp), log_ns, kappa
     finally:
         reader.close()
 
