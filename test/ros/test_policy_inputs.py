@@ -86,3 +86,16 @@ def test_reset_state_makes_the_next_commands_those_of_a_fresh_node(ros, lane_exp
     assert wait_for(lambda: player.diag().get("requested_resets") == "1")
     assert player.diag()["state_resets"] == "0"  # no automatic reset was involved
     assert node.requested_resets == 1
+
+
+def test_crop_parameter_crops_frames_before_the_model_sees_them(ros, lane_export) -> None:
+    from liquid_control.ros.conversions import crop_frame
+    from liquid_control.ros.edge import EdgeController
+
+    rgb = frames(1)[0]
+    start_node(ros, lane_export, crop=[10, 20, 30, 40], max_abs_curvature=10.0)
+    cmd = Player(ros).play(rgb_to_image(rgb, s_to_stamp(1.0), "camera"))
+    cropped, _ = EdgeController(lane_export).on_frame(crop_frame(rgb, (10, 20, 30, 40)), 1.0)
+    whole, _ = EdgeController(lane_export).on_frame(rgb, 1.0)
+    assert cmd.twist.angular.z == pytest.approx(float(cropped[0]) * 10.0, abs=1e-6)
+    assert abs(float(whole[0] - cropped[0])) > 1e-6  # the crop made a difference
