@@ -131,6 +131,12 @@ def _bench(args: argparse.Namespace) -> None:
             seconds=15.0 if args.seconds is None else args.seconds,
             load=2 if args.load is None else args.load,
         )
+    elif args.what == "arena":
+        from liquid_control.bench import arena
+
+        arena.run(args.out)
+        print((args.out / "arena_lane.md").read_text())
+        return
     elif args.what == "env":
         from liquid_control.bench import env
 
@@ -651,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone"],
+        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena"],
         help="which benchmark",
     )
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")

