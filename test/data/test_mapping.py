@@ -230,3 +230,23 @@ def test_a_crop_larger_than_the_frames_is_counted_and_refused(tmp_path) -> None:
         from liquid_control.data.mapping import convert_with_mapping
 
         convert_with_mapping(load_mapping(mapping), main_args, "liquid_control/lane-crop-v0")
+
+
+def test_the_readme_mapping_and_node_parameters_are_valid(tmp_path) -> None:
+    """The 'Your own robot' walkthrough's YAML blocks: a mapping and policy_node parameters."""
+    import re
+
+    import yaml
+
+    from liquid_control.ros.policy_node import PARAMS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Your own robot", 1)[1].split("\n## ", 1)[0]
+    mapping_text, node_text = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    (tmp_path / "robot.yaml").write_text(mapping_text)
+    mapping = load_mapping(tmp_path / "robot.yaml")
+    params = yaml.safe_load(node_text)["policy_node"]["ros__parameters"]
+    table = {p.name: p for p in PARAMS}
+    assert all(table[k].check(v) is None for k, v in params.items())
+    assert list(mapping.image.crop) == params["crop"]
+    assert mapping.command.max_abs_curvature == params["max_abs_curvature"]
