@@ -24,6 +24,11 @@ clock stepped back). An episode ends where the frames' stamps go back by more th
 ``tolerance_s`` (a smaller step back is a frame delivered out of order: dropped), jump
 forward by more than ``gap_s``, or a start/reset event says so; every split is reported
 with its reason, so every step of a dataset has a dt above zero.
+
+Every conversion stores its bags' absolute paths and all its arguments (crop, label sign,
+split rules included) in the dataset's metadata (``liquid_control_bag2minari``);
+:mod:`liquid_control.data.mapping` reads a robot's YAML mapping into those arguments and
+re-runs a stored conversion.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ png) on ``<image_topic>/compressed``, where image_transport's ``compressed`` plu
 publishes it; decoding counts in the reported latency and a corrupt payload is dropped
 and counted like a malformed ``Image``.
 
+``crop`` removes (top, bottom, left, right) pixels from every frame before it is resized to
+the model's input, as the dataset's ``bag2minari`` mapping cropped its frames.
+
 ``~/reset_state`` (``std_srvs/Trigger``) starts the recurrent state afresh, as a new node
 would (the next frame's dt is the export's ``dt_s``); each request is logged and counted
 in ``/diagnostics`` (``requested_resets``), apart from the automatic ``state_resets``.
