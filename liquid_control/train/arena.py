@@ -117,11 +117,9 @@ class _Recorded:
         if not near:
             return math.nan
         j = min(near, key=lambda j: abs(int(self.log_ns[j]) - log_ns))
-        return (
-            float(self.curvature[j])
-            if abs(int(self.log_ns[j]) - log_ns) <= tolerance_ns
-            else (math.nan)
-        )
+        if abs(int(self.log_ns[j]) - log_ns) > tolerance_ns:
+            return math.nan
+        return float(self.curvature[j])
 
 
 def run_arena(
@@ -171,7 +169,7 @@ def run_arena(
                     continue
                 rgb, stamp_s, log_ns, recorded = item
                 action, reason = controller.on_frame(rgb, stamp_s)
-                if reason is not None:  # never on a bag's first frame: nothing to compare
+                if reason is not None:  # a reset starts an episode (never on a bag's first frame)
                     episode += 1
                 kappa = _model_curvature(action, cfg.max_abs_curvature)
                 step = ArenaStep(
