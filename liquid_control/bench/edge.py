@@ -59,6 +59,8 @@ TARGETS = {
     "jpeg_over_raw_p99_ms": 1.5,
 }
 LANE_GRAPH = {"env_kwargs": json.dumps({"track_split": "test", "track_length_m": 1000.0})}
+# Every graph run has at least this many steps to measure, on a machine however busy.
+MIN_STEPS = 10
 # Torch's own default, read before anything in this process changes it.
 TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
@@ -109,15 +111,18 @@ def step_latency(model: str | Path, backend: str, threads: int, steps: int) -> d
 def graph_run(
     task: str, backend: str, mode: str, seconds: float, model: str = "", jpeg: bool = False
 ) -> dict:
-    """One graph with one backend for ``seconds`` of closed loop (sync or realtime); with
-    ``jpeg`` the bridge also publishes jpeg frames and the node takes those instead."""
+    """One graph with one backend for ``seconds`` of closed loop (sync or realtime), and
+    at least :data:`MIN_STEPS` steps however slow the machine is; with ``jpeg`` the bridge
+    also publishes jpeg frames and the node takes those instead."""
     from liquid_control.ros.runner import drive
 
     overrides = {**(LANE_GRAPH if task == "lane" else {}), "backend": backend, "mode": mode}
     overrides["model"] = model
     if jpeg:
         overrides.update(publish_compressed="true", image_transport="compressed")
-    summary = drive(task, overrides, duration_s=seconds, episodes=None, print_every_s=1e9)
+    summary = drive(
+        task, overrides, duration_s=seconds, episodes=None, print_every_s=1e9, min_steps=MIN_STEPS
+    )
     policy, answers = summary["policy"], summary["answers"]
     return {
         "latency_p50_ms": policy["latency_p50_ms"],

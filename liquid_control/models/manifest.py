@@ -334,9 +334,9 @@ def policy_from_manifest(manifest: dict[str, Any], where: Path) -> Policy:
     whose shapes are not the manifest's I/O spec. The weights are not loaded."""
     data = manifest["config"]
     try:
-        cfg = PolicyConfig.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise UserError(f"model manifest {where}: invalid config ({e}); re-export it") from None
+        cfg = PolicyConfig.from_dict(data)  # the typed schema: one line naming the key path
+    except UserError as e:
+        raise UserError(f"model manifest {where}: {e}; re-export it") from None
     _check_config_values(cfg, where)
     fe = cfg.frontend
     if fe.kind != "vector" and not (

@@ -20,6 +20,9 @@ from liquid_control.atomic import atomic_path, json_text
 from liquid_control.errors import UserError
 from liquid_control.ros.graph import GRAPHS, as_ros_parameters, node_parameters
 
+# How long past ``duration_s`` a run may take to reach ``min_steps`` before it is stuck.
+STUCK_S = 300.0
+
 
 def drive(
     task: str = "lane",
@@ -31,9 +34,12 @@ def drive(
     print_every_s: float = 2.0,
     record: bool = False,
     steps: int | None = None,
+    min_steps: int = 0,
 ) -> dict[str, Any]:
     """Run ``task``'s graph until ``duration_s`` of wall time, ``episodes`` finished
-    episodes or ``steps`` sim steps, whichever comes first (``None``: no such limit)."""
+    episodes or ``steps`` sim steps, whichever comes first (``None``: no such limit).
+    ``min_steps``: the duration ends only once this many steps are done (a busy machine
+    is slow, not broken), within ``STUCK_S`` more seconds."""
     import rclpy
 
     try:
@@ -71,8 +77,13 @@ def drive(
                 break
             if steps and session.steps >= steps:
                 break
-            if duration_s and now - start >= duration_s:
+            if duration_s and now - start >= duration_s and session.steps >= min_steps:
                 break
+            if duration_s and now - start >= duration_s + STUCK_S:
+                raise UserError(
+                    f"the graph made {session.steps} steps in {now - start:.0f} s, fewer than "
+                    f"the {min_steps} asked for: is the policy answering?"
+                )
             if now - last_print >= print_every_s:
                 last_print = now
                 print(_live_line(summarise(nodes, now - start)), flush=True)
