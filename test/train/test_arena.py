@@ -169,3 +169,54 @@ def test_cli_writes_the_report(tmp_path, constant, capsys) -> None:
     assert main([*args, "--command-topic", "cmd_vel", "--match", "stamp"]) == 0
     assert "| **all** |" in capsys.readouterr().out
     assert (out / "arena.json").is_file() and not (out / "arena.mp4").exists()
+
+
+def test_mapping_gives_the_arena_its_topics_sign_and_crop(tmp_path, constant) -> None:
+    bag = write_foreign_bag(tmp_path / "robot", robot_drive(drive_times(1, 5)), "mcap")
+    mapping = tmp_path / "robot.yaml"
+    mapping.write_text(
+        f"image: {{topic: {IMAGE}, crop: [2, 2, 4, 4]}}\n"
+        f"command: {{topic: {CMD}, sign: -1}}\ntolerance_s: 0.0\n"
+    )
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "arena",
+                str(bag),
+                "--model",
+                constant,
+                "--mapping",
+                str(mapping),
+                "--out",
+                str(out),
+                "--no-video",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "arena.json").read_text())
+    assert summary["config"]["crop"] == [2, 2, 4, 4] and summary["config"]["tolerance_s"] == 0.0
+    with open(out / "arena_steps.csv") as f:
+        recorded = [float(row["recorded_curvature"]) for row in csv.DictReader(f)]
+    assert recorded == pytest.approx([-curvature_of(i) for i in range(5)])
+    # Command-line options override the mapping's.
+    assert (
+        main(
+            [
+                "arena",
+                str(bag),
+                "--model",
+                constant,
+                "--mapping",
+                str(mapping),
+                "--out",
+                str(out),
+                "--no-video",
+                "--tolerance",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "arena.json").read_text())["config"]["tolerance_s"] == 0.5
