@@ -88,8 +88,9 @@ class Operator:
             self.commands.append(msg)
 
     def _diag(self, msg: DiagnosticArray) -> None:
+        # /diagnostics is shared by every node of the graph: keep policy_node's own.
         with self.lock:
-            self.diagnostics.extend(msg.status)
+            self.diagnostics.extend(s for s in msg.status if s.name.startswith("policy_node"))
 
     def call(self, client, request):
         assert client.wait_for_service(timeout_sec=30.0), f"{client.srv_name} not offered"
