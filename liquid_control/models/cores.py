@@ -37,6 +37,16 @@ class Core(nn.Module):
         y, h = self.forward(x.unsqueeze(1), dt.unsqueeze(1), h)
         return y[:, 0], h
 
+    def _use_fast_bptt(self, cells: list[CfCCell] | list[LTCCell]) -> bool:
+        """Whether training runs through the hand-written backward passes; tracing for export
+        and gradient-free evaluation keep the plain per-step code."""
+        return (
+            torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and all(c.fast_bptt for c in cells)
+            and any(p.requires_grad for p in self.parameters())
+        )
+
 
 class CfCCore(Core):
     """CfC, dense (one cell with a backbone) or wired by an ``ncps.wirings`` wiring.
@@ -96,14 +106,6 @@ class CfCCore(Core):
         self.state_size = wiring.units
         self.output_size = wiring.output_dim
 
-    def _use_fast_bptt(self, cells: list[CfCCell]) -> bool:
-        return (
-            torch.is_grad_enabled()
-            and not torch.jit.is_tracing()
-            and all(c.fast_bptt for c in cells)
-            and any(p.requires_grad for p in self.parameters())
-        )
-
     def cells(self) -> list[CfCCell]:
         if self.wiring is None:
             return [self.rnn_cell]
@@ -157,17 +159,23 @@ class LTCCore(Core):
         self.state_size = wiring.units
         self.output_size = wiring.output_dim
 
+    def cells(self) -> list[LTCCell]:
+        return [self.rnn_cell]
+
     def forward(self, x: Tensor, dt: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v = self._state(h0, x)
         cell = self.rnn_cell
+        ts = dt.unsqueeze(-1)
+        if self._use_fast_bptt(self.cells()):
+            states = cell.solve(x, ts, v)
+            return cell.readout(states), states[:, -1]
         sensory = cell.sensory_terms(x)  # (B, T, 2, N)
         w_rec = cell.recurrent_weights()
-        ts = dt.unsqueeze(-1)
-        states = []
+        steps = []
         for t in range(x.shape[1]):
             v = cell.step_sensory(sensory[:, t], v, ts[:, t], w_rec)
-            states.append(v)
-        return cell.readout(torch.stack(states, 1)), v
+            steps.append(v)
+        return cell.readout(torch.stack(steps, 1)), v
 
     def apply_weight_constraints(self) -> None:
         self.rnn_cell.apply_weight_constraints()

@@ -121,9 +121,16 @@ def test_ltc_matches_ncps_on_same_weights(wiring: str) -> None:
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
 
 
-def test_cfc_gradients_match_ncps() -> None:
-    ref = CfC(INPUTS, AutoNCP(12, 2, seed=1))
-    mine = CfCCore(INPUTS, wiring=AutoNCP(12, 2, seed=1))
+@pytest.mark.parametrize("kind", ["cfc", "ltc"])
+def test_gradients_match_ncps(kind: str) -> None:
+    if kind == "cfc":
+        ref, mine = (
+            CfC(INPUTS, AutoNCP(12, 2, seed=1)),
+            CfCCore(INPUTS, wiring=AutoNCP(12, 2, seed=1)),
+        )
+    else:
+        ref = LTC(INPUTS, AutoNCP(12, 2, seed=1), ode_unfolds=4)
+        mine = LTCCore(INPUTS, AutoNCP(12, 2, seed=1), ode_unfolds=4)
     mine.load_state_dict(ref.state_dict())
     x, dt = _irregular(6)
     ref(x, timespans=dt)[0].square().sum().backward()
@@ -134,7 +141,7 @@ def test_cfc_gradients_match_ncps() -> None:
 
 
 @pytest.mark.parametrize(
-    "cfg", [c for c in CORES if c.kind == "cfc" and c.mode != "pure"], ids=_ids
+    "cfg", [c for c in CORES if c.kind == "ltc" or (c.kind == "cfc" and c.mode != "pure")], ids=_ids
 )
 def test_hand_written_bptt_equals_autograd(cfg: CoreConfig) -> None:
     torch.manual_seed(4)
