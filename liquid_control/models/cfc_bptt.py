@@ -133,10 +133,14 @@ class CfCSequence(torch.autograd.Function):
         bufs = ctx.bufs
         steps = bufs[0]["slopes"].shape[0]
         d_out_steps = d_out.transpose(0, 1)
-        dh_next = [
-            d if d is not None else torch.zeros_like(lay["h0"])
+        top = len(specs) - 1
+        # dh[i]: gradient of layer i's state at the step being processed. Contributions are
+        # accumulated by the matrix products that produce them (addmm), not by extra adds.
+        dh = [
+            d.clone() if d is not None else torch.zeros_like(lay["h0"])
             for d, lay in zip(d_final, layers, strict=True)
         ]
+        dh[top] += d_out_steps[steps - 1]
         dz_all = [
             buf["h"].new_empty(steps, *buf["h"].shape[1:-1], lay["w_h"].shape[0])
             for buf, lay in zip(bufs, layers, strict=True)
@@ -146,28 +150,30 @@ class CfCSequence(torch.autograd.Function):
             for spec, buf, dz in zip(specs, bufs, dz_all, strict=True)
         ]
         for t in reversed(range(steps)):
-            d_from_above = d_out_steps[t]
             for i in reversed(range(len(specs))):
                 spec, lay, buf = specs[i], layers[i], bufs[i]
-                dh = dh_next[i] + d_from_above
                 dg = dg_all[i][t]
-                batch = dh.shape[0]
+                batch = dg.shape[0]
                 torch.mul(
                     buf["slopes"][t].view(batch, 4, -1),
-                    dh.unsqueeze(1),
+                    dh[i].unsqueeze(1),
                     out=dg.view(batch, 4, -1),
                 )
                 dz = dz_all[i][t]
                 if spec.backbone:
                     torch.mm(dg, lay["w_g"], out=dz).mul_(buf["d_backbone"][t])
-                dh_next[i] = dz @ lay["w_h"]
-                d_from_above = dz @ lay["w_x"] if i > 0 else None
+                if i > 0:
+                    dh[i - 1].addmm_(dz, lay["w_x"])
+                if i == top and t > 0:
+                    dh[i] = torch.addmm(d_out_steps[t - 1], dz, lay["w_h"])
+                else:
+                    dh[i] = dz @ lay["w_h"]
         grads: list[Tensor | None] = []
         d_xp = None
         for i, (spec, buf) in enumerate(zip(specs, bufs, strict=True)):
             dz_flat = dz_all[i].reshape(-1, dz_all[i].shape[-1])
             h_prev = buf["h"][:-1].reshape(-1, spec.hidden)
-            grads += [dh_next[i], dz_flat.t() @ h_prev]
+            grads += [dh[i], dz_flat.t() @ h_prev]
             if i == 0:
                 d_xp = dz_all[0].transpose(0, 1)
             else:
