@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from liquid_control.models.cells import CfCCell, LTCCell
-from liquid_control.models.cfc_bptt import CfCSequence, LayerSpec
+from liquid_control.models.cfc_bptt import CfCSequence, LayerSpec, wired_sequence
 
 
 class Core(nn.Module):
@@ -115,20 +115,27 @@ class CfCCore(Core):
         h = self._state(h0, x)
         cells = self.cells()
         params = [c.fused_params() for c in cells]
-        first_proj = cells[0].project_inputs(x, params[0])
         ts = dt.unsqueeze(-1)
         hs = list(torch.split(h, self.layer_sizes, dim=1))
         if self._use_fast_bptt(cells):
-            specs = tuple(
+            specs = [
                 LayerSpec(c.hidden_size, c.backbone is not None, c.mode == "no_gate") for c in cells
+            ]
+            if self.wiring is None:
+                p = params[0]
+                backbone = [p.w_heads, p.b_heads] if p.w_heads is not None else []
+                xp = cells[0].project_inputs(x, p)
+                return CfCSequence.apply(specs[0], None, xp, ts, h, p.w_h, *backbone)
+            return wired_sequence(
+                specs,
+                x,
+                ts,
+                hs,
+                [p.w_h for p in params],
+                [p.w_x for p in params],
+                [p.b for p in params],
             )
-            flat: list[Tensor] = []
-            for i, (c, p) in enumerate(zip(cells, params, strict=True)):
-                flat += [hs[i], p.w_h] + ([p.w_x, p.b] if i > 0 else [])
-                if c.backbone is not None:
-                    flat += [p.w_heads, p.b_heads]
-            y, *hs = CfCSequence.apply(specs, first_proj, ts, *flat)
-            return y, torch.cat(hs, 1)
+        first_proj = cells[0].project_inputs(x, params[0])
         outputs = []
         for t in range(x.shape[1]):
             proj = first_proj[:, t]
