@@ -76,15 +76,16 @@ def _head_slopes(u: Tensor, s: Tensor, ts: Tensor, no_gate: bool) -> Tensor:
 
 
 class CfCSequence(torch.autograd.Function):
-    """States of one CfC layer after every step, (B, T, H), and the final state (B, H).
+    """States of one CfC layer after every step, (T, B, H), and the final state (B, H).
 
     Inputs: ``spec``; ``hold``, None or per step ``(a, b)``: neurons ``[:a]`` and ``[b:]``
     keep their previous state at that step (the idle layers of :func:`wired_sequence`);
-    ``xp`` (B, T, P) the input's part of the first affine map, bias included; ``ts``
-    (B, T, 1), or (B, T, H) for a time span per neuron; ``h0`` (B, H); ``w_h`` (P, H); and
-    with a backbone ``w_g`` (4H, U), ``b_g`` (4H,). Per-step values live in preallocated
-    (T, B, ...) buffers, so the backward pass never concatenates and the weight gradients
-    are single matrix products.
+    ``xp`` (T, B, P) the input's part of the first affine map, bias included; ``ts``
+    (T, B, 1), or (T, B, H) for a time span per neuron; ``h0`` (B, H); ``w_h`` (P, H); and
+    with a backbone ``w_g`` (4H, U), ``b_g`` (4H,). Sequences are time-major, so every step
+    is a contiguous block and the input gradient needs no transposing copy; per-step values
+    live in preallocated (T, B, ...) buffers, so the backward pass never concatenates and
+    the weight gradients are single matrix products.
     """
 
     @staticmethod
@@ -98,9 +99,8 @@ class CfCSequence(torch.autograd.Function):
         w_h: Tensor,
         *backbone: Tensor,
     ):
-        steps, batch, hid = xp.shape[1], xp.shape[0], spec.hidden
-        ts_steps = ts.transpose(0, 1).contiguous()  # (T, B, 1 or H)
-        xp_steps = xp.transpose(0, 1)
+        steps, batch, hid = xp.shape[0], xp.shape[1], spec.hidden
+        ts_steps, xp_steps = ts, xp
         new = h0.new_empty
         h, u, s = new(steps + 1, batch, hid), new(steps, batch, 2 * hid), new(steps, batch, hid)
         h[0] = h0
@@ -129,14 +129,14 @@ class CfCSequence(torch.autograd.Function):
             c = LECUN_SCALE * LECUN_SLOPE
             ctx.d_backbone = torch.mul(th, th).mul_(-c).add_(c)  # c (1 - th^2)
         ctx.save_for_backward(w_h, *backbone)
-        return h[1:].transpose(0, 1), h[steps].clone()
+        return h[1:], h[steps].clone()
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_final: Tensor | None):
         w_h, *backbone = ctx.saved_tensors
         spec, hold, h, th, slopes = ctx.spec, ctx.hold, ctx.h, ctx.th, ctx.slopes
         steps, batch = slopes.shape[:2]
-        d_out_steps = d_out.transpose(0, 1)
+        d_out_steps = d_out
         # dh: gradient of the state after the step being processed. Contributions are
         # accumulated by the matrix products that produce them (addmm), not by extra adds.
         dh = d_final.clone() if d_final is not None else torch.zeros_like(h[0])
@@ -153,7 +153,7 @@ class CfCSequence(torch.autograd.Function):
                 _hold(dh_prev, dh, *hold[t], spec.hidden, accumulate=True)
             dh = dh_prev
         dz_flat = dz_all.view(-1, dz_all.shape[-1])
-        grads = [dz_all.transpose(0, 1), None, dh, dz_flat.t() @ h[:-1].reshape(-1, spec.hidden)]
+        grads = [dz_all, None, dh, dz_flat.t() @ h[:-1].reshape(-1, spec.hidden)]
         if th is not None:
             dg_flat = dg_all.view(-1, 4 * spec.hidden)
             grads += [LECUN_SCALE * (dg_flat.t() @ th.view(dg_flat.shape[0], -1)), dg_flat.sum(0)]
@@ -179,31 +179,31 @@ def wired_sequence(
     w_x: list[Tensor],
     b: list[Tensor],
 ) -> tuple[Tensor, Tensor]:
-    """A wired CfC's motor outputs (B, T, H_last) and final state (B, sum H), as one layer.
+    """A wired CfC's motor outputs (T, B, H_last) and final state (B, sum H), as one layer.
 
     Layer ``i`` (``hidden`` H_i, no backbone) maps ``[in_i(t), h_i(t-1)]`` through ``w_x[i]``
     (4H_i, H_{i-1}, or the input width for layer 0), ``w_h[i]`` (4H_i, H_i) and ``b[i]``,
-    where ``in_0`` is the input ``x`` (B, T, I) and ``in_i = h_{i-1}(t)``. Skewed by one step
+    where ``in_0`` is the input ``x`` (T, B, I) and ``in_i = h_{i-1}(t)``. Skewed by one step
     per layer, the combined state at wave ``w`` is ``[h_0(w), h_1(w-1), ...]``: a function
     of the previous wave and ``x[w]`` only, through one block-structured (4H, H) weight.
     """
-    batch, steps = x.shape[:2]
+    steps, batch = x.shape[:2]
     sizes = [sp.hidden for sp in specs]
     offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
     total, layers, waves = offsets[-1], len(sizes), steps + len(sizes) - 1
     weights = x.new_zeros(4, total, total)
     w_in = x.new_zeros(4, total, x.shape[-1])
-    spans = ts.new_zeros(batch, waves, total)
+    spans = ts.new_zeros(waves, batch, total)
     for i, (o, n) in enumerate(zip(offsets, sizes, strict=False)):
         weights[:, o : o + n, o : o + n] = w_h[i].view(4, n, n)
         if i == 0:
             w_in[:, :n] = w_x[0].view(4, n, -1)
         else:
             weights[:, o : o + n, offsets[i - 1] : o] = w_x[i].view(4, n, sizes[i - 1])
-        spans[:, i : i + steps, o : o + n] = ts
+        spans[i : i + steps, :, o : o + n] = ts
     bias = torch.cat([bi.view(4, -1) for bi in b], 1).view(-1)
     # Layer 0 reads x[w] at wave w; the waves after the last step take no input.
-    x_waves = torch.cat([x, x.new_zeros(batch, waves - steps, x.shape[-1])], 1)
+    x_waves = torch.cat([x, x.new_zeros(waves - steps, batch, x.shape[-1])])
     xp = torch.nn.functional.linear(x_waves, w_in.view(4 * total, -1), bias)
     # At wave w, layer i advances step w - i; layers with no step to take keep their state.
     hold = tuple(
@@ -212,9 +212,9 @@ def wired_sequence(
     )
     spec = LayerSpec(total, False, specs[0].no_gate)
     states, _ = CfCSequence.apply(spec, hold, xp, spans, torch.cat(h0, 1), weights.view(-1, total))
-    y = states[:, layers - 1 :, offsets[-2] :]
+    y = states[layers - 1 :, :, offsets[-2] :]
     final = [
-        states[:, steps - 1 + i, o : o + n]
+        states[steps - 1 + i, :, o : o + n]
         for i, (o, n) in enumerate(zip(offsets, sizes, strict=False))
     ]
     return y, torch.cat(final, 1)

@@ -121,20 +121,24 @@ class CfCCore(Core):
             specs = [
                 LayerSpec(c.hidden_size, c.backbone is not None, c.mode == "no_gate") for c in cells
             ]
+            # The hand-written passes run time-major: (T, B, ...).
+            x_steps, ts_steps = x.transpose(0, 1), ts.transpose(0, 1)
             if self.wiring is None:
                 p = params[0]
                 backbone = [p.w_heads, p.b_heads] if p.w_heads is not None else []
-                xp = cells[0].project_inputs(x, p)
-                return CfCSequence.apply(specs[0], None, xp, ts, h, p.w_h, *backbone)
-            return wired_sequence(
-                specs,
-                x,
-                ts,
-                hs,
-                [p.w_h for p in params],
-                [p.w_x for p in params],
-                [p.b for p in params],
-            )
+                xp = cells[0].project_inputs(x_steps, p)
+                y, h = CfCSequence.apply(specs[0], None, xp, ts_steps, h, p.w_h, *backbone)
+            else:
+                y, h = wired_sequence(
+                    specs,
+                    x_steps,
+                    ts_steps,
+                    hs,
+                    [p.w_h for p in params],
+                    [p.w_x for p in params],
+                    [p.b for p in params],
+                )
+            return y.transpose(0, 1), h
         first_proj = cells[0].project_inputs(x, params[0])
         outputs = []
         for t in range(x.shape[1]):
