@@ -38,11 +38,17 @@ class LayerSpec:
     no_gate: bool
 
 
+def _tanh(x: Tensor, out: Tensor) -> Tensor:
+    """tanh as ``2 sigmoid(2x) - 1``: torch's CPU tanh costs several times its sigmoid
+    (about 40 vs 8 us for a 64 x 128 block here), and the four ops of this form still win."""
+    return torch.mul(x, 2.0, out=out).sigmoid_().mul_(2.0).sub_(1.0)
+
+
 def _heads_forward(g: Tensor, ts: Tensor, no_gate: bool, u: Tensor, s: Tensor, h: Tensor) -> None:
     """Heads of one step: ``u`` (B, 2H) gets tanh of ``ff1``/``ff2``, ``s`` the time gate and
     ``h`` the new state, each written into the step's slice of the saved buffers."""
     hid = s.shape[-1]
-    torch.tanh(g[:, : 2 * hid], out=u)
+    _tanh(g[:, : 2 * hid], out=u)
     torch.sigmoid(torch.addcmul(g[:, 3 * hid :], g[:, 2 * hid : 3 * hid], ts), out=s)
     u1, u2 = u[:, :hid], u[:, hid:]
     if no_gate:
@@ -111,7 +117,7 @@ class CfCSequence(torch.autograd.Function):
             z = torch.addmm(xp_steps[t], h[t], w_h.t(), beta=k, alpha=k)
             if th is not None:
                 w_g, b_g = backbone
-                g = torch.addmm(b_g, torch.tanh(z, out=th[t]), w_g.t(), alpha=LECUN_SCALE)
+                g = torch.addmm(b_g, _tanh(z, out=th[t]), w_g.t(), alpha=LECUN_SCALE)
             else:
                 g = z
             _heads_forward(g, ts_steps[t], spec.no_gate, u[t], s[t], h[t + 1])
