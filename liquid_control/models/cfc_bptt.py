@@ -67,7 +67,8 @@ def _head_slopes(u: Tensor, s: Tensor, ts: Tensor, no_gate: bool) -> Tensor:
 
     The state is elementwise in the four heads, so the backward step is then one product
     ``dg = dh * slopes[t]`` (per head) instead of a dozen small operations per step. Every
-    op writes in place: fresh (T, B, H) temporaries cost more in page faults than in math.
+    op writes in place: fresh (T, B, H) temporaries cost more to allocate and first touch
+    than their arithmetic.
     """
     hid = s.shape[-1]
     u1, u2 = u[..., :hid], u[..., hid:]
