@@ -104,6 +104,7 @@ _BENCH_OPTIONS = {
     "shipped": ("lane", "drone"),
     "data": ("walker",),
     "repeats": ("cores",),
+    "device": ("cores",),
     "load": ("edge",),
     "seconds": ("edge",),
 }
@@ -122,7 +123,7 @@ def _bench(args: argparse.Namespace) -> None:
     if args.what == "cores":
         from liquid_control.bench import cores
 
-        cores.run(args.out, repeats=args.repeats or 20)
+        cores.run(args.out, repeats=args.repeats or 20, device=args.device or "cpu")
     elif args.what == "edge":
         from liquid_control.bench import edge
 
@@ -673,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument(
         "--repeats", type=positive_int, help="cores: timed repetitions per model (default: 20)"
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        help="cores: where the training step runs (default: cpu; cuda writes cores_cuda.*)",
     )
     p.add_argument(
         "--threads", type=non_negative_int, default=0, help="torch threads (0: torch default)"

@@ -1,15 +1,26 @@
 """``liquid-control bench cores``: cost of the recurrent cores and of the exported lane policy.
 
 Measures, in one run so that ratios are meaningful on a noisy machine:
-parameter counts; forward+backward time of one training batch (B=64, T=32,
-23 inputs, 64 units) for every core and for ncps's own CfC and LTC; batch-1
-step latency of each core and of the PilotNet + 19-neuron NCP policy through
-eager, TorchScript and onnxruntime; and this machine's compute floor for that
-policy (its conv+linear FLOPs over a measured fp32 matmul peak).
+parameter counts; forward+backward time and peak training memory of one
+training batch (B=64, T=32, 23 inputs, 64 units) for every core and for ncps's
+own CfC and LTC; batch-1 step latency of each core and of the PilotNet +
+19-neuron NCP policy through eager, TorchScript and onnxruntime; and this
+machine's compute floor for that policy (its conv+linear FLOPs over a measured
+fp32 matmul peak). With ``device="cuda"`` only the training step is measured,
+on the GPU (batch-1 edge latency is a CPU question), into ``cores_cuda``.
+
+Peak training memory is the most bytes held at any moment by tensors allocated
+during one step (forward + backward, gradients set to None before), over what was
+held when the step began: on CUDA from the caching allocator's counters, on CPU by
+replaying the allocation and free events that ``torch.profiler`` records with
+``profile_memory=True``. Parameters, inputs and freed-then-reused memory inside
+the step are therefore not counted twice, and allocator caching does not inflate it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import tempfile
 import time
@@ -22,8 +33,10 @@ import torch
 from ncps.torch import LTC, CfC
 from ncps.wirings import FullyConnected
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 from liquid_control.bench.report import write_results
+from liquid_control.errors import UserError
 from liquid_control.models import CoreConfig, FrontendConfig, Policy, PolicyConfig, save_checkpoint
 from liquid_control.models.export import BACKENDS, example_inputs, export_policy, load_exported
 from liquid_control.models.policy import build_core
@@ -37,7 +50,8 @@ CORE_CONFIGS: dict[str, CoreConfig] = {
     "CfC AutoNCP(64,17)": CoreConfig(kind="cfc", wiring="autoncp", units=UNITS, motor_neurons=17),
     "LTC (6 unfolds)": CoreConfig(kind="ltc", units=UNITS, ode_unfolds=6),
 }
-TARGETS = {"CfC": 2.0, "CfC AutoNCP(64,17)": 3.0, "LTC (6 unfolds)": 20.0}
+TARGETS = {"CfC": 2.0, "CfC AutoNCP(64,17)": 2.5, "LTC (6 unfolds)": 15.0}
+MEMORY_TARGETS = {"LTC (6 unfolds)": 2.0}
 
 
 def _params(module: nn.Module) -> int:
@@ -49,16 +63,19 @@ def _median_p99(samples: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(arr)), "p99_ms": float(np.percentile(arr, 99))}
 
 
-def training_step_times(repeats: int, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Median fwd+bwd time per batch for each core, measured round-robin."""
+def training_step_times(
+    repeats: int, seed: int = 0, device: torch.device | str = "cpu"
+) -> dict[str, dict[str, Any]]:
+    """Median fwd+bwd time per batch (round-robin over the cores) and peak training memory."""
+    device = torch.device(device)
     torch.manual_seed(seed)
-    x = torch.randn(BATCH, SEQ, INPUTS)
-    dt = torch.rand(BATCH, SEQ) * 0.1 + 0.02
-    target = torch.randn(BATCH, SEQ, 1)
+    x = torch.randn(BATCH, SEQ, INPUTS, device=device)
+    dt = torch.rand(BATCH, SEQ, device=device) * 0.1 + 0.02
+    target = torch.randn(BATCH, SEQ, 1, device=device)
     models: dict[str, tuple[nn.Module, Callable[[], torch.Tensor]]] = {}
     for name, cfg in CORE_CONFIGS.items():
-        core = build_core(cfg, INPUTS)
-        head = nn.Linear(core.output_size, 1)
+        core = build_core(cfg, INPUTS).to(device)
+        head = nn.Linear(core.output_size, 1).to(device)
         models[name] = (nn.ModuleList([core, head]), _loss_fn(core, head, x, dt, target))
     # ncps 1.0.1 cannot take per-sample timespans for batch > 1 (upstream #81): its reference
     # runs get the first sample's spans for every sample, which costs the same.
@@ -67,23 +84,35 @@ def training_step_times(repeats: int, seed: int = 0) -> dict[str, dict[str, Any]
         "ncps CfC": CfC(INPUTS, UNITS),
         "ncps LTC (6 unfolds)": LTC(INPUTS, FullyConnected(UNITS), ode_unfolds=6),
     }.items():
-        head = nn.Linear(UNITS, 1)
+        rnn.to(device)
+        head = nn.Linear(UNITS, 1).to(device)
         models[name] = (nn.ModuleList([rnn, head]), _ncps_loss_fn(rnn, head, x, shared_dt, target))
-    samples: dict[str, list[float]] = {name: [] for name in models}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
     for module, loss_fn in models.values():  # warm-up
         _timed_backward(module, loss_fn)
     for _ in range(repeats):
         for name, (module, loss_fn) in models.items():
             samples[name].append(_timed_backward(module, loss_fn))
     results = {}
-    for name, (module, _) in models.items():
-        results[name] = {"params": _params(module[0]), **_median_p99(samples[name])}
-    lstm = results["LSTM"]["median_ms"]
+    for name, (module, loss_fn) in models.items():
+        wall, cpu = zip(*samples[name], strict=True)
+        results[name] = {
+            "params": _params(module[0]),
+            **_median_p99(list(wall)),
+            "median_cpu_ms": float(np.median(cpu)) * 1e3,
+            "peak_bytes": training_peak_bytes(module, loss_fn),
+        }
+    lstm = results["LSTM"]
     for name, r in results.items():
-        r["ratio_to_lstm"] = r["median_ms"] / lstm
+        r["ratio_to_lstm"] = r["median_ms"] / lstm["median_ms"]
+        r["cpu_ratio_to_lstm"] = r["median_cpu_ms"] / lstm["median_cpu_ms"]
+        r["memory_ratio_to_lstm"] = r["peak_bytes"] / lstm["peak_bytes"]
         if name in TARGETS:
             r["target_ratio"] = TARGETS[name]
             r["meets_target"] = r["ratio_to_lstm"] <= TARGETS[name]
+        if name in MEMORY_TARGETS:
+            r["memory_target_ratio"] = MEMORY_TARGETS[name]
+            r["meets_memory_target"] = r["memory_ratio_to_lstm"] <= MEMORY_TARGETS[name]
     return results
 
 
@@ -95,11 +124,46 @@ def _ncps_loss_fn(rnn, head, x, dt, target) -> Callable[[], torch.Tensor]:
     return lambda: (head(rnn(x, timespans=dt)[0]) - target).square().mean()
 
 
-def _timed_backward(module: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> float:
+def _timed_backward(module: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one step. CPU time is what the step itself
+    used, so it is the steadier of the two while other processes compete for the cores."""
     module.zero_grad(set_to_none=True)
-    start = time.perf_counter()
+    device = next(module.parameters()).device
+    _synchronize(device)
+    start, start_cpu = time.perf_counter(), time.process_time()
     loss_fn().backward()
-    return time.perf_counter() - start
+    _synchronize(device)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_peak_bytes(module: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> int:
+    """Most bytes held during one training step by tensors it allocated (module docstring)."""
+    module.zero_grad(set_to_none=True)
+    device = next(module.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        loss_fn().backward()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        loss_fn().backward()
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    held = peak = 0
+    for e in sorted(events, key=lambda e: e.get("ts", 0)):
+        if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0:
+            held += e["args"]["Bytes"]
+            peak = max(peak, held)
+    return peak
 
 
 def lane_policy_config() -> PolicyConfig:
@@ -167,9 +231,35 @@ def _time(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def run(out_dir: Path, repeats: int = 20, latency_steps: int = 500) -> dict[str, Any]:
-    threads = torch.get_num_threads()
-    training = training_step_times(repeats)
+def _machine(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+        # Other processes on the machine skew absolute times; ratios are measured interleaved.
+        "load_average_1min_at_start": os.getloadavg()[0],
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run(
+    out_dir: Path, repeats: int = 20, latency_steps: int = 500, device: str = "cpu"
+) -> dict[str, Any]:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("bench cores --device cuda: torch sees no CUDA device on this machine")
+    machine = _machine(dev)
+    training = training_step_times(repeats, device=dev)
+    machine["load_average_1min_at_end"] = os.getloadavg()[0]
+    setup = {"batch": BATCH, "seq": SEQ, "inputs": INPUTS, "units": UNITS, "repeats": repeats}
+    if dev.type == "cuda":
+        results = {"machine": machine, "setup": setup, "training_step": training}
+        write_results(out_dir, "cores_cuda", results, markdown(results))
+        return results
     latency: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg in CORE_CONFIGS.items():
@@ -186,13 +276,8 @@ def run(out_dir: Path, repeats: int = 20, latency_steps: int = 500) -> dict[str,
     floor_ms = flops / (peak * 1e9) * 1e3
     fastest = min(lane_latency.values(), key=lambda r: r["median_ms"])["median_ms"]
     results = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch_threads": threads,
-            "torch": torch.__version__,
-        },
-        "setup": {"batch": BATCH, "seq": SEQ, "inputs": INPUTS, "units": UNITS, "repeats": repeats},
+        "machine": machine,
+        "setup": setup,
         "training_step": training,
         "step_latency_cores": latency,
         "lane_policy": {
@@ -213,29 +298,43 @@ def run(out_dir: Path, repeats: int = 20, latency_steps: int = 500) -> dict[str,
 
 
 def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    device = m["gpu"] if "gpu" in m else f"{m['processor']}, {m['torch_threads']} torch threads"
     lines = [
         "# Cores benchmark",
         "",
-        f"Machine: {r['machine']['processor']}, {r['machine']['torch_threads']} torch threads, "
-        f"torch {r['machine']['torch']}. Written by `liquid-control bench cores`.",
+        f"Machine: {device}, torch {m['torch']}; 1-minute load average "
+        f"{m['load_average_1min_at_start']:.1f} at the start of the training-step runs and "
+        f"{m['load_average_1min_at_end']:.1f} at their end (other processes share the machine; "
+        "ratios are measured interleaved in one run). Written by `liquid-control bench cores"
+        + (f" --device {m['device']}`." if m["device"] != "cpu" else "`."),
         "",
         f"## Training step (B={BATCH}, T={SEQ}, {INPUTS} inputs, {UNITS} units, fwd+bwd)",
         "",
-        "| core | params | median ms | p99 ms | x LSTM | target | met |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| core | params | median ms | p99 ms | x LSTM | target | met | CPU ms | CPU x LSTM "
+        "| peak MB | mem x LSTM | target | met |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, t in r["training_step"].items():
-        target = f"<= {t['target_ratio']:.0f}x" if "target_ratio" in t else ""
-        met = ("yes" if t["meets_target"] else "**no**") if "meets_target" in t else ""
         lines.append(
             f"| {name} | {t['params']} | {t['median_ms']:.2f} | {t['p99_ms']:.2f} | "
-            f"{t['ratio_to_lstm']:.2f} | {target} | {met} |"
+            f"{t['ratio_to_lstm']:.2f} | {_target(t, 'target_ratio', 'meets_target')} | "
+            f"{t['median_cpu_ms']:.2f} | {t['cpu_ratio_to_lstm']:.2f} | "
+            f"{t['peak_bytes'] / 2**20:.1f} | {t['memory_ratio_to_lstm']:.2f} | "
+            f"{_target(t, 'memory_target_ratio', 'meets_memory_target')} |"
         )
     lines += [
         "",
         "ncps rows share one timespan column across the batch (ncps 1.0.1 cannot take "
-        "per-sample spans for batch > 1, upstream #81); the cost is the same.",
+        "per-sample spans for batch > 1, upstream #81); the cost is the same. Peak MB: the "
+        "most memory held at once by tensors allocated during one step (see "
+        "`liquid_control/bench/cores.py` for how it is counted). CPU ms: process CPU time of "
+        "the same steps (all threads); targets are judged on wall-clock time.",
         "",
+    ]
+    if "step_latency_cores" not in r:
+        return "\n".join(lines)
+    lines += [
         "## Batch-1 step latency (ms, median / p99)",
         "",
         "| model | " + " | ".join(BACKENDS) + " |",
@@ -265,3 +364,10 @@ def markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _target(t: dict[str, Any], target: str, met: str) -> str:
+    """``target | met`` cells: empty where the row has no target."""
+    if target not in t:
+        return " | "
+    return f"<= {t[target]:g}x | " + ("yes" if t[met] else "**no**")

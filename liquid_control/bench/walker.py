@@ -16,7 +16,10 @@ seed, every model on the same data and the same episode split:
    dropped in every training window), as in the CfC paper's Walker2d benchmark.
 
 Each (model, seed, variant) trains in its own spawned process on the data loaded once by
-the parent, so its timing and peak memory are its own. Results:
+the parent, one run at a time (never two runs in parallel), so its timing and peak memory
+are its own. Processes outside the benchmark can still share the machine: each run records
+its CPU seconds per epoch (unaffected by waiting for a core) and the 1-minute load average
+at its start and end, and the table shows both next to the wall-clock time. Results:
 ``bench/results/walker.json``, ``walker.md`` and plots.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -288,9 +292,10 @@ def run_one(
     model = build_predictor(cfg.models[name], x_tr.shape[2])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rss0 = _rss_mb()
-    history, best, best_state, seconds = [], float("inf"), None, []
+    load_start = os.getloadavg()[0]
+    history, best, best_state, seconds, cpu_seconds = [], float("inf"), None, [], []
     for epoch in range(cfg.epochs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         if train_drop:
             x_tr, dt_tr, y_tr = make_windows(
                 data["train"], train_rows, cfg.history, train_drop, rng
@@ -307,6 +312,7 @@ def run_one(
             optimizer.step()
             total += float(loss.detach()) * len(j)
         seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - start_cpu)
         model.eval()
         val = _errors(_predict(model, x_val, dt_val), y_val)["mse"]
         history.append({"epoch": epoch + 1, "train_mse": total / len(order), "val_mse": val})
@@ -344,6 +350,8 @@ def run_one(
         "train_drop": train_drop,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds_per_epoch": float(np.median(seconds)),
+        "cpu_seconds_per_epoch": float(np.median(cpu_seconds)),
+        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "peak_train_memory_mb": float(peak_mb),
         "train_windows": len(train_rows),
         "history": history,
@@ -489,6 +497,8 @@ def summarise(runs: list[dict[str, Any]], cfg: WalkerBenchConfig) -> dict[str, A
                 "parameters": rs[0]["parameters"],
                 "test_mse": _mean_std([r["test"]["mse"] for r in rs]),
                 "seconds_per_epoch": _mean_std([r["seconds_per_epoch"] for r in rs]),
+                "cpu_seconds_per_epoch": _mean_std([r["cpu_seconds_per_epoch"] for r in rs]),
+                "max_load_average_1min": max(max(r["load_average_1min"].values()) for r in rs),
                 "peak_train_memory_mb": _mean_std([r["peak_train_memory_mb"] for r in rs]),
                 "rollout_rmse": {
                     k: _mean_std([r["rollout_rmse"][k] for r in rs]) for k in rs[0]["rollout_rmse"]
@@ -524,15 +534,21 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['train_windows']} training windows. Errors in standardised units; "
         f"mean ± std over seeds (n per row). Machine: {result['machine']}.",
         "",
-        "| model | params | n | test MSE | s/epoch | peak MB | "
+        "Runs train one at a time, each in its own process. s/epoch is wall-clock, CPU s/epoch "
+        "the run's own CPU time (all its threads), which does not grow while other processes "
+        "hold the cores; load is the highest 1-minute load average seen at a run's start or end "
+        f"(this machine has {os.cpu_count()} CPUs).",
+        "",
+        "| model | params | n | test MSE | s/epoch | CPU s/epoch | load | peak MB | "
         + " | ".join(f"RMSE K={k}" for k in ks)
         + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(ks),
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(ks),
     ]
     for name, r in s.items():
         lines.append(
             f"| {name} | {r['parameters']} | {r['test_mse']['n']} | {_fmt(r['test_mse'])} | "
-            f"{r['seconds_per_epoch']['mean']:.2f} | {r['peak_train_memory_mb']['mean']:.0f} | "
+            f"{r['seconds_per_epoch']['mean']:.2f} | {r['cpu_seconds_per_epoch']['mean']:.2f} | "
+            f"{r['max_load_average_1min']:.1f} | {r['peak_train_memory_mb']['mean']:.0f} | "
             + " | ".join(_fmt(r["rollout_rmse"][k], 3) for k in ks)
             + " |"
         )

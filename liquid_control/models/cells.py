@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liquid_control.models.ltc_solver import LTCSolve, SynapseCurrents
+
 CFC_MODES = ("default", "no_gate", "pure")
 
 
@@ -167,6 +169,8 @@ class LTCCell(nn.Module):
     sensory synapses depend only on the input, so their contributions for a
     whole sequence are computed at once (:meth:`sensory_terms`); each step then
     runs ``ode_unfolds`` solver iterations over the recurrent synapses only.
+    :meth:`solve` runs a whole sequence through the hand-written solver of
+    ``ltc_solver`` (same numbers, no stored synapse activations).
     """
 
     _INIT_RANGES = {
@@ -198,6 +202,7 @@ class LTCCell(nn.Module):
             raise ValueError("ode_unfolds must be >= 1")
         self.ode_unfolds = ode_unfolds
         self.epsilon = epsilon
+        self.fast_bptt = True
         self.state_size = wiring.units
         self.sensory_size = wiring.input_dim
         self.motor_size = wiring.output_dim
@@ -236,6 +241,24 @@ class LTCCell(nn.Module):
         w = self.positive(self.sensory_w) * self.sensory_sparsity_mask
         weights = torch.stack([w * self.sensory_erev, w], 0)  # (2, S, N)
         return torch.einsum("...sn,ksn->...kn", act, weights)
+
+    def solve(self, x: Tensor, ts: Tensor, v0: Tensor) -> Tensor:
+        """Potentials after every step (B, T, N) for inputs (B, T, S) and time spans (B, T, 1)."""
+        batch, steps, _ = x.shape
+        x = x * self.input_w + self.input_b
+        w = self.positive(self.sensory_w) * self.sensory_sparsity_mask
+        s_num, s_den = SynapseCurrents.apply(
+            x.reshape(batch * steps, -1),
+            self.sensory_sigma,
+            self.sensory_sigma * self.sensory_mu,
+            w * self.sensory_erev,
+            w,
+        )
+        gleak = self.positive(self.gleak)
+        cm = self.positive(self.cm) / (ts / self.ode_unfolds)
+        a_num = (gleak * self.vleak + s_num).view(batch, steps, -1)
+        a_den = (gleak + s_den + self.epsilon).view(batch, steps, -1)
+        return LTCSolve.apply(v0, cm, a_num, a_den, *self.recurrent_weights(), self.ode_unfolds)
 
     def recurrent_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``sigma``, ``sigma * mu``, reversal-weighted and plain synapse weights, each (N, N)."""

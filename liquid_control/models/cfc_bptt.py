@@ -2,16 +2,23 @@
 
 Autograd records ~15 small operations per CfC layer and time step; at control
 sizes (tens of neurons) their bookkeeping, not arithmetic, dominates a training
-step. :class:`CfCSequence` runs the whole sequence as one autograd node: the
-forward pass keeps only what the backward pass needs, the backward pass walks
-the steps in reverse with plain tensor ops, and the weight gradients are
-formed after the loop as a few large matrix products over all steps.
+step. :class:`CfCSequence` runs a whole sequence of one CfC layer as one
+autograd node: the forward pass keeps only what the backward pass needs
+(everything elementwise that it needs is formed once for all steps after the
+loop), the backward pass walks the steps in reverse with one product, one or
+two matrix products per step, and the weight gradients are formed after the
+loop as a few large matrix products over all steps.
+
+A wired CfC's layers (each fed by the previous layer's new state at the same
+step) run as one layer too, skewed in time (:func:`wired_sequence`): layer
+``i`` advances step ``t - i`` at wave ``t``, so within a wave every layer
+depends only on the previous wave and all layers take one block-structured
+matrix product and one set of head operations, instead of one per layer.
 
 It covers the CfC layers this project trains: ``default`` and ``no_gate``
 modes, either with one LeCun-tanh backbone layer (dense CfC) or without a
-backbone (the layers of a wired CfC, each fed by the previous layer's new
-state). Anything else falls back to autograd. ``test_cores.py`` checks its
-outputs and gradients against the autograd path and against ncps.
+backbone (wired CfC). Anything else falls back to autograd. ``test_cores.py``
+checks outputs and gradients against the autograd path and against ncps.
 """
 
 from __future__ import annotations
@@ -31,148 +38,196 @@ class LayerSpec:
     no_gate: bool
 
 
+def _tanh(x: Tensor, out: Tensor, minus_one: Tensor) -> Tensor:
+    """tanh as ``2 sigmoid(2x) - 1``: torch's CPU tanh costs several times its sigmoid
+    (about 40 vs 8 us for a 64 x 128 block here), and the three ops of this form still win.
+    ``minus_one`` is a 0-dim tensor: a Python number would be wrapped and converted per call.
+    """
+    torch.add(x, x, out=out).sigmoid_()
+    return torch.add(minus_one, out, alpha=2, out=out)
+
+
 def _heads_forward(
-    g: Tensor, ts: Tensor, no_gate: bool, u1: Tensor, u2: Tensor, s: Tensor, h: Tensor
+    g: Tensor, ts: Tensor, no_gate: bool, u: Tensor, s: Tensor, h: Tensor, minus_one: Tensor
 ) -> None:
-    """Heads of one step, written into the step's slices of the saved buffers."""
-    f1, f2, ta, tb = g.chunk(4, dim=1)
-    torch.sigmoid(torch.addcmul(tb, ta, ts), out=s)
-    torch.tanh(f1, out=u1)
-    torch.tanh(f2, out=u2)
+    """Heads of one step: ``u`` (B, 2H) gets tanh of ``ff1``/``ff2``, ``s`` the time gate and
+    ``h`` the new state, each written into the step's slice of the saved buffers."""
+    hid = s.shape[-1]
+    _tanh(g[:, : 2 * hid], u, minus_one)
+    torch.sigmoid(torch.addcmul(g[:, 3 * hid :], g[:, 2 * hid : 3 * hid], ts), out=s)
+    u1, u2 = u[:, :hid], u[:, hid:]
     if no_gate:
         torch.addcmul(u1, s, u2, out=h)
     else:
         torch.lerp(u1, u2, s, out=h)
 
 
-def _heads_backward(
-    dh: Tensor, u1: Tensor, u2: Tensor, s: Tensor, ts: Tensor, no_gate: bool, dg: Tensor
-) -> None:
-    """Gradient of the four head pre-activations, written into ``dg`` (B, 4H)."""
-    d1, d2, dta, dtb = dg.chunk(4, dim=1)
-    du2 = dh * s
+def _head_slopes(u: Tensor, s: Tensor, ts: Tensor, no_gate: bool) -> Tensor:
+    """d(new state)/d(head pre-activation) for every step at once, (T, B, 4H).
+
+    The state is elementwise in the four heads, so the backward step is then one product
+    ``dg = dh * slopes[t]`` (per head) instead of a dozen small operations per step. Every
+    op writes in place: fresh (T, B, H) temporaries cost more to allocate and first touch
+    than their arithmetic.
+    """
+    hid = s.shape[-1]
+    u1, u2 = u[..., :hid], u[..., hid:]
+    slopes = u.new_empty(*s.shape[:-1], 4 * hid)
+    d1, d2, dta, dtb = slopes.split(hid, -1)
+    torch.mul(u1, u1, out=d1).neg_().add_(1.0)  # 1 - u1^2
+    torch.mul(u2, u2, out=d2).neg_().add_(1.0).mul_(s)  # s (1 - u2^2)
+    torch.mul(s, s, out=dtb)
+    torch.sub(s, dtb, out=dtb)  # s (1 - s)
     if no_gate:
-        du1, ds = dh, dh * u2
+        dtb.mul_(u2)
     else:
-        du1, ds = dh - du2, dh * (u2 - u1)
-    torch.mul(ds, s - s * s, out=dtb)
+        d1.addcmul_(d1, s, value=-1.0)  # (1 - s)(1 - u1^2)
+        dtb.mul_(torch.sub(u2, u1, out=dta))
     torch.mul(dtb, ts, out=dta)
-    torch.addcmul(du1, du1 * u1, u1, value=-1.0, out=d1)
-    torch.addcmul(du2, du2 * u2, u2, value=-1.0, out=d2)
+    return slopes
 
 
 class CfCSequence(torch.autograd.Function):
-    """Outputs of the last layer for every step and the final state of every layer.
+    """States of one CfC layer after every step, (T, B, H), and the final state (B, H).
 
-    Inputs (flattened for autograd): ``specs``, ``xp`` (B, T, P0) the projected
-    input of layer 0, ``ts`` (B, T, 1), then per layer ``h0`` (B, H), ``w_h``
-    (P, H), and ``w_x`` (P, H_prev) / ``b`` (P,) for layers after the first,
-    and ``w_g`` (4H, U) / ``b_g`` (4H,) for layers with a backbone. Per-step
-    values live in preallocated (T, B, ...) buffers, so the backward pass never
-    concatenates and the weight gradients are single matrix products.
+    Inputs: ``spec``; ``hold``, None or per step ``(a, b)``: neurons ``[:a]`` and ``[b:]``
+    keep their previous state at that step (the idle layers of :func:`wired_sequence`);
+    ``xp`` (T, B, P) the input's part of the first affine map, bias included; ``ts``
+    (T, B, 1), or (T, B, H) for a time span per neuron; ``h0`` (B, H); ``w_h`` (P, H); and
+    with a backbone ``w_g`` (4H, U), ``b_g`` (4H,). Sequences are time-major, so every step
+    is a contiguous block and the input gradient needs no transposing copy; per-step values
+    live in preallocated (T, B, ...) buffers, so the backward pass never concatenates and
+    the weight gradients are single matrix products.
     """
 
     @staticmethod
-    def forward(ctx, specs: tuple[LayerSpec, ...], xp: Tensor, ts: Tensor, *flat: Tensor):
-        layers = _unflatten(specs, flat)
-        steps, batch = xp.shape[1], xp.shape[0]
-        ts_steps = ts.transpose(0, 1).contiguous()  # (T, B, 1)
-        xp_steps = xp.transpose(0, 1)
-        bufs = []
-        for spec, lay in zip(specs, layers, strict=True):
-            new = lay["h0"].new_empty
-            hid = spec.hidden
-            buf = {
-                k: new(steps + 1 if k == "h" else steps, batch, hid) for k in ("h", "u1", "u2", "s")
-            }
-            buf["h"][0] = lay["h0"]
-            if spec.backbone:
-                buf["th"] = new(steps, batch, lay["w_h"].shape[0])
-            bufs.append(buf)
+    def forward(
+        ctx,
+        spec: LayerSpec,
+        hold: tuple[tuple[int, int], ...] | None,
+        xp: Tensor,
+        ts: Tensor,
+        h0: Tensor,
+        w_h: Tensor,
+        *backbone: Tensor,
+    ):
+        steps, batch, hid = xp.shape[0], xp.shape[1], spec.hidden
+        ts_steps, xp_steps = ts, xp
+        new = h0.new_empty
+        h, u, s = new(steps + 1, batch, hid), new(steps, batch, 2 * hid), new(steps, batch, hid)
+        h[0] = h0
+        th = new(steps, batch, w_h.shape[0]) if spec.backbone else None
+        minus_one = h0.new_full((), -1.0)
+        # The backbone's LeCun tanh is tanh(slope * z): the slope rides on addmm's scales.
+        k = LECUN_SLOPE if spec.backbone else 1.0
         for t in range(steps):
-            ts_t = ts_steps[t]
-            for i, (spec, lay, buf) in enumerate(zip(specs, layers, bufs, strict=True)):
-                h_prev = buf["h"][t]
-                if i == 0:
-                    z = torch.addmm(xp_steps[t], h_prev, lay["w_h"].t())
-                else:
-                    z = torch.addmm(lay["b"], bufs[i - 1]["h"][t + 1], lay["w_x"].t())
-                    z = z.addmm_(h_prev, lay["w_h"].t())
-                if spec.backbone:
-                    th = torch.tanh(LECUN_SLOPE * z, out=buf["th"][t])
-                    g = torch.addmm(lay["b_g"], th, lay["w_g"].t(), alpha=LECUN_SCALE)
-                else:
-                    g = z
-                _heads_forward(
-                    g, ts_t, spec.no_gate, buf["u1"][t], buf["u2"][t], buf["s"][t], buf["h"][t + 1]
-                )
-        ctx.specs = specs
-        ctx.bufs = bufs
-        ctx.save_for_backward(ts_steps, *flat)
-        outputs = bufs[-1]["h"][1:].transpose(0, 1)
-        return (outputs, *(buf["h"][steps].clone() for buf in bufs))
+            z = torch.addmm(xp_steps[t], h[t], w_h.t(), beta=k, alpha=k)
+            if th is not None:
+                w_g, b_g = backbone
+                g = torch.addmm(b_g, _tanh(z, th[t], minus_one), w_g.t(), alpha=LECUN_SCALE)
+            else:
+                g = z
+            _heads_forward(g, ts_steps[t], spec.no_gate, u[t], s[t], h[t + 1], minus_one)
+            if hold is not None:
+                _hold(h[t + 1], h[t], *hold[t], hid)
+        slopes = _head_slopes(u, s, ts_steps, spec.no_gate)
+        if hold is not None:
+            # A held neuron's heads do not reach its state: no gradient into them.
+            for t, (a, b) in enumerate(hold):
+                heads = slopes[t].view(batch, 4, hid)
+                heads[:, :, :a] = 0.0
+                heads[:, :, b:] = 0.0  # both empty on all but the first and last few steps
+        ctx.spec, ctx.hold, ctx.h, ctx.th, ctx.slopes = spec, hold, h, th, slopes
+        if th is not None:
+            c = LECUN_SCALE * LECUN_SLOPE
+            ctx.d_backbone = torch.mul(th, th).mul_(-c).add_(c)  # c (1 - th^2)
+        ctx.save_for_backward(w_h, *backbone)
+        return h[1:], h[steps].clone()
 
     @staticmethod
-    def backward(ctx, d_out: Tensor, *d_final: Tensor):
-        ts_steps, *flat = ctx.saved_tensors
-        specs: tuple[LayerSpec, ...] = ctx.specs
-        layers = _unflatten(specs, flat)
-        bufs = ctx.bufs
-        steps = ts_steps.shape[0]
-        d_out_steps = d_out.transpose(0, 1)
-        dh_next = [
-            d if d is not None else torch.zeros_like(lay["h0"])
-            for d, lay in zip(d_final, layers, strict=True)
-        ]
-        dz_all = [
-            buf["h"].new_empty(steps, *buf["h"].shape[1:-1], lay["w_h"].shape[0])
-            for buf, lay in zip(bufs, layers, strict=True)
-        ]
-        dg_all = [
-            buf["u1"].new_empty(steps, buf["u1"].shape[1], 4 * spec.hidden) if spec.backbone else dz
-            for spec, buf, dz in zip(specs, bufs, dz_all, strict=True)
-        ]
+    def backward(ctx, d_out: Tensor, d_final: Tensor | None):
+        w_h, *backbone = ctx.saved_tensors
+        spec, hold, h, th, slopes = ctx.spec, ctx.hold, ctx.h, ctx.th, ctx.slopes
+        steps, batch = slopes.shape[:2]
+        d_out_steps = d_out
+        # dh: gradient of the state after the step being processed. Contributions are
+        # accumulated by the matrix products that produce them (addmm), not by extra adds.
+        dh = d_final.clone() if d_final is not None else torch.zeros_like(h[0])
+        dh += d_out_steps[steps - 1]
+        dz_all = h.new_empty(steps, batch, w_h.shape[0])
+        dg_all = h.new_empty(slopes.shape) if th is not None else dz_all
         for t in reversed(range(steps)):
-            ts_t = ts_steps[t]
-            d_from_above = d_out_steps[t]
-            for i in reversed(range(len(specs))):
-                spec, lay, buf = specs[i], layers[i], bufs[i]
-                dh = dh_next[i] + d_from_above
-                dg = dg_all[i][t]
-                _heads_backward(dh, buf["u1"][t], buf["u2"][t], buf["s"][t], ts_t, spec.no_gate, dg)
-                dz = dz_all[i][t]
-                if spec.backbone:
-                    th = buf["th"][t]
-                    da = dg @ lay["w_g"]
-                    torch.mul(da, (LECUN_SCALE * LECUN_SLOPE) * (1.0 - th * th), out=dz)
-                dh_next[i] = dz @ lay["w_h"]
-                d_from_above = dz @ lay["w_x"] if i > 0 else None
-        grads: list[Tensor | None] = []
-        d_xp = None
-        for i, (spec, buf) in enumerate(zip(specs, bufs, strict=True)):
-            dz_flat = dz_all[i].reshape(-1, dz_all[i].shape[-1])
-            h_prev = buf["h"][:-1].reshape(-1, spec.hidden)
-            grads += [dh_next[i], dz_flat.t() @ h_prev]
-            if i == 0:
-                d_xp = dz_all[0].transpose(0, 1)
+            dg, dz = dg_all[t], dz_all[t]
+            torch.mul(slopes[t].view(batch, 4, -1), dh.unsqueeze(1), out=dg.view(batch, 4, -1))
+            if th is not None:
+                torch.mm(dg, backbone[0], out=dz).mul_(ctx.d_backbone[t])
+            dh_prev = torch.addmm(d_out_steps[t - 1], dz, w_h) if t > 0 else dz @ w_h
+            if hold is not None:
+                _hold(dh_prev, dh, *hold[t], spec.hidden, accumulate=True)
+            dh = dh_prev
+        dz_flat = dz_all.view(-1, dz_all.shape[-1])
+        grads = [dz_all, None, dh, dz_flat.t() @ h[:-1].reshape(-1, spec.hidden)]
+        if th is not None:
+            dg_flat = dg_all.view(-1, 4 * spec.hidden)
+            grads += [LECUN_SCALE * (dg_flat.t() @ th.view(dg_flat.shape[0], -1)), dg_flat.sum(0)]
+        return (None, None, *grads)
+
+
+def _hold(dst: Tensor, src: Tensor, a: int, b: int, hidden: int, accumulate: bool = False) -> None:
+    """Columns ``[:a]`` and ``[b:]`` of ``src`` copied (or added) into ``dst``."""
+    for cols in (slice(0, a), slice(b, hidden)):
+        if cols.stop > cols.start:
+            if accumulate:
+                dst[:, cols] += src[:, cols]
             else:
-                x_in = bufs[i - 1]["h"][1:].reshape(dz_flat.shape[0], -1)
-                grads += [dz_flat.t() @ x_in, dz_flat.sum(0)]
-            if spec.backbone:
-                dg_flat = dg_all[i].reshape(-1, 4 * spec.hidden)
-                th = buf["th"].reshape(dg_flat.shape[0], -1)
-                grads += [LECUN_SCALE * (dg_flat.t() @ th), dg_flat.sum(0)]
-        return (None, d_xp, None, *grads)
+                dst[:, cols] = src[:, cols]
 
 
-def _unflatten(specs: tuple[LayerSpec, ...], flat: tuple[Tensor, ...]) -> list[dict[str, Tensor]]:
-    layers, k = [], 0
-    for i, spec in enumerate(specs):
-        names = (
-            ["h0", "w_h"]
-            + (["w_x", "b"] if i > 0 else [])
-            + (["w_g", "b_g"] if spec.backbone else [])
-        )
-        layers.append(dict(zip(names, flat[k : k + len(names)], strict=True)))
-        k += len(names)
-    return layers
+def wired_sequence(
+    specs: list[LayerSpec],
+    x: Tensor,
+    ts: Tensor,
+    h0: list[Tensor],
+    w_h: list[Tensor],
+    w_x: list[Tensor],
+    b: list[Tensor],
+) -> tuple[Tensor, Tensor]:
+    """A wired CfC's motor outputs (T, B, H_last) and final state (B, sum H), as one layer.
+
+    Layer ``i`` (``hidden`` H_i, no backbone) maps ``[in_i(t), h_i(t-1)]`` through ``w_x[i]``
+    (4H_i, H_{i-1}, or the input width for layer 0), ``w_h[i]`` (4H_i, H_i) and ``b[i]``,
+    where ``in_0`` is the input ``x`` (T, B, I) and ``in_i = h_{i-1}(t)``. Skewed by one step
+    per layer, the combined state at wave ``w`` is ``[h_0(w), h_1(w-1), ...]``: a function
+    of the previous wave and ``x[w]`` only, through one block-structured (4H, H) weight.
+    """
+    steps, batch = x.shape[:2]
+    sizes = [sp.hidden for sp in specs]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    total, layers, waves = offsets[-1], len(sizes), steps + len(sizes) - 1
+    weights = x.new_zeros(4, total, total)
+    w_in = x.new_zeros(4, total, x.shape[-1])
+    spans = ts.new_zeros(waves, batch, total)
+    for i, (o, n) in enumerate(zip(offsets, sizes, strict=False)):
+        weights[:, o : o + n, o : o + n] = w_h[i].view(4, n, n)
+        if i == 0:
+            w_in[:, :n] = w_x[0].view(4, n, -1)
+        else:
+            weights[:, o : o + n, offsets[i - 1] : o] = w_x[i].view(4, n, sizes[i - 1])
+        spans[i : i + steps, :, o : o + n] = ts
+    bias = torch.cat([bi.view(4, -1) for bi in b], 1).view(-1)
+    # Layer 0 reads x[w] at wave w; the waves after the last step take no input.
+    x_waves = torch.cat([x, x.new_zeros(waves - steps, batch, x.shape[-1])])
+    xp = torch.nn.functional.linear(x_waves, w_in.view(4 * total, -1), bias)
+    # At wave w, layer i advances step w - i; layers with no step to take keep their state.
+    hold = tuple(
+        (offsets[min(max(w - steps + 1, 0), layers)], offsets[min(w + 1, layers)])
+        for w in range(waves)
+    )
+    spec = LayerSpec(total, False, specs[0].no_gate)
+    states, _ = CfCSequence.apply(spec, hold, xp, spans, torch.cat(h0, 1), weights.view(-1, total))
+    y = states[layers - 1 :, :, offsets[-2] :]
+    final = [
+        states[steps - 1 + i, :, o : o + n]
+        for i, (o, n) in enumerate(zip(offsets, sizes, strict=False))
+    ]
+    return y, torch.cat(final, 1)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from liquid_control.models.cells import CfCCell, LTCCell
-from liquid_control.models.cfc_bptt import CfCSequence, LayerSpec
+from liquid_control.models.cfc_bptt import CfCSequence, LayerSpec, wired_sequence
 
 
 class Core(nn.Module):
@@ -36,6 +36,16 @@ class Core(nn.Module):
     def step(self, x: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         y, h = self.forward(x.unsqueeze(1), dt.unsqueeze(1), h)
         return y[:, 0], h
+
+    def _use_fast_bptt(self, cells: list[CfCCell] | list[LTCCell]) -> bool:
+        """Whether training runs through the hand-written backward passes; tracing for export
+        and gradient-free evaluation keep the plain per-step code."""
+        return (
+            torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and all(c.fast_bptt for c in cells)
+            and any(p.requires_grad for p in self.parameters())
+        )
 
 
 class CfCCore(Core):
@@ -96,14 +106,6 @@ class CfCCore(Core):
         self.state_size = wiring.units
         self.output_size = wiring.output_dim
 
-    def _use_fast_bptt(self, cells: list[CfCCell]) -> bool:
-        return (
-            torch.is_grad_enabled()
-            and not torch.jit.is_tracing()
-            and all(c.fast_bptt for c in cells)
-            and any(p.requires_grad for p in self.parameters())
-        )
-
     def cells(self) -> list[CfCCell]:
         if self.wiring is None:
             return [self.rnn_cell]
@@ -113,20 +115,31 @@ class CfCCore(Core):
         h = self._state(h0, x)
         cells = self.cells()
         params = [c.fused_params() for c in cells]
-        first_proj = cells[0].project_inputs(x, params[0])
         ts = dt.unsqueeze(-1)
         hs = list(torch.split(h, self.layer_sizes, dim=1))
         if self._use_fast_bptt(cells):
-            specs = tuple(
+            specs = [
                 LayerSpec(c.hidden_size, c.backbone is not None, c.mode == "no_gate") for c in cells
-            )
-            flat: list[Tensor] = []
-            for i, (c, p) in enumerate(zip(cells, params, strict=True)):
-                flat += [hs[i], p.w_h] + ([p.w_x, p.b] if i > 0 else [])
-                if c.backbone is not None:
-                    flat += [p.w_heads, p.b_heads]
-            y, *hs = CfCSequence.apply(specs, first_proj, ts, *flat)
-            return y, torch.cat(hs, 1)
+            ]
+            # The hand-written passes run time-major: (T, B, ...).
+            x_steps, ts_steps = x.transpose(0, 1), ts.transpose(0, 1)
+            if self.wiring is None:
+                p = params[0]
+                backbone = [p.w_heads, p.b_heads] if p.w_heads is not None else []
+                xp = cells[0].project_inputs(x_steps, p)
+                y, h = CfCSequence.apply(specs[0], None, xp, ts_steps, h, p.w_h, *backbone)
+            else:
+                y, h = wired_sequence(
+                    specs,
+                    x_steps,
+                    ts_steps,
+                    hs,
+                    [p.w_h for p in params],
+                    [p.w_x for p in params],
+                    [p.b for p in params],
+                )
+            return y.transpose(0, 1), h
+        first_proj = cells[0].project_inputs(x, params[0])
         outputs = []
         for t in range(x.shape[1]):
             proj = first_proj[:, t]
@@ -157,17 +170,23 @@ class LTCCore(Core):
         self.state_size = wiring.units
         self.output_size = wiring.output_dim
 
+    def cells(self) -> list[LTCCell]:
+        return [self.rnn_cell]
+
     def forward(self, x: Tensor, dt: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v = self._state(h0, x)
         cell = self.rnn_cell
+        ts = dt.unsqueeze(-1)
+        if self._use_fast_bptt(self.cells()):
+            states = cell.solve(x, ts, v)
+            return cell.readout(states), states[:, -1]
         sensory = cell.sensory_terms(x)  # (B, T, 2, N)
         w_rec = cell.recurrent_weights()
-        ts = dt.unsqueeze(-1)
-        states = []
+        steps = []
         for t in range(x.shape[1]):
             v = cell.step_sensory(sensory[:, t], v, ts[:, t], w_rec)
-            states.append(v)
-        return cell.readout(torch.stack(states, 1)), v
+            steps.append(v)
+        return cell.readout(torch.stack(steps, 1)), v
 
     def apply_weight_constraints(self) -> None:
         self.rnn_cell.apply_weight_constraints()

@@ -98,6 +98,9 @@ def test_tiny_walker_bench_writes_json_table_and_plots(tmp_path: Path, monkeypat
     }
     assert cfc["noise_rmse_ratio"]["0.0"]["mean"] == pytest.approx(1.0)
     assert len(result["runs"]) == 6 and all(len(r["history"]) == 2 for r in result["runs"])
+    # Runs go one at a time and say what else the machine was doing.
+    assert cfc["cpu_seconds_per_epoch"]["mean"] > 0 and cfc["max_load_average_1min"] >= 0
+    assert "| CPU s/epoch | load |" in (out / "walker.md").read_text()
     for plot in result["plots"]:
         assert Path(plot).read_bytes()[:4] == b"\x89PNG"
     data = json.loads((out / "walker_data.json").read_text())

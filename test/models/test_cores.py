@@ -121,9 +121,16 @@ def test_ltc_matches_ncps_on_same_weights(wiring: str) -> None:
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
 
 
-def test_cfc_gradients_match_ncps() -> None:
-    ref = CfC(INPUTS, AutoNCP(12, 2, seed=1))
-    mine = CfCCore(INPUTS, wiring=AutoNCP(12, 2, seed=1))
+@pytest.mark.parametrize("kind", ["cfc", "ltc"])
+def test_gradients_match_ncps(kind: str) -> None:
+    if kind == "cfc":
+        ref, mine = (
+            CfC(INPUTS, AutoNCP(12, 2, seed=1)),
+            CfCCore(INPUTS, wiring=AutoNCP(12, 2, seed=1)),
+        )
+    else:
+        ref = LTC(INPUTS, AutoNCP(12, 2, seed=1), ode_unfolds=4)
+        mine = LTCCore(INPUTS, AutoNCP(12, 2, seed=1), ode_unfolds=4)
     mine.load_state_dict(ref.state_dict())
     x, dt = _irregular(6)
     ref(x, timespans=dt)[0].square().sum().backward()
@@ -134,7 +141,7 @@ def test_cfc_gradients_match_ncps() -> None:
 
 
 @pytest.mark.parametrize(
-    "cfg", [c for c in CORES if c.kind == "cfc" and c.mode != "pure"], ids=_ids
+    "cfg", [c for c in CORES if c.kind == "ltc" or (c.kind == "cfc" and c.mode != "pure")], ids=_ids
 )
 def test_hand_written_bptt_equals_autograd(cfg: CoreConfig) -> None:
     torch.manual_seed(4)
@@ -157,3 +164,21 @@ def test_hand_written_bptt_equals_autograd(cfg: CoreConfig) -> None:
     torch.testing.assert_close(y_fast, y_ref, atol=1e-6, rtol=0)
     for a, b in zip(g_fast, g_ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
+@pytest.mark.parametrize("cfg", [c for c in CORES if c.kind in ("cfc", "ltc")], ids=_ids)
+def test_cuda_equals_cpu_for_outputs_and_gradients(cfg: CoreConfig) -> None:
+    torch.manual_seed(5)
+    cpu = build_core(cfg, INPUTS)
+    gpu = build_core(cfg, INPUTS).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(4, 7, INPUTS)
+    dt = torch.rand(4, 7) * 0.3 + 0.01
+    results = []
+    for core, device in ((cpu, "cpu"), (gpu, "cuda")):
+        y, h = core(x.to(device), dt.to(device))
+        (y.sin().sum() + h.square().sum()).backward()
+        results.append([y, h] + [p.grad for p in core.parameters()])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b.cpu(), a, atol=1e-5, rtol=1e-4)
