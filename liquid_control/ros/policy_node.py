@@ -21,7 +21,7 @@ arrival (sim time under ``use_sim_time``, as the bridge publishes ``/clock`` fir
 
 Glue only: parameters come from :data:`PARAMS` (those not read-only take effect on the
 next message), frames are decoded by :mod:`liquid_control.ros.conversions`, and
-:class:`EdgeController` owns the policy, its recurrent state and the statistics reported
+:class:`StatefulPolicy` owns the policy, its recurrent state and the statistics reported
 on ``/diagnostics``. A malformed frame is dropped with a throttled warning; a non-finite
 action, or no valid frame for ``timeout_s``, publishes the fail-safe command (stop;
 hover for a drone: zero velocity and yaw rate; zero torque for a vector model).
@@ -42,15 +42,10 @@ from liquid_control.models.export import (
     DEFAULT_THREADS,
     set_torch_threads,
 )
+from liquid_control.models.stateful import StatefulPolicy
 from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.conversions import ImageError, image_to_rgb, stamp_to_s
-from liquid_control.ros.edge import (
-    COMMAND_MODES,
-    Command,
-    EdgeController,
-    action_to_command,
-    failsafe_command,
-)
+from liquid_control.ros.edge import COMMAND_MODES, Command, action_to_command, failsafe_command
 from liquid_control.ros.params import Param, ParameterError, declare, set_period
 from liquid_control.ros.runtime import spin_single
 
@@ -142,7 +137,7 @@ def _make_node_class():
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(NAME, **kwargs)
             self.p = declare(self, PARAMS, on_change=self.on_parameter_change)
-            self.controller: EdgeController | None = None
+            self.controller: StatefulPolicy | None = None
             self.configure_error: str | None = None
             self.refusal: Exception | None = None  # why the last configure failed
             self.active = False
@@ -186,15 +181,15 @@ def _make_node_class():
                 )
             self.get_logger().info(
                 f"configured: {self.p['model']} ({self.p['backend']}, {self.p['threads']} "
-                f"threads, first dt {self.controller.default_dt_s} s); input {self.input_topic}"
+                f"threads, first dt {self.controller.dt_s} s); input {self.input_topic}"
             )
             return super().on_configure(state)
 
-        def _load(self) -> EdgeController:
+        def _load(self) -> StatefulPolicy:
             if self.p["backend"] != "onnxruntime":
                 set_torch_threads(self.p["threads"])
             keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
-            controller = EdgeController(
+            controller = StatefulPolicy.load(
                 self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"], keys
             )
             vector = controller.image_hw is None
@@ -303,7 +298,7 @@ def _make_node_class():
             if reset:
                 self.get_logger().info(f"recurrent state reset: {reset}")
             if not np.all(np.isfinite(action)):
-                # EdgeController counted it and reset the state; the robot stops now.
+                # StatefulPolicy counted it and reset the state; the robot stops now.
                 self.publish_failsafe(stamp)
                 self.get_logger().error(
                     "policy produced a non-finite action: fail-safe published, state reset",

@@ -32,21 +32,6 @@ class Agent(Protocol):
     def act(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray: ...
 
 
-class PolicyAgent:
-    """Drives with an exported policy (``EdgePolicy``): image + dt in, curvature out."""
-
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-        self.state = runner.initial_state()
-
-    def reset(self) -> None:
-        self.state = self.runner.initial_state()
-
-    def act(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray:
-        action, self.state = self.runner.step(obs["image"], float(obs["dt"][0]), self.state)
-        return np.asarray(action, dtype=np.float32).reshape(-1)
-
-
 @dataclass
 class EpisodeLog:
     """What happened in one episode, step by step (arrays of equal length)."""
@@ -204,10 +189,10 @@ def evaluate_model(
 
     ``trusted_keys``: public key files; when given, the export must be signed by one of them.
     """
-    from liquid_control.models.export import load_exported
+    from liquid_control.models.stateful import StatefulPolicy
 
     backend = "eager" if Path(model).suffix == ".safetensors" else cfg.backend
-    agent = PolicyAgent(load_exported(model, backend, trusted_keys=trusted_keys))
+    agent = StatefulPolicy.load(str(model), backend, trusted_keys=trusted_keys)
     result = evaluate_agent(agent, cfg, out_dir)
     result["model"] = str(model)
     if out_dir is not None:

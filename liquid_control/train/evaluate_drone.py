@@ -1,7 +1,7 @@
 """Closed-loop evaluation of a drone-navigation policy on held-out layouts, per scene.
 
 The policy runs through the same ``EdgePolicy.step`` as everywhere else (via
-``PolicyAgent``), frame by frame, in ``LiquidControl/DroneNav-v0``. Layout seeds start at
+``StatefulPolicy``), frame by frame, in ``LiquidControl/DroneNav-v0``. Layout seeds start at
 ``HELD_OUT_FIRST_SEED`` (datasets use seeds from 0), so no evaluation layout was seen in
 training. Reported per scene: success, collision, out-of-arena and timeout rates, and the
 mean time to target over successful episodes. Artifacts: a JSON file, a top-down plot of
