@@ -216,7 +216,10 @@ def launch_description(task: str) -> Any:
 
     arguments = [
         DeclareLaunchArgument(
-            a.name, default_value=a.default, description=a.description, choices=a.choices or None
+            a.name,
+            default_value=a.default,
+            description=a.description,
+            choices=list(a.choices) or None,  # launch refuses an empty list
         )
         for a in launch_arguments(task)
     ]

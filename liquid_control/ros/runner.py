@@ -57,6 +57,7 @@ def drive(
     options = {"namespace": namespace, "cli_args": ["--ros-args", *remaps] if remaps else None}
     nodes: dict[str, Any] = {}
     video = None
+    executor = None
     completed = False
     try:
         for spec in GRAPHS[task].active_nodes(record):
@@ -103,6 +104,8 @@ def drive(
         completed = True
         return summary
     finally:
+        if executor is not None:
+            executor.shutdown()  # no callback may use a node being destroyed
         for node in nodes.values():
             finish_node(node)  # the sim thread has stopped writing frames after this
         if video is not None:

@@ -359,7 +359,8 @@ def _make_node_class():
                 if self.done.is_set():
                     return
                 frame = self.session.step()
-                self._measure_lag()
+                if self.p["mode"] == "realtime":
+                    self._measure_lag()
                 self.publish(frame)
                 limit = self.p["max_episodes"]
                 if limit and self.session.totals.episodes >= limit:
@@ -368,6 +369,8 @@ def _make_node_class():
                 self.in_flight = False
 
         def _measure_lag(self) -> None:
+            """Realtime mode: how far sim time (steps only, resets left out) is behind the
+            wall time since the first step; sync mode runs as fast as the loop allows."""
             now = time.monotonic()
             if self.lag_origin is None:
                 self.lag_origin = (now, self.session.stepped_s)
