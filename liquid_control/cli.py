@@ -91,6 +91,10 @@ def _bench(args: argparse.Namespace) -> None:
         from liquid_control.bench import env
 
         env.run(args.out)
+    elif args.what == "soak":
+        from liquid_control.bench import soak
+
+        soak.run(args.out, minutes=args.minutes)
     elif args.what == "lane":
         from liquid_control.bench import lane
 
@@ -420,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone"],
+        choices=["cores", "edge", "env", "lane", "walker", "drone", "soak"],
         help="which benchmark",
     )
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
@@ -444,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seconds", type=_positive_float, default=15.0, help="edge: wall time per graph run"
+    )
+    p.add_argument(
+        "--minutes", type=_positive_float, default=30.0, help="soak: how long the graph runs"
     )
     p.set_defaults(func=_bench)
     return parser
