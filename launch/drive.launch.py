@@ -1,7 +1,7 @@
 """Lane keeping in closed loop: sim_bridge (MuJoCo lane world) + policy_node (shipped policy).
 
     ros2 launch liquid_control drive.launch.py [model:=DIR] [backend:=onnxruntime]
-        [perturb:=noise=0.2] [mode:=realtime] [record:=true [record_dir:=DIR]]
+        [perturb:=noise=0.2] [mode:=realtime] [namespace:=NAME] [record:=true [record_dir:=DIR]]
 
 Nodes, parameters (config/drive.yaml) and launch arguments come from
 liquid_control.ros.graph, the same source `liquid-control drive` uses without ROS 2's

@@ -2,7 +2,7 @@
 
     ros2 launch liquid_control fly.launch.py [model:=DIR] [backend:=onnxruntime]
         [env_kwargs:='{"scene": "winter"}'] [perturb:=noise=0.1] [mode:=realtime]
-        [record:=true [record_dir:=DIR]]
+        [namespace:=NAME] [record:=true [record_dir:=DIR]]
 
 The camera arrives as sensor_msgs/Image, commands go back as geometry_msgs/TwistStamped
 (body-frame velocity and yaw rate; the policy_node's fail-safe is hover), ground truth is

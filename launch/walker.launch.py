@@ -1,11 +1,12 @@
 """Walker2d in closed loop: sim_bridge (Gymnasium Walker2d-v5) + policy_node (shipped policy).
 
     ros2 launch liquid_control walker.launch.py [model:=DIR] [backend:=onnxruntime]
-        [mode:=realtime] [record:=true [record_dir:=DIR]]
+        [mode:=realtime] [namespace:=NAME] [record:=true [record_dir:=DIR]]
 
-Observations arrive as std_msgs/Float64MultiArray (and sensor_msgs/JointState), actions
-go back as Float64MultiArray. Nodes, parameters (config/walker.yaml) and launch arguments
-come from liquid_control.ros.graph, as for `liquid-control drive --task walker`.
+Observations arrive as stamped sensor_msgs/JointState (position = the observation vector),
+actions go back as JointState (effort), stamped like the observation they answer. Nodes,
+parameters (config/walker.yaml) and launch arguments come from liquid_control.ros.graph,
+as for `liquid-control drive --task walker`.
 """
 
 from liquid_control.ros.graph import launch_description

@@ -107,6 +107,7 @@ _BENCH_OPTIONS = {
     "device": ("cores",),
     "load": ("edge",),
     "seconds": ("edge",),
+    "minutes": ("soak",),
 }
 
 
@@ -142,6 +143,10 @@ def _bench(args: argparse.Namespace) -> None:
         from liquid_control.bench import env
 
         env.run(args.out)
+    elif args.what == "soak":
+        from liquid_control.bench import soak
+
+        soak.run(args.out, minutes=30.0 if args.minutes is None else args.minutes)
     elif args.what == "lane":
         from liquid_control.bench import lane
 
@@ -658,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena"],
+        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak"],
         help="which benchmark",
     )
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
@@ -691,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seconds", type=positive_float, help="edge: wall time per graph run (default: 15)"
+    )
+    p.add_argument(
+        "--minutes", type=positive_float, help="soak: how long the graph runs (default: 30)"
     )
     p.set_defaults(func=_bench)
     return parser

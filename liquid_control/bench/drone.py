@@ -90,11 +90,10 @@ def _train(bench: DroneBenchConfig, name: str, core: dict[str, Any], seed: int) 
 def _evaluate(
     export: str, bench: DroneBenchConfig, media: Path | None
 ) -> dict[str, dict[str, float]]:
-    from liquid_control.models.export import load_exported
-    from liquid_control.train.evaluate import PolicyAgent
+    from liquid_control.models.stateful import StatefulPolicy
     from liquid_control.train.evaluate_drone import evaluate_scene, plot_flights
 
-    agent = PolicyAgent(load_exported(export, "onnxruntime"))
+    agent = StatefulPolicy.load(export, "onnxruntime")
     results = {}
     for scene in bench.scenes:
         video = media / f"{scene}.mp4" if media is not None else None

@@ -31,6 +31,7 @@ import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -372,8 +373,8 @@ def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
     """Behaviour cloning with the shared trainer, then driving Walker2d-v5 with ``step``."""
     import gymnasium as gym
 
-    from liquid_control.envs.walker import WALKER_ID, PolicyWalker, rollout
-    from liquid_control.models.export import load_exported
+    from liquid_control.envs.walker import WALKER_ID, rollout
+    from liquid_control.models.stateful import StatefulPolicy
     from liquid_control.train.trainer import TrainConfig, train
 
     spec = cfg.closed_loop
@@ -388,10 +389,10 @@ def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
         start = time.monotonic()
         trained = train(train_cfg)
         export = str(Path(trained["export_manifest"]).parent)
-        runner = load_exported(export, "torchscript")
+        walker = StatefulPolicy.load(export, "torchscript")
         env = gym.make(WALKER_ID)
-        walker = PolicyWalker(runner, float(env.unwrapped.dt))
-        stats = rollout(env, walker.act, int(spec["episodes"]), HELD_OUT_SEED, walker.reset)
+        act = partial(walker.act, env=env)
+        stats = rollout(env, act, int(spec["episodes"]), HELD_OUT_SEED, walker.reset)
         env.close()
         results[name] = {
             "export": export,

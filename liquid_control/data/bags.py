@@ -37,6 +37,7 @@ import dataclasses
 import json
 import math
 import os
+import queue
 import shutil
 import sqlite3
 import struct
@@ -45,7 +46,7 @@ import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -115,13 +116,16 @@ class BagWriter:
     leaving the block closes the bag (metadata.yaml written) and renames it to ``path``,
     or discards it when the block raised.
 
-    Thread-safe and non-blocking: one worker thread owns the rosbags writer (sqlite3
-    connections refuse other threads), so :meth:`write` only queues the message and ROS
-    callbacks on any executor thread never wait for the disk. Writes after :meth:`close`
+    Thread-safe: one worker thread owns the rosbags writer (sqlite3 connections refuse
+    other threads), so :meth:`write` only queues the message and ROS callbacks on any
+    executor thread do not wait for the disk. The queue holds at most ``max_queued``
+    messages: when the disk falls that far behind, :meth:`write` waits (memory stays
+    bounded on a recording of hours). The first failed write is raised by the next
+    :meth:`write` (and by :meth:`close`), not only at the end. Writes after :meth:`close`
     are refused (return False).
     """
 
-    def __init__(self, output: str | Path, storage: str = "mcap") -> None:
+    def __init__(self, output: str | Path, storage: str = "mcap", max_queued: int = 1000) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if storage not in STORAGES:
@@ -142,40 +146,80 @@ class BagWriter:
         self._writer = Writer(
             self.partial / self.output.name, version=BAG_VERSION, storage_plugin=plugin
         )
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bag")
-        self._worker.submit(self._writer.open).result()
+        self._queue: queue.Queue[tuple[Any, tuple[Any, ...], Future | None]] = queue.Queue(
+            max_queued
+        )
+        self._worker = threading.Thread(target=self._work, name="bag", daemon=True)
+        self._worker.start()
         self._lock = threading.Lock()
         self._topics: dict[int, str] = {}
         self.counts: Counter[str] = Counter()
         self.write_error: BaseException | None = None
         self.closed = False
+        try:
+            self._call(self._writer.open)
+        except BaseException:
+            self._stop_worker()
+            shutil.rmtree(self.partial, ignore_errors=True)
+            raise
+
+    def _work(self) -> None:
+        """The worker: run queued calls in order until a ``None`` call ends it."""
+        while True:
+            fn, args, future = self._queue.get()
+            if fn is None:
+                return
+            if future is None:  # a message write: its failure is kept for write() to raise
+                if self.write_error is None:
+                    try:
+                        fn(*args)
+                    except Exception as e:  # noqa: BLE001 (raised by the next write/close)
+                        self.write_error = e
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 (re-raised in the caller's thread)
+                future.set_exception(e)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the worker after everything queued before it; return its result."""
+        future: Future = Future()
+        self._queue.put((lambda: fn(*args, **kwargs), (), future))
+        return future.result()
+
+    def _stop_worker(self) -> None:
+        self._queue.put((None, (), None))
+        self._worker.join()
 
     def add_topic(self, topic: str, msgtype: str) -> Any:
         """Add a topic (``sensor_msgs/msg/Image`` style type); returns its connection."""
         with self._lock:
             if msgtype not in self.typestore.fielddefs:
                 _register_from_share(self.typestore, msgtype)
-            connection = self._worker.submit(
+            connection = self._call(
                 self._writer.add_connection, topic, msgtype, typestore=self.typestore
-            ).result()
+            )
             self._topics[connection.id] = topic
             return connection
 
     def write(self, connection: Any, log_time_ns: int, cdr: bytes) -> bool:
-        """Queue one CDR-serialized message (with its 4-byte encapsulation header)."""
+        """Queue one CDR-serialized message (with its 4-byte encapsulation header).
+
+        Raises UserError once a queued write has failed (the bag cannot be completed)."""
         with self._lock:
             if self.closed:
                 return False
-            self._worker.submit(self._write, connection, int(log_time_ns), cdr)
+            self._raise_write_error()
+            self._queue.put((self._writer.write, (connection, int(log_time_ns), cdr), None))
             self.counts[self._topics[connection.id]] += 1
             return True
 
-    def _write(self, connection: Any, log_time_ns: int, cdr: bytes) -> None:
-        if self.write_error is None:
-            try:
-                self._writer.write(connection, log_time_ns, cdr)
-            except Exception as e:  # noqa: BLE001 (kept and reported by close())
-                self.write_error = e
+    def _raise_write_error(self) -> None:
+        if self.write_error is not None:
+            raise UserError(
+                f"writing bag {self.output} failed ({self.write_error}); "
+                f"what was written is in {self.partial}"
+            )
 
     def close(self) -> Path:
         """Write what is queued, finish the bag (index, metadata.yaml), rename it into place.
@@ -186,13 +230,11 @@ class BagWriter:
         with self._lock:
             if not self.closed:
                 self.closed = True
-                self._worker.submit(self._writer.close).result()
-                self._worker.shutdown()
-                if self.write_error is not None:
-                    raise UserError(
-                        f"writing bag {self.output} failed ({self.write_error}); "
-                        f"what was written is in {self.partial}"
-                    )
+                try:
+                    self._call(self._writer.close)
+                finally:
+                    self._stop_worker()
+                self._raise_write_error()
                 os.rename(self.partial / self.output.name, self.output)
                 self.partial.rmdir()
         return self.output
@@ -202,8 +244,10 @@ class BagWriter:
         with self._lock:
             if not self.closed:
                 self.closed = True
-                self._worker.submit(self._writer.abort).result()
-                self._worker.shutdown()
+                try:
+                    self._call(self._writer.abort)
+                finally:
+                    self._stop_worker()
                 shutil.rmtree(self.partial, ignore_errors=True)
 
     def __enter__(self) -> BagWriter:

@@ -189,6 +189,7 @@ class DroneNavEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     ## Info
     ``x_m``, ``y_m``, ``z_m``, ``yaw_rad``, ``quat`` (w, x, y, z), ``velocity_mps`` (world),
+    ``angular_velocity_rad_s`` (body frame, MuJoCo's free-joint convention),
     ``distance_m`` (horizontal, to the target ball), ``bearing_rad`` (target direction
     minus heading), ``target_x_m``, ``target_y_m``, ``target_z_m``, ``time_s``,
     ``command`` (the applied, clipped action), ``outcome`` (one of ``OUTCOMES`` at the end,
@@ -457,6 +458,7 @@ class DroneNavEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
             "yaw_rad": math.atan2(rotation[1, 0], rotation[0, 0]),
             "quat": data.qpos[3:7].copy(),
             "velocity_mps": data.qvel[:3].copy(),
+            "angular_velocity_rad_s": data.qvel[3:6].copy(),
             "distance_m": distance,
             "bearing_rad": bearing,
             "target_x_m": float(target[0]),

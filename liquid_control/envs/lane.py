@@ -87,7 +87,8 @@ class LaneKeepingEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
     ``lateral_offset_m`` (positive left), ``heading_error_rad`` (vehicle yaw minus track
     heading), ``progress_m``, ``track_length_m``, ``curvature_ref`` (track curvature at the
     nearest point), ``steer_curvature`` (the applied, clipped action), ``steer_angle_rad``,
-    ``x_m``, ``y_m``, ``yaw_rad``, ``track_seed``.
+    ``x_m``, ``y_m``, ``yaw_rad``, ``speed_mps`` (forward), ``yaw_rate_rad_s``
+    (``steer_curvature * speed_mps``, the kinematic model's), ``track_seed``.
 
     ## Arguments
     | parameter            | default    | meaning                                           |
@@ -273,5 +274,7 @@ class LaneKeepingEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
             "x_m": self.vehicle.x_m,
             "y_m": self.vehicle.y_m,
             "yaw_rad": self.vehicle.yaw_rad,
+            "speed_mps": self.speed_mps,
+            "yaw_rate_rad_s": self._steer_curvature * self.speed_mps,
             "track_seed": self.track.seed,
         }

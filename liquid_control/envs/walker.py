@@ -134,21 +134,6 @@ def load_expert(path: str | Path) -> WalkerExpert:
     return WalkerExpert(model.policy, mean, var)
 
 
-class PolicyWalker:
-    """Walks with an exported policy (``EdgePolicy.step``, as policy_node runs it)."""
-
-    def __init__(self, runner: Any, dt_s: float) -> None:
-        self.runner, self.dt_s = runner, dt_s
-        self.state = runner.initial_state()
-
-    def reset(self) -> None:
-        self.state = self.runner.initial_state()
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        action, self.state = self.runner.step(obs.astype(np.float32), self.dt_s, self.state)
-        return np.clip(np.asarray(action, np.float32).reshape(-1), -1.0, 1.0)
-
-
 def rollout(
     env: gym.Env,
     act: Callable[[np.ndarray], np.ndarray],

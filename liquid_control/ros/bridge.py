@@ -16,6 +16,9 @@ env's action by ``command_mode``:
 
 A command that is non-finite, of the wrong length or outside the action space
 is rejected and counted; the session then holds the safe command (zero action).
+
+A session runs for hours: what it remembers about past steps and episodes is running
+totals (:class:`RunningTotals`) and the last few episode summaries, never a per-step list.
 """
 
 from __future__ import annotations
@@ -93,6 +96,53 @@ def make_env(env_id: str, env_kwargs: str | dict[str, Any] = "", perturb: str = 
     return env
 
 
+OFFSET_BIN_M = 0.001  # resolution of the |lateral offset| percentiles
+OFFSET_BINS = 10_000  # up to 10 m; a lane departure ends an episode well before
+
+
+@dataclass
+class RunningTotals:
+    """Everything a run reports about its past steps and episodes, in constant memory."""
+
+    episodes: int = 0
+    km_finished: float = 0.0
+    lane_departures: int = 0
+    falls: int = 0  # terminated without a task outcome (a drone's carry one)
+    return_sum: float = 0.0
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
+    offset_steps: int = 0
+    offset_sum_m: float = 0.0
+    offset_histogram: np.ndarray = field(default_factory=lambda: np.zeros(OFFSET_BINS, np.int64))
+
+    def add_offset(self, offset_m: float) -> None:
+        offset = abs(offset_m)
+        self.offset_steps += 1
+        self.offset_sum_m += offset
+        self.offset_histogram[min(int(offset / OFFSET_BIN_M), OFFSET_BINS - 1)] += 1
+
+    def add_episode(self, summary: dict[str, Any]) -> None:
+        self.episodes += 1
+        self.km_finished += float(summary.get("progress_m", 0.0)) / 1000.0
+        self.lane_departures += summary["event"] == "lane_departure"
+        self.falls += summary["event"] == "terminated" and not summary.get("outcome")
+        self.return_sum += float(summary["return"])
+        if summary.get("outcome"):
+            self.outcomes[summary["outcome"]] += 1
+
+    def mean_abs_offset_m(self) -> float | None:
+        return self.offset_sum_m / self.offset_steps if self.offset_steps else None
+
+    def abs_offset_percentile_m(self, q: float) -> float | None:
+        """The ``q``-th percentile of |lateral offset|, to :data:`OFFSET_BIN_M`."""
+        if not self.offset_steps:
+            return None
+        rank = np.searchsorted(np.cumsum(self.offset_histogram), q / 100.0 * self.offset_steps)
+        return float((rank + 0.5) * OFFSET_BIN_M)
+
+    def mean_return(self) -> float | None:
+        return self.return_sum / self.episodes if self.episodes else None
+
+
 class SimSession:
     """One env in closed loop: commands in, frames out, with sim time and episode events."""
 
@@ -111,14 +161,15 @@ class SimSession:
         self.safe_action = np.clip(
             np.zeros_like(self.action_low), self.action_low, self.action_high
         )
-        self.action = self.safe_action.copy()
+        self.fail_safe()
         self.sim_time_s = 0.0
         self.episode = -1
         self.episode_return = 0.0
         self.rejected = 0
         self.steps = 0
-        self.finished_episodes: list[dict[str, Any]] = []
-        self.abs_offsets_m: list[float] = []  # lane envs: |lateral offset| of every step
+        self.stepped_s = 0.0  # sim time advanced by steps (resets' jumps left out)
+        self.totals = RunningTotals()
+        self.recent_episodes: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
         self.on_frame: Any = None  # optional hook called with every stepped Frame
 
     def reset(self, reason: str = "reset") -> Frame:
@@ -130,6 +181,10 @@ class SimSession:
         self.episode_return = 0.0
         event = {"event": reason, "episode": self.episode, "sim_time_s": self.sim_time_s}
         return Frame(self.sim_time_s, obs, info, events=[event])
+
+    def fail_safe(self) -> None:
+        """Hold the safe command (zero action): what a step without an answer gets."""
+        self.action = self.safe_action.copy()
 
     def to_action(self, values: list[float]) -> np.ndarray:
         """Map a command (Twist fields or a raw vector) to an env action, or raise."""
@@ -163,7 +218,7 @@ class SimSession:
             self.action = self.to_action(values)
         except CommandError as e:
             self.rejected += 1
-            self.action = self.safe_action.copy()
+            self.fail_safe()
             return str(e)
         return None
 
@@ -179,6 +234,7 @@ class SimSession:
         self.steps += 1
         dt = _frame_dt(obs, self.env)
         self.sim_time_s += dt
+        self.stepped_s += dt
         self.episode_return += float(reward)
         frame = Frame(
             self.sim_time_s,
@@ -189,7 +245,7 @@ class SimSession:
             command_time_s=command_time_s,
         )
         if "lateral_offset_m" in info:
-            self.abs_offsets_m.append(abs(float(info["lateral_offset_m"])))
+            self.totals.add_offset(float(info["lateral_offset_m"]))
         if self.on_frame is not None:
             self.on_frame(frame)
         if terminated or truncated:
@@ -202,7 +258,8 @@ class SimSession:
             }
             if "lateral_offset_m" in info and terminated:
                 summary["event"] = "lane_departure"
-            self.finished_episodes.append(summary)
+            self.totals.add_episode(summary)
+            self.recent_episodes.append(summary)
             reset = self.reset("reset")
             reset.events.insert(0, summary)
             return reset

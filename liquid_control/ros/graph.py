@@ -54,23 +54,89 @@ DEFAULT_MODELS = {
     "drone": DEFAULT_DRONE_MODEL,
 }
 
-# Launch arguments: name -> (node, parameter, default). An empty value keeps the YAML's.
-LAUNCH_ARGUMENTS: dict[str, tuple[str, str, str]] = {
-    "model": ("policy_node", "model", ""),
-    "backend": ("policy_node", "backend", ""),
-    "autostart": ("policy_node", "autostart", ""),
-    "trusted_keys": ("policy_node", "trusted_keys", ""),
-    "perturb": ("sim_bridge", "perturb", ""),
-    "mode": ("sim_bridge", "mode", ""),
-    "env_kwargs": ("sim_bridge", "env_kwargs", ""),
-    "autopilot": ("sim_bridge", "autopilot", ""),
-    "image_transport": ("policy_node", "image_transport", ""),
-    "publish_compressed": ("sim_bridge", "publish_compressed", ""),
-    "record_dir": ("bag_recorder", "output", ""),
-    "record_storage": ("bag_recorder", "storage", ""),
+# Launch arguments that set a node parameter: name -> (node, parameter). The same names are
+# the in-process runner's overrides; an empty value keeps the YAML's.
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "model": ("policy_node", "model"),
+    "backend": ("policy_node", "backend"),
+    "autostart": ("policy_node", "autostart"),
+    "trusted_keys": ("policy_node", "trusted_keys"),
+    "image_transport": ("policy_node", "image_transport"),
+    "perturb": ("sim_bridge", "perturb"),
+    "mode": ("sim_bridge", "mode"),
+    "env_kwargs": ("sim_bridge", "env_kwargs"),
+    "autopilot": ("sim_bridge", "autopilot"),
+    "publish_compressed": ("sim_bridge", "publish_compressed"),
+    "record_dir": ("bag_recorder", "output"),
+    "record_storage": ("bag_recorder", "storage"),
 }
 # record:=true adds the bag recorder to the graph.
 RECORD_ARGUMENT = "record"
+# namespace:=NAME puts every node, and every topic not starting with "/", under NAME.
+NAMESPACE_ARGUMENT = "namespace"
+
+
+def remappings(namespace: str) -> list[tuple[str, str]]:
+    """Topic remappings of every node of a graph in ``namespace``: its sim time (``/clock``,
+    global by convention) becomes ``<namespace>/clock``, so side-by-side graphs keep their
+    own clocks."""
+    return [("/clock", "clock")] if namespace.strip("/") else []
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """A launch argument as ``ros2 launch --show-args`` shows it."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+def launch_arguments(task: str) -> list[LaunchArgument]:
+    """Every launch argument of ``task``'s graph: its real default (the task's YAML, else the
+    node's own), the parameter's description and its choices."""
+    params = node_parameters(task)
+    tables = _parameter_tables()
+    arguments = []
+    for name, (node, param) in LAUNCH_ARGUMENTS.items():
+        spec = tables[node][param]
+        value = params[node].get(param, spec.default)
+        choices = spec.choices or (("true", "false") if isinstance(spec.default, bool) else ())
+        arguments.append(
+            LaunchArgument(name, _as_text(value), f"{node} {param}: {spec.description}", choices)
+        )
+    arguments.append(
+        LaunchArgument(
+            NAMESPACE_ARGUMENT,
+            "",
+            "ROS namespace of every node and of every relative topic, so that two graphs can "
+            "run side by side in one ROS domain (each graph's /clock is remapped into it; "
+            "/diagnostics stays global)",
+        )
+    )
+    arguments.append(
+        LaunchArgument(
+            RECORD_ARGUMENT, "false", "also record a bag (bag_recorder)", ("true", "false")
+        )
+    )
+    return arguments
+
+
+def _parameter_tables() -> dict[str, dict[str, Any]]:
+    from liquid_control.ros import policy_node, recorder, sim_bridge
+
+    return {
+        module.NAME: {p.name: p for p in module.PARAMS}
+        for module in (sim_bridge, policy_node, recorder)
+    }
+
+
+def _as_text(value: Any) -> str:
+    """A parameter value as a launch argument writes it (``true``, not ``True``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def config_path(task: str) -> Path:
@@ -93,7 +159,7 @@ def node_parameters(task: str, overrides: dict[str, str] | None = None) -> dict[
     for arg, value in (overrides or {}).items():
         if arg not in LAUNCH_ARGUMENTS:
             raise UserError(f"unknown launch argument {arg!r}")
-        node, param, _ = LAUNCH_ARGUMENTS[arg]
+        node, param = LAUNCH_ARGUMENTS[arg]
         if value != "":
             params[node][param] = _typed_like(params[node].get(param), value, arg)
     policy = params.get(POLICY.name)
@@ -116,9 +182,12 @@ def _typed_like(current: Any, value: str, arg: str) -> Any:
 def launch_description(task: str) -> Any:
     """The ``ros2 launch`` description of ``task``'s graph (every launch file is this call).
 
-    Launch arguments: :data:`LAUNCH_ARGUMENTS` and ``record:=true``.
+    Launch arguments: :func:`launch_arguments`. When sim_bridge or policy_node exits, for
+    any reason, the whole launch shuts down: a graph without either cannot drive, and a
+    policy left alone would publish its fail-safe forever.
     """
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+    from launch.event_handlers import OnProcessExit
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -128,26 +197,47 @@ def launch_description(task: str) -> Any:
         overrides = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
         params = node_parameters(task, overrides)
         record = LaunchConfiguration(RECORD_ARGUMENT).perform(context).lower() in ("true", "1")
-        return [
-            Node(
+        namespace = LaunchConfiguration(NAMESPACE_ARGUMENT).perform(context)
+        actions: list[Any] = []
+        for spec in GRAPHS[task].active_nodes(record):
+            node = Node(
                 package="liquid_control",
                 executable=spec.name,
                 name=spec.name,
+                namespace=namespace,
+                remappings=remappings(namespace),
                 output="screen",
                 emulate_tty=True,
                 parameters=[params[spec.name]],
             )
-            for spec in GRAPHS[task].active_nodes(record)
-        ]
+            actions.append(node)
+            if spec in GRAPHS[task].nodes:
+                handler = OnProcessExit(target_action=node, on_exit=_shutdown_launch(spec.name))
+                actions.append(RegisterEventHandler(handler))
+        return actions
 
     arguments = [
-        DeclareLaunchArgument(name, default_value=default, description=f"{node}: {param}")
-        for name, (node, param, default) in LAUNCH_ARGUMENTS.items()
+        DeclareLaunchArgument(
+            a.name,
+            default_value=a.default,
+            description=a.description,
+            choices=list(a.choices) or None,  # launch refuses an empty list
+        )
+        for a in launch_arguments(task)
     ]
-    arguments.append(
-        DeclareLaunchArgument(RECORD_ARGUMENT, default_value="false", description="record a bag")
-    )
     return LaunchDescription([*arguments, OpaqueFunction(function=nodes)])
+
+
+def _shutdown_launch(name: str) -> Any:
+    """An ``OnProcessExit`` action: shut the launch down, saying which node exited how."""
+    from launch.actions import EmitEvent
+    from launch.events import Shutdown
+
+    def on_exit(event: Any, context: Any) -> list[Any]:
+        reason = f"{name} exited with code {event.returncode}"
+        return [EmitEvent(event=Shutdown(reason=reason))]
+
+    return on_exit
 
 
 def as_ros_parameters(values: dict[str, Any]) -> list[Any]:

@@ -11,7 +11,8 @@ Lifecycle (``rclpy.lifecycle``; ``ros2 lifecycle set /policy_node <transition>``
 
 With ``autostart`` (the launch files and ``liquid-control drive`` set it) the node
 configures and activates itself at start-up, and a model it cannot load exits the
-executable with a one-line error.
+executable with a one-line error. The input watchdog is armed by the first valid input
+after activation, so a node started before its source does not report a false fault.
 
 With ``image_transport: compressed`` the node takes ``sensor_msgs/CompressedImage`` (jpeg or
 png) on ``<image_topic>/compressed``, where image_transport's ``compressed`` plugin
@@ -25,15 +26,16 @@ the model's input, as the dataset's ``bag2minari`` mapping cropped its frames.
 would (the next frame's dt is the export's ``dt_s``); each request is logged and counted
 in ``/diagnostics`` (``requested_resets``), apart from the automatic ``state_resets``.
 
-A model with a vector front end (Walker2d) instead takes ``std_msgs/Float64MultiArray``
-observations on ``observation_topic`` and publishes its raw action as
-``Float64MultiArray`` on ``command_topic`` (``command_mode: vector``, clipped to
-``max_abs_action``). Those messages carry no header: dt comes from the node's clock at
-arrival (sim time under ``use_sim_time``, as the bridge publishes ``/clock`` first).
+A model with a vector front end (Walker2d) instead takes ``sensor_msgs/JointState``
+observations on ``observation_topic`` (``position`` = the observation vector) and
+publishes its raw action as a ``JointState`` on ``command_topic`` (``effort`` = the action,
+clipped to ``max_abs_action``; ``command_mode: vector``). Every command carries the
+header stamp of the input it answers, so dt comes from stamps for every model and
+``sim_bridge`` in sync mode can tell an answer to its last frame from a stale one.
 
 Glue only: parameters come from :data:`PARAMS` (those not read-only take effect on the
 next message), frames are decoded by :mod:`liquid_control.ros.conversions`, and
-:class:`EdgeController` owns the policy, its recurrent state and the statistics reported
+:class:`StatefulPolicy` owns the policy, its recurrent state and the statistics reported
 on ``/diagnostics``. A malformed frame is dropped with a throttled warning; a non-finite
 action, or no valid frame for ``timeout_s``, publishes the fail-safe command (stop;
 hover for a drone: zero velocity and yaw rate; zero torque for a vector model).
@@ -54,6 +56,7 @@ from liquid_control.models.export import (
     DEFAULT_THREADS,
     set_torch_threads,
 )
+from liquid_control.models.stateful import StatefulPolicy
 from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.conversions import (
     ImageError,
@@ -62,15 +65,9 @@ from liquid_control.ros.conversions import (
     image_to_rgb,
     stamp_to_s,
 )
-from liquid_control.ros.edge import (
-    COMMAND_MODES,
-    Command,
-    EdgeController,
-    action_to_command,
-    failsafe_command,
-)
+from liquid_control.ros.edge import COMMAND_MODES, Command, action_to_command, failsafe_command
 from liquid_control.ros.params import Param, ParameterError, declare, set_period
-from liquid_control.ros.runtime import spin_single
+from liquid_control.ros.runtime import diagnostic_name, spin_single
 
 NAME = "policy_node"
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -121,20 +118,26 @@ PARAMS = [
         100_000,
         read_only=True,
     ),
-    Param("command_topic", "cmd_vel", "command topic (geometry_msgs/TwistStamped)", read_only=True),
+    Param(
+        "command_topic",
+        "cmd_vel",
+        "command topic (geometry_msgs/TwistStamped; sensor_msgs/JointState for vector models)",
+        read_only=True,
+    ),
     Param(
         "command_mode",
         "curvature",
         "curvature: action is path curvature (1/m), yaw rate = "
         "curvature * speed; velocity: action is [vx, vy, vz, yaw_rate]; vector: the raw "
-        "action as Float64MultiArray (vector-input models)",
+        "action as JointState effort (vector-input models)",
         choices=COMMAND_MODES,
         read_only=True,
     ),
     Param(
         "observation_topic",
         "observation",
-        "vector observation topic (std_msgs/Float64MultiArray; vector-input models)",
+        "vector observation topic (sensor_msgs/JointState, position = observation; "
+        "vector-input models)",
         read_only=True,
     ),
     Param("max_abs_action", 1.0, "vector mode: action limit (env action space)", 1e-3, 1e3),
@@ -167,8 +170,7 @@ def _make_node_class():
     from rclpy.clock import Clock, ClockType
     from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CompressedImage, Image
-    from std_msgs.msg import Float64MultiArray
+    from sensor_msgs.msg import CompressedImage, Image, JointState
     from std_srvs.srv import Trigger
 
     sensor_qos = QoSProfile(
@@ -179,12 +181,12 @@ def _make_node_class():
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(NAME, **kwargs)
             self.p = declare(self, PARAMS, on_change=self.on_parameter_change)
-            self.controller: EdgeController | None = None
+            self.controller: StatefulPolicy | None = None
             self.configure_error: str | None = None
             self.refusal: Exception | None = None  # why the last configure failed
             self.active = False
             self.failsafe_active = False
-            self.last_valid = time.monotonic()
+            self.last_valid: float | None = None  # monotonic time of the last valid input
             self.cmd_pub: Any = None
             self.input_sub: Any = None
             self.watchdog: Any = None
@@ -211,10 +213,10 @@ def _make_node_class():
             self.input_topic = self.p["observation_topic" if vector else "image_topic"]
             if vector:
                 self.input_sub = self.create_subscription(
-                    Float64MultiArray, self.input_topic, self.on_vector, sensor_qos
+                    JointState, self.input_topic, self.on_vector, sensor_qos
                 )
                 self.cmd_pub = self.create_lifecycle_publisher(
-                    Float64MultiArray, self.p["command_topic"], 10
+                    JointState, self.p["command_topic"], 10
                 )
             else:
                 compressed = self.p["image_transport"] == "compressed"
@@ -232,15 +234,15 @@ def _make_node_class():
                 )
             self.get_logger().info(
                 f"configured: {self.p['model']} ({self.p['backend']}, {self.p['threads']} "
-                f"threads, first dt {self.controller.default_dt_s} s); input {self.input_topic}"
+                f"threads, first dt {self.controller.dt_s} s); input {self.input_topic}"
             )
             return super().on_configure(state)
 
-        def _load(self) -> EdgeController:
+        def _load(self) -> StatefulPolicy:
             if self.p["backend"] != "onnxruntime":
                 set_torch_threads(self.p["threads"])
             keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
-            controller = EdgeController(
+            controller = StatefulPolicy.load(
                 self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"], keys
             )
             vector = controller.image_hw is None
@@ -263,7 +265,7 @@ def _make_node_class():
 
         def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
             self.controller.reset()
-            self.last_valid = time.monotonic()
+            self.last_valid = None  # the first valid input arms the watchdog
             self.failsafe_active = False
             self.watchdog = self.create_timer(
                 watchdog_period_s(self.p["timeout_s"]), self.on_watchdog, clock=self.steady
@@ -340,11 +342,11 @@ def _make_node_class():
             response.success, response.message = True, "recurrent state reset"
             return response
 
-        def on_vector(self, msg: Float64MultiArray) -> None:
+        def on_vector(self, msg: JointState) -> None:
             if not self.active:
                 return
             received = time.perf_counter()
-            obs = np.asarray(msg.data, dtype=np.float64)
+            obs = np.asarray(msg.position, dtype=np.float64)
             size = self.obs_size
             if obs.size != size or not np.all(np.isfinite(obs)):
                 self.controller.stats.dropped += 1
@@ -355,14 +357,14 @@ def _make_node_class():
                     throttle_duration_sec=2.0,
                 )
                 return
-            self.act(obs.astype(np.float32), self.get_clock().now().to_msg(), received)
+            self.act(obs.astype(np.float32), msg.header.stamp, received)
 
         def act(self, obs: np.ndarray, stamp: Any, received: float) -> None:
             action, reset = self.controller.on_frame(obs, stamp_to_s(stamp), received)
             if reset:
                 self.get_logger().info(f"recurrent state reset: {reset}")
             if not np.all(np.isfinite(action)):
-                # EdgeController counted it and reset the state; the robot stops now.
+                # StatefulPolicy counted it and reset the state; the robot stops now.
                 self.publish_failsafe(stamp)
                 self.get_logger().error(
                     "policy produced a non-finite action: fail-safe published, state reset",
@@ -371,9 +373,7 @@ def _make_node_class():
                 return
             if self.controller.image_hw is None:
                 limit = self.p["max_abs_action"]
-                self.cmd_pub.publish(
-                    Float64MultiArray(data=np.clip(action, -limit, limit).tolist())
-                )
+                self.publish_effort(np.clip(action, -limit, limit), stamp)
             else:
                 command = action_to_command(
                     action,
@@ -398,17 +398,25 @@ def _make_node_class():
             msg.twist.angular.z = command.angular_z
             self.cmd_pub.publish(msg)
 
+        def publish_effort(self, effort: np.ndarray, stamp: Any) -> None:
+            msg = JointState()
+            msg.header.stamp = stamp
+            msg.header.frame_id = self.p["frame_id"]
+            msg.effort = [float(e) for e in effort]
+            self.cmd_pub.publish(msg)
+
         def publish_failsafe(self, stamp: Any = None) -> None:
             """Stop (lane), hover (drone) or zero torque (vector models)."""
+            stamp = stamp or self.get_clock().now().to_msg()
             if self.controller.image_hw is None:
-                self.cmd_pub.publish(
-                    Float64MultiArray(data=[0.0] * self.controller.policy.action_dim)
-                )
+                self.publish_effort(np.zeros(self.controller.policy.action_dim), stamp)
             else:
-                self.publish(failsafe_command(), stamp or self.get_clock().now().to_msg())
+                self.publish(failsafe_command(), stamp)
 
         def on_watchdog(self) -> None:
-            if not self.active or time.monotonic() - self.last_valid < self.p["timeout_s"]:
+            if not self.active or self.last_valid is None:
+                return
+            if time.monotonic() - self.last_valid < self.p["timeout_s"]:
                 return
             if not self.failsafe_active:
                 self.failsafe_active = True
@@ -420,7 +428,7 @@ def _make_node_class():
 
         def publish_diagnostics(self) -> None:
             status = DiagnosticStatus()
-            status.name = f"{self.get_name()}: inference"
+            status.name = f"{diagnostic_name(self)}: inference"
             status.hardware_id = self.p["backend"]
             lifecycle = self._state_machine.current_state[1]
             stats = self.controller.stats.summary() if self.controller is not None else {}
@@ -449,6 +457,12 @@ def _make_node_class():
             array.header.stamp = self.get_clock().now().to_msg()
             array.status = [status]
             self.diag_pub.publish(array)
+
+        def stop(self) -> None:
+            """A clean stop (Ctrl-C, SIGTERM, the runner's end): the shutdown transition,
+            which leaves an active node's robot safe with one fail-safe command."""
+            if self._state_machine.current_state[1] in ("unconfigured", "inactive", "active"):
+                self.trigger_shutdown()
 
         def autostart(self) -> None:
             """configure + activate; a refused model raises the configure error."""

@@ -6,7 +6,8 @@ QoS come from the publishers), with ``raw=True``: rclpy hands over the CDR bytes
 are written as they are (no deserialization), stamped with the receive time on the
 node's clock (sim time under ``use_sim_time``).
 
-The bag is written under a hidden ``.<name>.partial-*`` directory beside ``output`` and
+A write that fails (disk full, say) is logged at once and stops the node with exit
+status 1. The bag is written under a hidden ``.<name>.partial-*`` directory beside ``output`` and
 renamed to ``output`` when the node is destroyed (Ctrl-C, SIGTERM, shutdown). A recorder
 killed with SIGKILL leaves only that hidden directory, never a bag under the final name:
 it holds ``<name>/<name>.mcap`` (or ``.db3``) without ``metadata.yaml``; an mcap file then
@@ -89,6 +90,7 @@ def _make_node_class():
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(NAME, **kwargs)
             self.p = declare(self, PARAMS)
+            self.failure: UserError | None = None  # a failed write stops the node
             self.bag = BagWriter(self.p["output"] or default_output(), self.p["storage"])
             try:
                 # "name:pkg/msg/Type" entries subscribe now (nothing published before the
@@ -167,7 +169,15 @@ def _make_node_class():
             )
 
         def on_message(self, connection: Any, cdr: bytes) -> None:
-            self.bag.write(connection, self.get_clock().now().nanoseconds, cdr)
+            if self.failure is not None:
+                return
+            try:
+                self.bag.write(connection, self.get_clock().now().nanoseconds, cdr)
+            except UserError as e:
+                # A bag that cannot be written is a failed recording: stop now (exit 1),
+                # not hours later at close.
+                self.failure = e
+                self.get_logger().error(str(e))
 
         def finish(self, logger: Any = None) -> None:
             """Close the bag and rename it into place (idempotent)."""

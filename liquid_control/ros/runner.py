@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from liquid_control.atomic import atomic_path, json_text
 from liquid_control.errors import UserError
-from liquid_control.ros.graph import GRAPHS, as_ros_parameters, node_parameters
+from liquid_control.ros.graph import GRAPHS, as_ros_parameters, node_parameters, remappings
+from liquid_control.ros.runtime import finish_node
 
 # How long past ``duration_s`` a run may take to reach ``min_steps`` before it is stuck.
 STUCK_S = 300.0
@@ -35,11 +34,18 @@ def drive(
     record: bool = False,
     steps: int | None = None,
     min_steps: int = 0,
+    namespace: str = "",
+    context: Any = None,
 ) -> dict[str, Any]:
     """Run ``task``'s graph until ``duration_s`` of wall time, ``episodes`` finished
     episodes or ``steps`` sim steps, whichever comes first (``None``: no such limit).
+
     ``min_steps``: the duration ends only once this many steps are done (a busy machine
-    is slow, not broken), within ``STUCK_S`` more seconds."""
+    is slow, not broken), within ``STUCK_S`` more seconds. ``namespace`` puts the graph
+    under a ROS namespace, as ``namespace:=`` does for the launch files. ``context``: an
+    initialised rclpy context to run in (default: rclpy's global one, initialised and shut
+    down here). A simulation that fails stops the run with a one-line error.
+    """
     import rclpy
 
     try:
@@ -50,30 +56,45 @@ def drive(
         from rclpy.executors import SingleThreadedExecutor as Executor
 
     params = node_parameters(task, overrides)
-    rclpy.init()
+    own_context = context is None
+    if own_context:
+        rclpy.init()
+    remaps = [arg for old, new in remappings(namespace) for arg in ("-r", f"{old}:={new}")]
+    options = {"namespace": namespace, "cli_args": ["--ros-args", *remaps] if remaps else None}
     nodes: dict[str, Any] = {}
+    video = None
+    executor = None
+    completed = False
     try:
         for spec in GRAPHS[task].active_nodes(record):
             module = importlib.import_module(spec.module)
             overrides_list = as_ros_parameters(params[spec.name])
-            nodes[spec.name] = module.create_node(parameter_overrides=overrides_list)
-        executor = Executor()
+            nodes[spec.name] = module.create_node(
+                parameter_overrides=overrides_list, context=context, **options
+            )
+        executor = Executor(context=context)
         for node in nodes.values():
             executor.add_node(node)
-        session = nodes["sim_bridge"].session
-        frames: list[np.ndarray] = []
+        bridge = nodes["sim_bridge"]
+        session = bridge.session
         if video_path is not None and "image" not in getattr(
             session.env.observation_space, "spaces", {}
         ):
             raise UserError(f"--video needs a camera; the {task} env has none")
         if video_path is not None:
+            from liquid_control.train.evaluate import VideoStream
+
+            # Written frame by frame on the sim thread: a long drive holds no frames.
+            video = VideoStream(video_path, fps=round(1.0 / session.env.unwrapped.dt_s))
             overlay = _video_overlay(task)
-            session.on_frame = lambda f: frames.append(overlay(f.image, f.info))
+            session.on_frame = lambda f: video.write(overlay(f.image, f.info))
         start = last_print = time.monotonic()
-        while rclpy.ok():
+        while rclpy.ok(context=context):
             executor.spin_once(timeout_sec=0.05)
+            if bridge.failure is not None:
+                raise UserError(f"the simulation failed: {bridge.failure}")
             now = time.monotonic()
-            if episodes and len(session.finished_episodes) >= episodes:
+            if episodes and session.totals.episodes >= episodes:
                 break
             if steps and session.steps >= steps:
                 break
@@ -93,56 +114,52 @@ def drive(
         if summary_path is not None:
             with atomic_path(summary_path) as tmp:
                 tmp.write_text(json_text(summary, indent=2, default=str) + "\n")
-        if video_path is not None and frames:
-            from liquid_control.train.evaluate import write_video
-
-            write_video(Path(video_path), frames, fps=round(1.0 / session.env.unwrapped.dt_s))
+        completed = True
         return summary
     finally:
+        if executor is not None:
+            executor.shutdown()  # no callback may use a node being destroyed
         for node in nodes.values():
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+            finish_node(node)  # the sim thread has stopped writing frames after this
+        if video is not None:
+            if completed:
+                video.close()
+            else:
+                video.discard()
+        if own_context:
+            rclpy.try_shutdown()
 
 
 def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    session = nodes["sim_bridge"].session
-    finished = session.finished_episodes
-    offsets = np.asarray(session.abs_offsets_m)
-    km = sum(float(e.get("progress_m", 0.0)) for e in finished) / 1000.0
-    departures = sum(e["event"] == "lane_departure" for e in finished)
-    returns = [float(e["return"]) for e in finished]
+    bridge = nodes["sim_bridge"]
+    session = bridge.session
+    totals = session.totals
     summary: dict[str, Any] = {
         "wall_s": wall_s,
         "steps": session.steps,
         "steps_per_s": session.steps / wall_s if wall_s > 0 else 0.0,
         "sim_time_s": session.sim_time_s,
-        "episodes_finished": len(finished),
-        "km_finished": km,
-        "lane_departures": int(departures),
-        "mean_abs_offset_m": float(offsets.mean()) if offsets.size else None,
-        "p95_abs_offset_m": float(np.percentile(offsets, 95)) if offsets.size else None,
-        "mean_return": float(np.mean(returns)) if returns else None,
-        # Walker-style ends: terminated without a task outcome (a drone's carry one).
-        "falls": int(sum(e["event"] == "terminated" and not e.get("outcome") for e in finished)),
-        "outcomes": _count(e["outcome"] for e in finished if e.get("outcome")),
+        "episodes_finished": totals.episodes,
+        "km_finished": totals.km_finished,
+        "lane_departures": totals.lane_departures,
+        "mean_abs_offset_m": totals.mean_abs_offset_m(),
+        "p95_abs_offset_m": totals.abs_offset_percentile_m(95),
+        "mean_return": totals.mean_return(),
+        "falls": totals.falls,
+        "outcomes": dict(totals.outcomes),
         "rejected_commands": session.rejected,
-        "sync_timeouts": nodes["sim_bridge"].sync_timeouts,
-        "answers": nodes["sim_bridge"].answers.summary(),
-        "episodes": finished,
+        "sync_timeouts": bridge.sync_timeouts,
+        "stale_commands": bridge.stale_commands,
+        "skipped_ticks": bridge.skipped_ticks,
+        "lag_s": bridge.lag_s,
+        "answers": bridge.answers.summary(),
+        "episodes": list(session.recent_episodes),  # the last ones; totals above cover all
     }
     policy = nodes.get("policy_node")
     if policy is not None:
         summary["policy"] = policy.controller.stats.summary()
         summary["policy"]["backend"] = policy.p["backend"]
     return summary
-
-
-def _count(values: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
 
 
 def _video_overlay(task: str) -> Any:

@@ -1,18 +1,42 @@
 """``sim_bridge``: any Gymnasium env of the project in closed loop over ROS 2 topics.
 
-Glue only: :class:`SimSession` owns the env, sim time and episodes. Publishes the
-camera (``sensor_msgs/Image`` rgb8 + ``CameraInfo``), ground truth
-(``nav_msgs/Odometry``), vector observations (``std_msgs/Float64MultiArray`` on
-``observation_topic``) with the MuJoCo joints as ``sensor_msgs/JointState`` (Walker2d),
-``/clock`` and episode events (``std_msgs/String``, JSON); takes commands as
-``geometry_msgs/TwistStamped`` (or ``Twist`` on ``<command_topic>_unstamped``,
-or ``Float64MultiArray`` in ``vector`` mode); ``~/reset`` (``std_srvs/Trigger``)
-starts a new episode.
+Glue only: :class:`SimSession` owns the env, sim time and episodes. A node advertises
+only the topics its task uses:
 
-``sync`` mode advances one step per command received (deterministic closed
-loop, as fast as the loop allows; after ``sync_timeout_s`` without a command it
-steps with the held command so the loop never deadlocks). ``realtime`` mode
-steps on a timer at the env's frame rate and holds the last command.
+- camera envs (lane, drone), or ``render_camera``: ``sensor_msgs/Image`` (rgb8) on
+  ``camera_topic`` and ``CameraInfo`` beside it (``camera/camera_info``);
+- vector envs (Walker2d): ``sensor_msgs/JointState`` on ``observation_topic`` whose
+  ``position`` is the env's observation vector (``name``: ``observation_<i>``);
+- envs with MuJoCo hinge/slide joints (Walker2d): ``sensor_msgs/JointState`` on
+  ``joint_states``;
+- envs that report a pose (lane, drone): ground truth ``nav_msgs/Odometry`` on ``odom``;
+- ``autopilot: expert``: ``geometry_msgs/TwistStamped`` on ``<command_topic>_autopilot``;
+- always: ``/clock``, ``episode_events`` (``std_msgs/String``, JSON), ``/diagnostics``.
+
+Topic names without a leading ``/`` follow the node's namespace.
+
+Commands: ``geometry_msgs/TwistStamped`` on ``command_topic`` (``Twist`` on
+``<command_topic>_unstamped``) or, with ``command_mode: vector``, ``sensor_msgs/JointState``
+whose ``effort`` is the action (``std_msgs/Float64MultiArray`` on
+``<command_topic>_unstamped``). ``~/reset`` (``std_srvs/Trigger``) starts a new episode.
+
+Stamps: every message of a step carries the step's sim time, which ``/clock`` also
+publishes. A policy answers a frame by stamping its command with that frame's header
+stamp (an observation ``JointState`` has a header just as an ``Image`` does).
+
+``sync`` mode: never more than one step in flight. The bridge advances only on the
+command stamped like its last published frame; any other stamped command is stale and is
+counted and ignored. An unstamped command answers the last frame by convention. With no
+answer for ``sync_timeout_s`` (while someone subscribes to the driving topic) it steps
+with the fail-safe command (zero action) and counts a sync timeout. ``realtime`` mode
+steps on a timer at ``rate_hz`` with the last command held; a tick that finds a step
+still in flight is skipped and counted, and the lag (sim time behind wall time) is
+reported on ``/diagnostics``.
+
+Frames (REP 105): ``odom`` (world-fixed, the episode's map), ``base_link`` (the vehicle;
+``Odometry.twist`` is in it: forward speed and yaw rate for the lane car, body-frame
+linear and angular velocity for the drone) and ``camera`` (``frame_id``). No TF is
+published: tf2 messages are not available as wheels here.
 """
 
 from __future__ import annotations
@@ -30,9 +54,10 @@ from liquid_control.errors import UserError
 from liquid_control.ros.bridge import COMMAND_MODES, AnswerTimes, Frame, SimSession, make_env
 from liquid_control.ros.conversions import rgb_to_compressed, rgb_to_image, s_to_stamp
 from liquid_control.ros.params import Param, ParameterError
-from liquid_control.ros.runtime import node_entry_points
+from liquid_control.ros.runtime import diagnostic_name, node_entry_points
 
 NAME = "sim_bridge"
+_HOLD: list[float] = []  # realtime: a step with the held command
 PARAMS = [
     Param("env_id", "LiquidControl/LaneKeeping-v0", "Gymnasium env id", read_only=True),
     Param("env_kwargs", "{}", "JSON object of env keyword arguments", read_only=True),
@@ -45,13 +70,17 @@ PARAMS = [
     Param(
         "mode",
         "sync",
-        "sync: one step per command; realtime: step on a timer",
+        "sync: one step per command answering the last frame; realtime: step on a timer",
         choices=("sync", "realtime"),
         read_only=True,
     ),
     Param("rate_hz", 20.0, "realtime step rate (Hz)", 0.1, 1000.0, read_only=True),
     Param(
-        "sync_timeout_s", 1.0, "sync mode: step with the held command after this wait", 0.01, 60.0
+        "sync_timeout_s",
+        1.0,
+        "sync mode: step with the fail-safe command after this wait for an answer",
+        0.01,
+        60.0,
     ),
     Param(
         "command_mode",
@@ -72,7 +101,7 @@ PARAMS = [
     Param(
         "observation_topic",
         "observation",
-        "vector observation topic (std_msgs/Float64MultiArray)",
+        "vector observation topic (sensor_msgs/JointState, position = observation)",
         read_only=True,
     ),
     Param("command_topic", "cmd_vel", "command topic", read_only=True),
@@ -84,6 +113,7 @@ PARAMS = [
         read_only=True,
     ),
     Param("frame_id", "camera", "frame of the camera images", read_only=True),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
     Param(
         "publish_compressed",
         False,
@@ -111,6 +141,7 @@ PARAMS = [
 
 
 def _make_node_class():
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from geometry_msgs.msg import Twist, TwistStamped
     from nav_msgs.msg import Odometry
     from rclpy.clock import Clock, ClockType
@@ -131,63 +162,93 @@ def _make_node_class():
             # callbacks on any thread: one worker thread owns the env for its whole life.
             self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
             try:
-                self.session = self.worker.submit(self._make_session).result()
+                self.session, first = self.worker.submit(self._start_session).result()
             except BaseException:
                 self.worker.shutdown(wait=True)
                 super().destroy_node()
                 raise
             self.done = threading.Event()
-            self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
-            self.compressed_pub = (
-                self.create_publisher(CompressedImage, self.p["camera_topic"] + "/compressed", 10)
-                if self.p["publish_compressed"]
-                else None
-            )
-            info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
-            self.info_pub = self.create_publisher(CameraInfo, info_topic, 10)
-            self.odom_pub = self.create_publisher(Odometry, "odom", 10)
-            self.obs_pub = self.create_publisher(Float64MultiArray, self.p["observation_topic"], 10)
-            self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
-            self.joints = mujoco_joints(self.session.env)
-            # The topic a policy drives from: sync mode waits only once someone listens.
-            images = "image" in getattr(self.session.env.observation_space, "spaces", {})
-            self.driver_topic = self.p["camera_topic" if images else "observation_topic"]
-            if self.p["render_camera"] and getattr(self.session.env, "render_mode", None) != (
-                "rgb_array"
-            ):
+            self.failure: BaseException | None = None  # what stopped the simulation
+            env = self.session.env
+            images = "image" in getattr(env.observation_space, "spaces", {})
+            if self.p["render_camera"] and getattr(env, "render_mode", None) != "rgb_array":
                 self.destroy_node()
                 raise ParameterError(
                     'render_camera needs env_kwargs {"render_mode": "rgb_array"} (got '
-                    f"{getattr(self.session.env, 'render_mode', None)!r})"
+                    f"{getattr(env, 'render_mode', None)!r})"
+                )
+            # Only the topics this task publishes are advertised.
+            self.image_pub = self.info_pub = self.odom_pub = self.compressed_pub = None
+            self.obs_pub = self.joint_pub = self.autopilot_pub = None
+            if images or self.p["render_camera"]:
+                self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
+                if self.p["publish_compressed"]:
+                    self.compressed_pub = self.create_publisher(
+                        CompressedImage, self.p["camera_topic"] + "/compressed", 10
+                    )
+                info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
+                self.info_pub = self.create_publisher(CameraInfo, info_topic, 10)
+            if not images:
+                self.obs_pub = self.create_publisher(JointState, self.p["observation_topic"], 10)
+            self.joints = mujoco_joints(env)
+            if self.joints:
+                self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+            if "x_m" in first.info:
+                self.odom_pub = self.create_publisher(Odometry, "odom", 10)
+            if self.p["autopilot"]:
+                self.autopilot_pub = self.create_publisher(
+                    TwistStamped, self.p["command_topic"] + "_autopilot", 10
                 )
             self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
             self.event_pub = self.create_publisher(String, "episode_events", 10)
-            self.autopilot_pub = self.create_publisher(
-                TwistStamped, self.p["command_topic"] + "_autopilot", 10
-            )
+            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            # The topic a policy drives from: sync mode waits only once someone listens.
+            self.driver_topic = self.p["camera_topic" if images else "observation_topic"]
             topic = self.p["command_topic"]
             if self.p["command_mode"] == "vector":
-                self.create_subscription(Float64MultiArray, topic, self.on_vector, 10)
+                self.create_subscription(JointState, topic, self.on_joint_command, 10)
+                self.create_subscription(
+                    Float64MultiArray, topic + "_unstamped", self.on_vector, 10
+                )
             else:
                 self.create_subscription(TwistStamped, topic, self.on_twist_stamped, 10)
                 self.create_subscription(Twist, topic + "_unstamped", self.on_twist, 10)
             self.create_service(Trigger, "~/reset", self.on_reset)
+            # Sync bookkeeping: the stamp of the published frame no command has answered yet
+            # (None while a step is in flight), guarded against the executor's threads.
+            self.gate = threading.Lock()
+            self.awaiting_ns: int | None = None
+            self.in_flight = False
+            self.sync_timeouts = 0
+            self.stale_commands = 0
+            self.skipped_ticks = 0
+            self.lag_origin: tuple[float, float] | None = None  # (wall, stepped sim) at start
+            self.lag_s = 0.0
+            realtime = self.p["mode"] == "realtime"
+            self.answers = AnswerTimes(1.0 / self.p["rate_hz"] if realtime else None)
+            self.fovy_deg: dict[str, float] = {}
             steady = Clock(clock_type=ClockType.STEADY_TIME)
-            if self.p["mode"] == "realtime":
-                self.create_timer(1.0 / self.p["rate_hz"], self.advance, clock=steady)
+            if realtime:
+                self.create_timer(1.0 / self.p["rate_hz"], self.on_tick, clock=steady)
             else:
                 self.watchdog = self.create_timer(
                     self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
                 )
-            self.sync_timeouts = 0
-            realtime = self.p["mode"] == "realtime"
-            self.answers = AnswerTimes(1.0 / self.p["rate_hz"] if realtime else None)
-            self.fovy_deg: dict[str, float] = {}
-            self.submit(self._reset, "start")
+            self.diag_timer = self.create_timer(
+                self.p["diagnostics_period_s"], self.publish_diagnostics, clock=steady
+            )
+            self.submit(self.publish, first)
+            self.get_logger().info(
+                f"simulating {self.p['env_id']} ({self.p['mode']}): observations on "
+                f"{self.resolve_topic_name(self.driver_topic)}, commands on "
+                f"{self.resolve_topic_name(topic)}"
+            )
 
         def on_parameter_change(self, name: str, value: Any) -> None:
             if name == "sync_timeout_s" and self.p["mode"] == "sync":
                 set_period(self.watchdog, value)
+            elif name == "diagnostics_period_s":
+                set_period(self.diag_timer, value)
 
         def apply_parameter(self, name: str, value: Any) -> str | None:
             """Perturbation strengths change on the sim thread, between two steps."""
@@ -202,7 +263,7 @@ def _make_node_class():
             return None
 
         def submit(self, fn: Any, *args: Any) -> Any:
-            """Run ``fn`` on the sim worker; a failure is logged, never silently dropped."""
+            """Run ``fn`` on the sim worker; a failure is logged and stops the bridge."""
             future = self.worker.submit(fn, *args)
             future.add_done_callback(self._report_failure)
             return future
@@ -211,13 +272,16 @@ def _make_node_class():
             if not future.cancelled() and future.exception() is not None:
                 e = future.exception()
                 self.get_logger().error(f"simulation step failed: {type(e).__name__}: {e}")
+                self.failure = self.failure or e
+                self.done.set()
 
-        def _make_session(self) -> SimSession:
+        def _start_session(self) -> tuple[SimSession, Frame]:
             env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
             autopilot = None
             if self.p["autopilot"] == "expert":
                 autopilot = _expert_for(env)
-            return SimSession(env, self.p["command_mode"], self.p["seed"], autopilot)
+            session = SimSession(env, self.p["command_mode"], self.p["seed"], autopilot)
+            return session, session.reset("start")
 
         def destroy_node(self) -> None:
             self.done.set()
@@ -227,20 +291,36 @@ def _make_node_class():
 
         # -- commands -------------------------------------------------------------------------
         def on_twist_stamped(self, msg: TwistStamped) -> None:
-            stamp = msg.header.stamp
-            self.answers.answer(stamp.sec * 10**9 + stamp.nanosec, time.monotonic())
-            self.on_twist(msg.twist)
+            self.on_command(_twist_values(msg.twist), _stamp_ns(msg.header.stamp))
 
         def on_twist(self, msg: Twist) -> None:
-            self.take([msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.z])
+            self.on_command(_twist_values(msg), None)
+
+        def on_joint_command(self, msg: JointState) -> None:
+            self.on_command(list(msg.effort), _stamp_ns(msg.header.stamp))
 
         def on_vector(self, msg: Float64MultiArray) -> None:
-            self.take(list(msg.data))
+            self.on_command(list(msg.data), None)
 
-        def take(self, values: list[float]) -> None:
-            self.submit(self._command, values)
+        def on_command(self, values: list[float], stamp_ns: int | None) -> None:
+            """Hold the command; in sync mode step if it answers the last frame (an
+            unstamped one answers it by convention)."""
+            if stamp_ns is not None:
+                self.answers.answer(stamp_ns, time.monotonic())
+            if self.p["mode"] == "realtime":
+                self.submit(self._take, values)
+                return
+            with self.gate:
+                answers = self.awaiting_ns is not None and stamp_ns in (None, self.awaiting_ns)
+                if answers:
+                    self.awaiting_ns = None
+                elif stamp_ns is not None:
+                    self.stale_commands += 1
+                    return
+            # An unstamped command while a step is in flight is held for the next one.
+            self.submit(self._step if answers else self._take, values)
 
-        def _command(self, values: list[float]) -> None:
+        def _take(self, values: list[float]) -> None:
             problem = self.session.command(values)
             if problem:
                 self.get_logger().warning(
@@ -248,74 +328,150 @@ def _make_node_class():
                     f"[{self.session.rejected} rejected]",
                     throttle_duration_sec=2.0,
                 )
-            if self.p["mode"] == "sync":
-                self._advance()
 
         def on_sync_timeout(self) -> None:
             if self.count_subscribers(self.driver_topic) == 0:
                 return  # nobody drives yet: wait instead of running the sim open loop
-            self.sync_timeouts += 1
-            self.advance()
+            with self.gate:
+                if self.awaiting_ns is None:
+                    return  # a step (or reset) is in flight: the wait is the sim's, not ours
+                self.awaiting_ns = None
+                self.sync_timeouts += 1
+            self.submit(self._step, None)
+
+        def on_tick(self) -> None:
+            with self.gate:
+                if self.in_flight:
+                    self.skipped_ticks += 1
+                    return
+                self.in_flight = True
+            self.submit(self._step, _HOLD)
 
         def on_reset(self, request: Any, response: Any) -> Any:
+            with self.gate:
+                self.awaiting_ns = None  # the frame the reset replaces needs no answer
             self.submit(self._reset, "reset_service").result()
             response.success = True
             response.message = f"episode {self.session.episode} started"
             return response
 
         # -- stepping and publishing (on the worker thread) -------------------------------------
-        def advance(self) -> None:
-            self.submit(self._advance)
-
         def _reset(self, reason: str) -> None:
             self.publish(self.session.reset(reason))
 
-        def _advance(self) -> None:
-            if self.done.is_set():
-                return
-            frame = self.session.step()
-            self.publish(frame)
-            limit = self.p["max_episodes"]
-            if limit and len(self.session.finished_episodes) >= limit:
-                self.done.set()
+        def _step(self, values: list[float] | None) -> None:
+            """One step: ``values`` is the command that answered (sync), ``None`` the
+            fail-safe after a sync timeout, ``_HOLD`` the held command (realtime)."""
+            try:
+                if values is None:
+                    self.session.fail_safe()
+                elif values is not _HOLD:
+                    self._take(values)
+                if self.done.is_set():
+                    return
+                frame = self.session.step()
+                if self.p["mode"] == "realtime":
+                    self._measure_lag()
+                self.publish(frame)
+                limit = self.p["max_episodes"]
+                if limit and self.session.totals.episodes >= limit:
+                    self.done.set()
+            finally:
+                self.in_flight = False
+
+        def _measure_lag(self) -> None:
+            """Realtime mode: how far sim time (steps only, resets left out) is behind the
+            wall time since the first step; sync mode runs as fast as the loop allows."""
+            now = time.monotonic()
+            if self.lag_origin is None:
+                self.lag_origin = (now, self.session.stepped_s)
+            wall0, sim0 = self.lag_origin
+            self.lag_s = (now - wall0) - (self.session.stepped_s - sim0)
 
         def publish(self, frame: Frame) -> None:
-            if self.p["mode"] == "sync":
-                # The timeout measures the wait for the policy, not the sim's own work
-                # (a reset rebuilding the road can take longer than the timeout).
-                self.watchdog.reset()
             stamp = s_to_stamp(frame.sim_time_s)
+            stamp_ns = _stamp_ns(stamp)
             self.clock_pub.publish(ClockMsg(clock=stamp))
             for event in frame.events:
                 self.event_pub.publish(String(data=_json(event)))
-            info = frame.info
-            if "x_m" in info:
-                self.odom_pub.publish(_odometry(Odometry(), stamp, info))
-            if frame.vector is not None:
-                self.obs_pub.publish(Float64MultiArray(data=frame.vector.tolist()))
-            if self.joints:
+            if self.odom_pub is not None:
+                self.odom_pub.publish(_odometry(Odometry(), stamp, frame.info))
+            if self.joint_pub is not None:
                 data = self.session.env.unwrapped.data
                 self.joint_pub.publish(_joint_state(JointState(), stamp, data, self.joints))
-            if frame.command is not None:
+            if self.autopilot_pub is not None and frame.command is not None:
                 speed = float(getattr(self.session.env.unwrapped, "speed_mps", 0.0))
                 self.autopilot_pub.publish(
                     _autopilot_twist(TwistStamped(), frame, self.p["command_mode"], speed)
                 )
-            rgb, view = frame.image, "observation"
-            if rgb is None and self.p["render_camera"]:
-                rgb = self.session.env.render()  # on the sim thread, which owns the GL context
-                view = "render"
-            if rgb is not None:
+            image = None
+            if self.image_pub is not None:
+                rgb, view = frame.image, "observation"
+                if rgb is None:
+                    rgb = self.session.env.render()  # on the sim thread, which owns GL
+                    view = "render"
                 image = rgb_to_image(rgb, stamp, self.p["frame_id"])
                 if view not in self.fovy_deg:  # a camera's field of view never changes
                     self.fovy_deg[view] = _fovy_deg(self.session.env.unwrapped, view)
                 self.info_pub.publish(_camera_info(CameraInfo(), image, self.fovy_deg[view]))
-                self.answers.frame_sent(stamp.sec * 10**9 + stamp.nanosec, time.monotonic())
+            if self.p["mode"] == "sync":
+                # From here an answer may arrive; the timeout measures the wait for it,
+                # not the sim's own work (a reset rebuilding the road can take longer).
+                with self.gate:
+                    self.awaiting_ns = stamp_ns
+                self.watchdog.reset()
+            self.answers.frame_sent(stamp_ns, time.monotonic())
+            if self.obs_pub is not None:
+                self.obs_pub.publish(_observation(JointState(), stamp, frame.vector))
+            if image is not None:
                 self.image_pub.publish(image)
                 if self.compressed_pub is not None:
                     self.compressed_pub.publish(rgb_to_compressed(rgb, stamp, self.p["frame_id"]))
 
+        def publish_diagnostics(self) -> None:
+            realtime = self.p["mode"] == "realtime"
+            values = {
+                "mode": self.p["mode"],
+                "steps": self.session.steps,
+                "frames": self.answers.frames,
+                "answered": self.answers.answered,
+                "sync_timeouts": self.sync_timeouts,
+                "stale_commands": self.stale_commands,
+                "rejected_commands": self.session.rejected,
+                "skipped_ticks": self.skipped_ticks,
+                "lag_s": round(self.lag_s, 4),
+                "sim_time_s": round(self.session.sim_time_s, 3),
+                "episodes_finished": self.session.totals.episodes,
+            }
+            status = DiagnosticStatus(name=f"{diagnostic_name(self)}: simulation", hardware_id=NAME)
+            if self.failure is not None:
+                status.level, status.message = DiagnosticStatus.ERROR, "simulation failed"
+            elif realtime and self.lag_s > 1.0 / self.p["rate_hz"]:
+                status.level, status.message = DiagnosticStatus.WARN, "sim time behind wall time"
+            else:
+                status.level, status.message = DiagnosticStatus.OK, "running"
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+            array = DiagnosticArray(status=[status])
+            array.header.stamp = self.get_clock().now().to_msg()
+            self.diag_pub.publish(array)
+
     return SimBridge
+
+
+def _stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _twist_values(twist: Any) -> list[float]:
+    return [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z]
+
+
+def _observation(msg: Any, stamp: Any, vector: np.ndarray) -> Any:
+    """A vector observation as a stamped ``JointState``: ``position`` holds the values."""
+    msg.header.stamp = stamp
+    msg.name = [f"observation_{i}" for i in range(vector.size)]
+    msg.position = vector.tolist()
+    return msg
 
 
 def mujoco_joints(env: Any) -> list[tuple[str, int, int]]:
@@ -377,8 +533,11 @@ def _json(event: dict[str, Any]) -> str:
 
 
 def _odometry(msg: Any, stamp: Any, info: dict[str, Any]) -> Any:
+    """Ground truth pose in ``odom`` and twist in ``base_link`` (nav_msgs/Odometry's
+    convention): forward speed and yaw rate of a car, body-frame linear and angular velocity
+    of a free body."""
     msg.header.stamp = stamp
-    msg.header.frame_id = "map"
+    msg.header.frame_id = "odom"
     msg.child_frame_id = "base_link"
     msg.pose.pose.position.x = float(info["x_m"])
     msg.pose.pose.position.y = float(info["y_m"])
@@ -391,11 +550,18 @@ def _odometry(msg: Any, stamp: Any, info: dict[str, Any]) -> Any:
         yaw = float(info.get("yaw_rad", 0.0))
         msg.pose.pose.orientation.z = math.sin(yaw / 2)
         msg.pose.pose.orientation.w = math.cos(yaw / 2)
+    twist = msg.twist.twist
     if "speed_mps" in info:
-        msg.twist.twist.linear.x = float(info["speed_mps"])
+        twist.linear.x = float(info["speed_mps"])
+    if "yaw_rate_rad_s" in info:
+        twist.angular.z = float(info["yaw_rate_rad_s"])
+    if "angular_velocity_rad_s" in info:  # already in the body frame
+        twist.angular.x, twist.angular.y, twist.angular.z = (
+            float(w) for w in info["angular_velocity_rad_s"]
+        )
     if "velocity_mps" in info:  # world-frame velocity, rotated into the child (body) frame
         v = _world_to_body(msg.pose.pose.orientation, info["velocity_mps"])
-        msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = v
+        twist.linear.x, twist.linear.y, twist.linear.z = v
     return msg
 
 

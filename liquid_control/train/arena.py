@@ -2,7 +2,7 @@
 
 :func:`run_arena` plays the camera frames of rosbag2 recordings (``liquid-control drive
 --record``, ``ros2 bag record`` on a robot, any mcap/sqlite3 bag ``rosbags`` reads)
-through :class:`~liquid_control.ros.edge.EdgeController`, the runner ``policy_node``
+through :class:`~liquid_control.models.stateful.StatefulPolicy`, the runner ``policy_node``
 itself uses: frames in the order they were logged, dt from their header stamps, the
 recurrent state carried from frame to frame and reset exactly where ``policy_node``
 resets it (a stamp going back or repeating, a gap above ``max_gap_s``) and at the start
@@ -138,7 +138,7 @@ def run_arena(
         UserError: a missing or unreadable bag, a missing or mistyped topic, a model that
             is not a one-action image model, or no frame in any bag.
     """
-    from liquid_control.ros.edge import EdgeController
+    from liquid_control.models.stateful import StatefulPolicy
 
     cfg = cfg or ArenaConfig()
     paths = [Path(b) for b in bags]
@@ -146,7 +146,7 @@ def run_arena(
         raise UserError("no bag given")
     if missing := [str(p) for p in paths if not p.exists()]:
         raise UserError(f"no bag at {', '.join(missing)}")
-    controller = EdgeController(
+    controller = StatefulPolicy.load(
         str(model), cfg.backend, cfg.threads, cfg.max_gap_s, [str(k) for k in trusted_keys]
     )
     if controller.image_hw is None or controller.policy.action_dim != 1:
@@ -158,7 +158,7 @@ def run_arena(
     out.mkdir(parents=True, exist_ok=True)
     steps: list[ArenaStep] = []
     dropped = 0
-    fps = 1.0 / controller.default_dt_s
+    fps = 1.0 / controller.dt_s
     with _Video(out / "arena.mp4", fps, cfg.max_abs_curvature, cfg.video) as video:
         for path in paths:
             controller.reset()  # every bag starts as a freshly started node would

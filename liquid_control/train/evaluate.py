@@ -12,13 +12,14 @@ of the camera view with the command overlaid.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from liquid_control.atomic import atomic_path, write_json
+from liquid_control.errors import UserError
 
 HELD_OUT_FIRST_SEED = 100_000  # liquid_control.envs.tracks.TEST_SEEDS starts here
 
@@ -29,21 +30,6 @@ class Agent(Protocol):
     def reset(self) -> None: ...
 
     def act(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray: ...
-
-
-class PolicyAgent:
-    """Drives with an exported policy (``EdgePolicy``): image + dt in, curvature out."""
-
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-        self.state = runner.initial_state()
-
-    def reset(self) -> None:
-        self.state = self.runner.initial_state()
-
-    def act(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray:
-        action, self.state = self.runner.step(obs["image"], float(obs["dt"][0]), self.state)
-        return np.asarray(action, dtype=np.float32).reshape(-1)
 
 
 @dataclass
@@ -59,7 +45,6 @@ class EpisodeLog:
     progress_m: float
     track_length_m: float
     departed: bool
-    frames: list[np.ndarray] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -67,12 +52,13 @@ class EpisodeLog:
 
 
 def run_episode(
-    env: Any, agent: Agent, track_seed: int, seed: int, keep_frames: bool = False
+    env: Any, agent: Agent, track_seed: int, seed: int, video: VideoStream | None = None
 ) -> EpisodeLog:
-    """Drive one episode on ``track_seed``; ``seed`` seeds the start pose and perturbations."""
+    """Drive one episode on ``track_seed``; ``seed`` seeds the start pose and perturbations.
+    ``video`` gets every camera frame with the command overlaid, as it is driven."""
     obs, info = env.reset(seed=seed, options={"track_seed": track_seed})
     agent.reset()
-    t, times, xs, ys, offsets, curvatures, frames = 0.0, [], [], [], [], [], []
+    t, times, xs, ys, offsets, curvatures = 0.0, [], [], [], [], []
     departed = False
     while True:
         action = agent.act(obs, env)
@@ -83,8 +69,8 @@ def run_episode(
         ys.append(info["y_m"])
         offsets.append(info["lateral_offset_m"])
         curvatures.append(info["steer_curvature"])
-        if keep_frames:
-            frames.append(_overlay(obs["image"], info))
+        if video is not None:
+            video.write(_overlay(obs["image"], info))
         if terminated or truncated:
             departed = bool(terminated)
             break
@@ -98,7 +84,6 @@ def run_episode(
         progress_m=float(info["progress_m"]),
         track_length_m=float(info["track_length_m"]),
         departed=departed,
-        frames=frames,
     )
 
 
@@ -170,8 +155,12 @@ def evaluate_agent(
     logs = []
     try:
         for i in range(cfg.episodes):
-            keep = cfg.video and out_dir is not None and i == 0
-            log = run_episode(env, agent, HELD_OUT_FIRST_SEED + i, cfg.seed + i, keep_frames=keep)
+            track_seed, seed = HELD_OUT_FIRST_SEED + i, cfg.seed + i
+            if cfg.video and out_dir is not None and i == 0:
+                with VideoStream(Path(out_dir) / "episode0.mp4") as video:
+                    log = run_episode(env, agent, track_seed, seed, video)
+            else:
+                log = run_episode(env, agent, track_seed, seed)
             logs.append(log)
             if progress:
                 progress(i, log)
@@ -203,10 +192,10 @@ def evaluate_model(
 
     ``trusted_keys``: public key files; when given, the export must be signed by one of them.
     """
-    from liquid_control.models.export import load_exported
+    from liquid_control.models.stateful import StatefulPolicy
 
     backend = "eager" if Path(model).suffix == ".safetensors" else cfg.backend
-    agent = PolicyAgent(load_exported(model, backend, trusted_keys=trusted_keys))
+    agent = StatefulPolicy.load(str(model), backend, trusted_keys=trusted_keys)
     result = evaluate_agent(agent, cfg, out_dir)
     result["model"] = str(model)
     if out_dir is not None:
@@ -221,8 +210,6 @@ def write_artifacts(
     write_json(out_dir / "eval.json", result)
     plot_trajectories(out_dir / "trajectories.png", logs[-1:], tracks)
     plot_offsets(out_dir / "offset.png", logs)
-    if logs and logs[0].frames:
-        write_video(out_dir / "episode0.mp4", logs[0].frames)
 
 
 def plot_trajectories(path: Path, logs: list[EpisodeLog], tracks: list[Any]) -> None:
@@ -288,14 +275,55 @@ def _overlay(image: np.ndarray, info: dict[str, Any], scale: int = 3) -> np.ndar
     return frame
 
 
-def write_video(path: Path, frames_bgr: list[np.ndarray], fps: int = 20) -> None:
-    import cv2
+class VideoStream:
+    """An MP4 written frame by frame (BGR frames of one size), so no episode is held in
+    memory; it appears under its name only when :meth:`close` finishes it.
 
-    h, w = frames_bgr[0].shape[:2]
-    with atomic_path(path) as tmp:
-        mp4 = tmp.with_suffix(".mp4")
-        writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        for frame in frames_bgr:
-            writer.write(frame)
-        writer.release()
-        mp4.replace(tmp)
+    ``with VideoStream(path, fps) as video: video.write(frame)``. The writer opens on the
+    first frame (its size is the video's); one that cannot open raises a one-line error.
+    """
+
+    def __init__(self, path: str | Path, fps: int = 20) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self.frames = 0
+        self._partial = self.path.with_name(f".{self.path.name}.partial.mp4")
+        self._writer: Any = None
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        import cv2
+
+        if self._writer is None:
+            h, w = frame_bgr.shape[:2]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            self._writer = cv2.VideoWriter(str(self._partial), fourcc, self.fps, (w, h))
+            if not self._writer.isOpened():
+                self._writer = None
+                raise UserError(
+                    f"cannot write video {self.path}: OpenCV's mp4v writer did not open"
+                )
+        self._writer.write(frame_bgr)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file and rename it into place (nothing is written without frames)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            self._partial.replace(self.path)
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoStream:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()

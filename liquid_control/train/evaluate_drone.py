@@ -1,7 +1,7 @@
 """Closed-loop evaluation of a drone-navigation policy on held-out layouts, per scene.
 
 The policy runs through the same ``EdgePolicy.step`` as everywhere else (via
-``PolicyAgent``), frame by frame, in ``LiquidControl/DroneNav-v0``. Layout seeds start at
+``StatefulPolicy``), frame by frame, in ``LiquidControl/DroneNav-v0``. Layout seeds start at
 ``HELD_OUT_FIRST_SEED`` (datasets use seeds from 0), so no evaluation layout was seen in
 training. Reported per scene: success, collision, out-of-arena and timeout rates, and the
 mean time to target over successful episodes. Artifacts: a JSON file, a top-down plot of
@@ -12,14 +12,14 @@ the forward camera inset.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from liquid_control.envs.drone import OUTCOMES
-from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, Agent, save_figure, write_video
+from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, Agent, VideoStream, save_figure
 
 
 @dataclass
@@ -34,7 +34,6 @@ class FlightLog:
     target_xy: tuple[float, float]
     obstacles: list[tuple[float, float, float]]  # x, y, footprint radius
     contact: str = ""
-    frames: list[np.ndarray] = field(default_factory=list)
 
 
 def make_drone_env(scene: str, perturb: str = "", render: bool = False) -> Any:
@@ -47,20 +46,20 @@ def make_drone_env(scene: str, perturb: str = "", render: bool = False) -> Any:
     return make_perturbed(env, perturb) if perturb else env
 
 
-def fly_episode(env: Any, agent: Agent, seed: int, keep_frames: bool = False) -> FlightLog:
-    """Fly one episode on layout ``seed``; ``keep_frames`` keeps chase frames with an inset."""
+def fly_episode(env: Any, agent: Agent, seed: int, video: VideoStream | None = None) -> FlightLog:
+    """Fly one episode on layout ``seed``; ``video`` gets every chase frame with an inset."""
     obs, info = env.reset(seed=seed)
     agent.reset()
     world = env.unwrapped.world
     obstacles = [(float(xy[0]), float(xy[1]), r) for _, xy, r in world.obstacle_positions()]
-    xs, ys, frames = [info["x_m"]], [info["y_m"]], []
+    xs, ys = [info["x_m"]], [info["y_m"]]
     while True:
         action = agent.act(obs, env)
         obs, _, terminated, truncated, info = env.step(action)
         xs.append(info["x_m"])
         ys.append(info["y_m"])
-        if keep_frames:
-            frames.append(_frame(env.render(), obs["image"], info))
+        if video is not None:
+            video.write(_frame(env.render(), obs["image"], info))
         if terminated or truncated:
             break
     return FlightLog(
@@ -72,7 +71,6 @@ def fly_episode(env: Any, agent: Agent, seed: int, keep_frames: bool = False) ->
         target_xy=(info["target_x_m"], info["target_y_m"]),
         obstacles=obstacles,
         contact=info["contact"],
-        frames=frames,
     )
 
 
@@ -106,11 +104,10 @@ def evaluate_scene(
             if i == 0 and video_path is not None:
                 filmed = make_drone_env(scene, perturb, render=True)
                 try:
-                    log = fly_episode(filmed, agent, first_seed, keep_frames=True)
+                    with VideoStream(video_path, fps=10) as video:
+                        log = fly_episode(filmed, agent, first_seed, video)
                 finally:
                     filmed.close()
-                write_video(video_path, log.frames, fps=10)
-                log.frames = []
             else:
                 log = fly_episode(env, agent, first_seed + i)
             logs.append(log)

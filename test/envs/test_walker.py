@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -136,12 +137,11 @@ def test_shipped_expert_walks_a_held_out_episode() -> None:
 def test_shipped_walker_policy_walks_a_held_out_episode() -> None:
     """The shipped CfC-NCP clone (what walker.launch.py runs), through the exported step that
     policy_node runs, walks a held-out seed for the env's full 1000 steps."""
-    from liquid_control.models.export import load_exported
+    from liquid_control.models.stateful import StatefulPolicy
 
-    runner = load_exported(DEFAULT_WALKER_MODEL, "onnxruntime")
+    policy = StatefulPolicy.load(str(DEFAULT_WALKER_MODEL), "onnxruntime")
     env = gym.make(walker.WALKER_ID)
-    policy = walker.PolicyWalker(runner, float(env.unwrapped.dt))
-    stats = walker.rollout(env, policy.act, 1, seed=424_242, reset=policy.reset)
+    stats = walker.rollout(env, partial(policy.act, env=env), 1, seed=424_242, reset=policy.reset)
     assert stats["falls"] == 0 and stats["mean_length"] == 1000
     assert stats["mean_distance_m"] > 10.0 and stats["mean_return"] > 3000
     manifest = json.loads((DEFAULT_WALKER_MODEL / "manifest.json").read_text())

@@ -34,8 +34,9 @@ def ros(domain_id: int) -> Iterator[object]:
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     yield executor, context
+    nodes = list(executor.get_nodes())  # shutdown() forgets them: take them first
     executor.shutdown(timeout_sec=2.0)
-    for node in list(executor.get_nodes()):
+    for node in nodes:
         node.destroy_node()
     rclpy.shutdown(context=context)
     thread.join(timeout=2.0)

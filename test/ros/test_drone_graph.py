@@ -56,8 +56,8 @@ def test_shipped_drone_policy_flies_one_episode_through_both_nodes(ros) -> None:
     for node in (listener, policy, bridge):
         executor.add_node(node)
     assert wait_for(lambda: bridge.count_subscribers("camera/image_raw") >= 1, timeout_s=30.0)
-    assert wait_for(lambda: len(bridge.session.finished_episodes) >= 1, timeout_s=180.0)
-    episode = bridge.session.finished_episodes[0]
+    assert wait_for(lambda: bridge.session.totals.episodes >= 1, timeout_s=180.0)
+    episode = bridge.session.recent_episodes[0]
     assert episode["outcome"] in OUTCOMES
     steps = round(episode["time_s"] / 0.1)
     assert bridge.session.rejected == 0  # the node clips commands to max_velocity
@@ -92,6 +92,12 @@ def test_shipped_drone_policy_flies_one_episode_through_both_nodes(ros) -> None:
             < 1e-6
             for p in poses
         )
+        # True odometry: the body turns (yaw rate from the free joint) and moves forward.
+        twists = [m.twist.twist for m in seen["odom"]]
+        assert max(abs(t.angular.z) for t in twists) > 0.05
+        assert max(abs(t.angular.x) + abs(t.angular.y) for t in twists) > 0.0
+        assert np.median([t.linear.x for t in twists]) > 0.1
+        assert seen["odom"][-1].header.frame_id == "odom"
     assert np.hypot(episode["x_m"], episode["y_m"]) > 1.0  # where the episode ended
 
 

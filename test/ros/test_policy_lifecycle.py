@@ -20,8 +20,7 @@ from geometry_msgs.msg import TwistStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
-from std_msgs.msg import Float64MultiArray
+from sensor_msgs.msg import Image, JointState
 
 from liquid_control.models import CoreConfig, PolicyConfig
 from liquid_control.models.frontends import FrontendConfig
@@ -69,8 +68,8 @@ class Operator:
         self.commands: list = []
         self.diagnostics: list = []
         if vector:
-            self.obs_pub = self.node.create_publisher(Float64MultiArray, "observation", 10)
-            self.node.create_subscription(Float64MultiArray, "cmd_vel", self._keep, 100)
+            self.obs_pub = self.node.create_publisher(JointState, "observation", 10)
+            self.node.create_subscription(JointState, "cmd_vel", self._keep, 100)
         else:
             self.image_pub = self.node.create_publisher(Image, "camera/image_raw", 10)
             self.node.create_subscription(TwistStamped, "cmd_vel", self._keep, 100)
@@ -271,16 +270,19 @@ def test_action_limit_set_at_runtime_clips_the_next_vector_command(ros, exports)
     op = Operator(ros, vector=True)
     assert wait_for(lambda: op.obs_pub.get_subscription_count() > 0, 30.0)
 
-    def next_action() -> list[float]:
+    def next_action(t_s: float) -> list[float]:
         before = op.count()
-        op.obs_pub.publish(Float64MultiArray(data=[0.1] * 17))
+        msg = JointState(position=[0.1] * 17)
+        msg.header.stamp = s_to_stamp(t_s)
+        op.obs_pub.publish(msg)
         assert wait_for(lambda: op.count() > before, 30.0)
         with op.lock:
-            return list(op.commands[-1].data)
+            assert op.commands[-1].header.stamp == msg.header.stamp  # it answers that one
+            return list(op.commands[-1].effort)
 
-    assert next_action() == pytest.approx([0.8] * 6)
+    assert next_action(1.0) == pytest.approx([0.8] * 6)
     assert op.set("max_abs_action", 0.25)[0]
-    assert next_action() == pytest.approx([0.25] * 6)
+    assert next_action(1.05) == pytest.approx([0.25] * 6)
 
 
 def test_non_finite_action_publishes_the_failsafe_at_once_and_is_counted(ros, exports) -> None:
