@@ -330,7 +330,7 @@ def _make_node_class():
                 )
 
         def on_sync_timeout(self) -> None:
-            if self.count_subscribers(self.driver_topic) == 0:
+            if not any(self.count_subscribers(t) for t in self.driver_topics()):
                 return  # nobody drives yet: wait instead of running the sim open loop
             with self.gate:
                 if self.awaiting_ns is None:
@@ -338,6 +338,13 @@ def _make_node_class():
                 self.awaiting_ns = None
                 self.sync_timeouts += 1
             self.submit(self._step, None)
+
+        def driver_topics(self) -> list[str]:
+            """The topics a policy may drive from: the observation or camera topic, and the
+            compressed camera when it is published."""
+            if self.compressed_pub is None:
+                return [self.driver_topic]
+            return [self.driver_topic, self.compressed_pub.topic_name]
 
         def on_tick(self) -> None:
             with self.gate:

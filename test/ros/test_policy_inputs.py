@@ -45,7 +45,7 @@ def test_png_gives_the_command_of_the_raw_frame(ros, lane_export) -> None:
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     msg = CompressedImage(format="rgb8; png compressed bgr8", data=png.tobytes())
     msg.header.stamp = s_to_stamp(1.0)
-    expected, _ = StatefulPolicy.load(lane_export, max_gap_s=0.5).on_frame(rgb, 1.0)
+    expected, _ = StatefulPolicy.load(lane_export).on_frame(rgb, 1.0)
     assert player.play(msg).twist.angular.z == pytest.approx(float(expected[0]) * 10.0, abs=1e-6)
 
 
@@ -89,13 +89,13 @@ def test_reset_state_makes_the_next_commands_those_of_a_fresh_node(ros, lane_exp
 
 
 def test_crop_parameter_crops_frames_before_the_model_sees_them(ros, lane_export) -> None:
-    from liquid_control.ros.conversions import crop_frame
     from liquid_control.models.stateful import StatefulPolicy
+    from liquid_control.ros.conversions import crop_frame
 
     rgb = frames(1)[0]
     start_node(ros, lane_export, crop=[10, 20, 30, 40], max_abs_curvature=10.0)
     cmd = Player(ros).play(rgb_to_image(rgb, s_to_stamp(1.0), "camera"))
-    cropped, _ = StatefulPolicy.load(lane_export, max_gap_s=0.5).on_frame(crop_frame(rgb, (10, 20, 30, 40)), 1.0)
-    whole, _ = StatefulPolicy.load(lane_export, max_gap_s=0.5).on_frame(rgb, 1.0)
+    cropped, _ = StatefulPolicy.load(lane_export).on_frame(crop_frame(rgb, (10, 20, 30, 40)), 1.0)
+    whole, _ = StatefulPolicy.load(lane_export).on_frame(rgb, 1.0)
     assert cmd.twist.angular.z == pytest.approx(float(cropped[0]) * 10.0, abs=1e-6)
     assert abs(float(whole[0] - cropped[0])) > 1e-6  # the crop made a difference
