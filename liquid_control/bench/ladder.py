@@ -75,14 +75,16 @@ def rung_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def ladder_markdown(ladders: dict[str, list[str]], models: dict[str, Any]) -> list[str]:
+def ladder_markdown(
+    ladders: dict[str, list[str]], models: dict[str, Any], plot_dir: str
+) -> list[str]:
     """One table per ladder: models by rung, departures/km [95 % CI], success, |offset|."""
     lines = [
         "",
         "## Robustness ladders",
         "",
         "Departures/km with an exact Poisson 95 % interval over the km driven; success rate "
-        "(Wilson 95 %); mean |offset| in m. One plot per ladder in `lane_ladders/`.",
+        f"(Wilson 95 %); mean |offset| in m. One plot per ladder in `{plot_dir}/`.",
     ]
     for ladder, rungs in ladders.items():
         lines += [

@@ -45,6 +45,9 @@ class LaneBenchConfig:
     ladders: name -> perturbation specs of increasing strength, one per rung ("" is clean).
     env_id: the evaluation env: LaneKeeping-v1 (default) or v0.
     difficulty: v1's difficulty in [0, 1].
+    exports: name -> export directory of a model already trained, evaluated as it is
+        (after the trained ``models``), e.g. the shipped policy on v1's ladders.
+    results_name: stem of the results: ``<out>/<name>.json``, ``.md``, ``<name>_ladders/``.
     out_dir: where runs (checkpoints, logs) go.
     """
 
@@ -61,6 +64,8 @@ class LaneBenchConfig:
     ladders: dict[str, list[PerturbSpec]] = field(default_factory=dict)
     env_id: LaneEnvId = "LiquidControl/LaneKeeping-v1"
     difficulty: Probability = 1.0
+    exports: dict[str, str] = field(default_factory=dict)
+    results_name: str = "lane"
     out_dir: str = "runs/bench_lane"
 
 
@@ -94,6 +99,7 @@ def evaluate_ladders(export: str, bench: LaneBenchConfig) -> dict[str, list[dict
 
 def run(config: str | Path, out: Path) -> dict[str, Any]:
     from liquid_control.models import Policy, PolicyConfig
+    from liquid_control.models.export import read_manifest
 
     bench = load_bench_config(LaneBenchConfig, config)
     rows: dict[str, Any] = {}
@@ -101,34 +107,45 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
         runs = []
         for seed in bench.seeds:
             trained = train_model(bench, name, core, seed)
-            export = trained["export_manifest"]
             runs.append(
-                {
-                    "seed": seed,
-                    "train": _train_summary(trained),
-                    "eval": evaluate_conditions(export, bench),
-                    "ladders": evaluate_ladders(export, bench),
-                }
+                {"seed": seed, "train": _train_summary(trained)}
+                | _evaluate(trained["export_manifest"], bench)
             )
         policy_cfg = PolicyConfig.from_dict({**base_policy(bench), "name": name, "core": core})
-        rows[name] = {
-            "core": core,
-            "parameters": Policy(policy_cfg).parameter_report(),
-            "runs": runs,
-            "eval_mean": _mean_over_runs(runs, bench.conditions),
-            "ladders": {
-                ladder: [
-                    rung_summary([r["ladders"][ladder][i] for r in runs]) for i in range(len(rungs))
-                ]
-                for ladder, rungs in bench.ladders.items()
-            },
-        }
+        rows[name] = _model_row(core, Policy(policy_cfg).parameter_report(), runs, bench)
+    for name, export in bench.exports.items():
+        manifest, _ = read_manifest(export)
+        policy = Policy(PolicyConfig.from_dict(manifest["config"]))
+        runs = [{"seed": None, "export": export} | _evaluate(export, bench)]
+        rows[name] = _model_row(manifest["config"]["core"], policy.parameter_report(), runs, bench)
     results = {"config": bench.__dict__, "models": rows}
-    results["plots"] = [
-        str(p) for p in plot_ladders(Path(out) / "lane_ladders", bench.ladders, rows)
-    ]
-    write_results(out, "lane", results, markdown(results))
+    plots = plot_ladders(Path(out) / f"{bench.results_name}_ladders", bench.ladders, rows)
+    results["plots"] = [str(p) for p in plots]
+    write_results(out, bench.results_name, results, markdown(results))
     return results
+
+
+def _evaluate(export: str, bench: LaneBenchConfig) -> dict[str, Any]:
+    return {"eval": evaluate_conditions(export, bench), "ladders": evaluate_ladders(export, bench)}
+
+
+def _model_row(
+    core: dict[str, Any], parameters: dict[str, int], runs: list[dict], bench: LaneBenchConfig
+) -> dict[str, Any]:
+    """One model's results: its runs (one per seed), their mean per condition and their
+    pooled statistics per ladder rung."""
+    return {
+        "core": core,
+        "parameters": parameters,
+        "runs": runs,
+        "eval_mean": _mean_over_runs(runs, bench.conditions),
+        "ladders": {
+            ladder: [
+                rung_summary([r["ladders"][ladder][i] for r in runs]) for i in range(len(rungs))
+            ]
+            for ladder, rungs in bench.ladders.items()
+        },
+    }
 
 
 def _train_summary(trained: dict[str, Any]) -> dict[str, Any]:
@@ -185,8 +202,12 @@ def markdown(results: dict[str, Any]) -> str:
         for name, row in results["models"].items():
             cells = [fmt.format(row["eval_mean"][c][metric]) for c in conditions]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if cfg["exports"]:
+        lines[2] += " Evaluated as exported, not trained here: " + ", ".join(cfg["exports"]) + "."
     if cfg["ladders"]:
-        lines += ladder_markdown(cfg["ladders"], results["models"])
+        lines += ladder_markdown(
+            cfg["ladders"], results["models"], f"{cfg['results_name']}_ladders"
+        )
     lines.append("")
     return "\n".join(lines)
 

@@ -27,10 +27,11 @@ def test_lane_bench_configs_build_every_model(name: str) -> None:
 
 
 def test_v1_bench_configs_climb_ladders_that_start_clean() -> None:
-    for name in ("bench_lane_v1.yaml", "bench_lane_v1_tiny.yaml"):
+    for name in ("bench_lane_v1.yaml", "bench_lane_v1_tiny.yaml", "bench_lane_v1_shipped.yaml"):
         bench = load_bench_config(LaneBenchConfig, CONFIG / name)
         assert bench.env_id == "LiquidControl/LaneKeeping-v1" and bench.ladders
         assert all(rungs[0] == "" and len(rungs) >= 2 for rungs in bench.ladders.values())
+        assert all((CONFIG.parent / e / "manifest.json").is_file() for e in bench.exports.values())
     published = load_bench_config(LaneBenchConfig, CONFIG / "bench_lane.yaml")
     assert published.env_id == "LiquidControl/LaneKeeping-v0"  # its results were measured there
 
