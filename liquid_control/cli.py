@@ -148,7 +148,9 @@ def _bench(args: argparse.Namespace) -> None:
             lane.run_shipped(args.config or Path("config/bench_lane_shipped.yaml"), args.out)
             print((args.out / "lane_shipped.md").read_text())
             return
-        lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+        results = lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+        print((args.out / f"{results['config']['results_name']}.md").read_text())
+        return
     elif args.what == "drone":
         from liquid_control.bench import drone
 

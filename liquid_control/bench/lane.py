@@ -168,16 +168,26 @@ def _mean_over_runs(runs: list[dict], conditions: dict[str, str]) -> dict[str, d
 def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     conditions = list(cfg["conditions"])
+    trained = (
+        f"Same data, conv head and recipe for every trained model; {len(cfg['seeds'])} training "
+        f"seed(s) per model, {cfg['epochs']} epochs"
+        + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
+        + "; "
+        if cfg["models"]
+        else ""
+    )
+    exported = (
+        "Evaluated as exported, not trained here: " + ", ".join(cfg["exports"]) + ". "
+        if cfg["exports"]
+        else ""
+    )
     lines = [
         "# Lane-keeping benchmark",
         "",
-        f"Same data, conv head and recipe for every model; {len(cfg['seeds'])} training seed(s) "
-        f"per model, {cfg['epochs']} epochs"
-        + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
-        + f"; {cfg['episodes']} held-out tracks of "
-        f"{cfg['track_length_m']:.0f} m per condition on {cfg['env_id'].split('/')[-1]}"
+        f"{trained}{cfg['episodes']} held-out tracks of {cfg['track_length_m']:.0f} m per "
+        f"condition on {cfg['env_id'].split('/')[-1]}"
         + (f" (difficulty {cfg['difficulty']:g})" if cfg["env_id"].endswith("v1") else "")
-        + ". Written by `liquid-control bench lane`.",
+        + f". {exported}Written by `liquid-control bench lane`.",
         "",
         "## Parameters",
         "",
@@ -202,8 +212,6 @@ def markdown(results: dict[str, Any]) -> str:
         for name, row in results["models"].items():
             cells = [fmt.format(row["eval_mean"][c][metric]) for c in conditions]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if cfg["exports"]:
-        lines[2] += " Evaluated as exported, not trained here: " + ", ".join(cfg["exports"]) + "."
     if cfg["ladders"]:
         lines += ladder_markdown(
             cfg["ladders"], results["models"], f"{cfg['results_name']}_ladders"

@@ -50,6 +50,7 @@ class V1Settings:
     missing_paint_share: float
     worn_paint_share: float
     patch_share: float
+    drum_share: float
     shake_rad: float
 
 
@@ -59,7 +60,8 @@ def v1_settings(difficulty: float) -> V1Settings:
     At 0 the car still has a short lag and the speed still varies (5-15 m/s), but bends are
     v0-like, lanes 3.6 m, markings intact, no shake. At 1: 0.2 s steering lag and 0.6 rad/s
     rate limit, understeer, top speeds 15-20 m/s, 15 m bends, lanes 3.0-3.8 m, 15 % of the
-    road without markings and 30 % worn, road patches, 0.5 deg camera shake.
+    road without markings and 30 % worn, road patches, traffic drums beside the lane on half
+    the roadwork slots, 0.5 deg camera shake.
     """
     d = float(difficulty)
     return V1Settings(
@@ -75,6 +77,7 @@ def v1_settings(difficulty: float) -> V1Settings:
         missing_paint_share=0.15 * d,
         worn_paint_share=0.3 * d,
         patch_share=0.6 * d,
+        drum_share=0.5 * d,
         shake_rad=math.radians(0.5) * d,
     )
 
@@ -97,8 +100,9 @@ class LaneKeepingV1Env(LaneKeepingEnv):
       changes along the track (3.0-3.8 m), and so does the departure threshold.
     - **Picture**: a sun direction per track (azimuth any, elevation 15-65 deg) and the
       shadows of trees and posts it casts, across the road when the sun is low and to the
-      side; stretches of worn or missing lane markings; dark road patches; the body pitches
-      when braking and the camera shakes (seeded by ``reset(seed)``).
+      side; stretches of worn or missing lane markings; dark road patches; rows of traffic
+      drums on the right shoulder beside the lane line; the body pitches when braking and
+      the camera shakes (seeded by ``reset(seed)``).
 
     ## Observation Space
     As v0: ``Dict(image: Box(0, 255, (66, 200, 3), u8), dt: Box(0, inf, (1,), f32))``.
@@ -137,7 +141,7 @@ class LaneKeepingV1Env(LaneKeepingEnv):
 
     ## Version History
     - v1: steering lag and rate limit, understeer, speed profile, tighter roads, lane width
-      changes, shadows, worn markings, patches, camera shake; ``difficulty``.
+      changes, shadows, worn markings, patches, traffic drums, camera shake; ``difficulty``.
     - v0: initial version.
     """
 
@@ -306,6 +310,7 @@ class LaneKeepingV1Env(LaneKeepingEnv):
                 rng, track.num_points, track.ds_m, PAINT_PIECE_M, paint, transition_m=3.0
             ),
             patch_share=s.patch_share,
+            drum_share=s.drum_share,
         )
 
     def _load_track(self, track: Track) -> None:

@@ -9,9 +9,10 @@ trees uniformly scaled), which keeps the normals computed at compile time valid.
 
 LaneKeeping-v1 adds a per-episode :class:`Decor`: a sun direction with the shadows of trees
 and posts it implies (flat translucent kites on the ground, since MuJoCo's shadow maps cost
-most of the frame rate), worn or missing stretches of lane marking, dark road patches, and
-a lane width that varies along the track. Their meshes also have sizes fixed by the track
-length; what a lighter difficulty leaves out is collapsed to zero area, not removed.
+most of the frame rate), worn or missing stretches of lane marking, dark road patches,
+traffic drums on the shoulder, and a lane width that varies along the track. Their meshes
+also have sizes fixed by the track length; what a lighter difficulty leaves out is
+collapsed to zero area, not removed.
 
 The vehicle is a mocap body moved by the env; the driver camera hides geom group 3 (the
 car's own body) and the chase camera shows it.
@@ -47,6 +48,10 @@ SHADOW_Z_M = 0.09
 PATCH_Z_M = 0.045
 PATCH_SPACING_M = 40.0
 PATCH_SIZE_M = ((1.5, 5.0), (0.8, 2.5))
+DRUM_SPACING_M = 120.0
+DRUMS_PER_SLOT = 3
+DRUM_GAP_M = 2.5
+DRUM_SIZE_M = (0.3, 0.9)  # radius, height
 TREE_CANOPY_M = (1.2, 7.5, 2.0)  # canopy bottom, top, radius of an unscaled _fir()
 
 
@@ -162,12 +167,15 @@ class Decor:
         sun_elevation_rad: height of the sun above the horizon.
         line_paint: (N,) share of each lane line's width still painted (1 new, 0 gone).
         patch_share: share of the patch slots (one per PATCH_SPACING_M) that hold a patch.
+        drum_share: share of the roadwork slots (one per DRUM_SPACING_M) that hold a row of
+            traffic drums on the right shoulder, just outside the lane line.
     """
 
     sun_azimuth_rad: float
     sun_elevation_rad: float
     line_paint: np.ndarray
     patch_share: float
+    drum_share: float
 
     def towards_sun(self) -> np.ndarray:
         """Unit vector from the ground towards the sun."""
@@ -183,7 +191,9 @@ class Decor:
     def unworn(self) -> Decor:
         """The same sun with every marking and patch at full size: what the world is compiled
         with, because the compiler would reject (or mis-normal) zero-area meshes."""
-        return replace(self, line_paint=np.ones_like(self.line_paint), patch_share=1.0)
+        return replace(
+            self, line_paint=np.ones_like(self.line_paint), patch_share=1.0, drum_share=1.0
+        )
 
 
 @dataclass(frozen=True)
@@ -261,6 +271,7 @@ def track_layers(track: Track, layout: RoadLayout, decor: Decor | None = None) -
         layers += [
             _shadows(decor, posts, tree_bases, tree_scales),
             _patches(track, layout, decor.patch_share, patch_rng),
+            _drums(track, layout, decor.drum_share, patch_rng),
         ]
     return layers
 
@@ -407,6 +418,47 @@ def _patches(track: Track, layout: RoadLayout, share: float, rng: np.random.Gene
     a = 4 * np.arange(len(arcs))
     faces = np.concatenate([np.stack([a, a + 2, a + 1], 1), np.stack([a + 1, a + 2, a + 3], 1)])
     return MeshLayer("patches", "patch", vertices, faces)
+
+
+def _drums(track: Track, layout: RoadLayout, share: float, rng: np.random.Generator) -> MeshLayer:
+    """Rows of traffic drums on the right shoulder, a distractor right beside the lane line;
+    a slot left empty (probability ``1 - share``) holds drums of zero size. Drums are
+    round, so translating them along the road keeps the compiled normals valid."""
+    arcs = np.arange(
+        0.5 * DRUM_SPACING_M, track.arc_m[-1] - DRUM_GAP_M * DRUMS_PER_SLOT, DRUM_SPACING_M
+    )
+    present = (rng.random(len(arcs)) < share).astype(float)
+    bases, scales = [], []
+    for arc, shown in zip(arcs, present, strict=True):
+        for k in range(DRUMS_PER_SLOT):
+            x, y, heading = track.pose_at(arc + k * DRUM_GAP_M)
+            here = layout.at(track, arc)
+            lateral = here.right_line_m - 0.5 * LINE_WIDTH_M - DRUM_SIZE_M[0] - 0.1
+            bases.append([x - lateral * math.sin(heading), y + lateral * math.cos(heading), 0.0])
+            scales.append(shown)
+    return _instances("drums", "drum", np.array(bases), np.array(scales), *_drum())
+
+
+def _drum(sides: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A closed prism standing on z=0: a low-polygon traffic drum."""
+    radius, height = DRUM_SIZE_M
+    angles = 2.0 * math.pi * np.arange(sides) / sides
+    ring = np.column_stack([radius * np.cos(angles), radius * np.sin(angles)])
+    vertices = np.concatenate(
+        [np.column_stack([ring, np.zeros(sides)]), np.column_stack([ring, np.full(sides, height)])]
+    )
+    vertices = np.concatenate([vertices, [[0.0, 0.0, height]]])
+    k = np.arange(sides)
+    nxt = (k + 1) % sides
+    top = 2 * sides
+    faces = np.concatenate(
+        [
+            np.stack([k, nxt, sides + nxt], 1),
+            np.stack([k, sides + nxt, sides + k], 1),
+            np.stack([sides + k, sides + nxt, np.full(sides, top)], 1),
+        ]
+    )
+    return vertices, faces
 
 
 def _instances(
