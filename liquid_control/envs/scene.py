@@ -253,7 +253,8 @@ class RoadLayout:
 def track_layers(track: Track, layout: RoadLayout, decor: Decor | None = None) -> list[MeshLayer]:
     """All track-dependent meshes; their sizes depend only on the track's sample count.
 
-    ``decor`` (LaneKeeping-v1) wears the lane lines and adds shadows and road patches."""
+    ``decor`` (LaneKeeping-v1) wears the lane lines and adds shadows, road patches and
+    traffic drums."""
     rng = np.random.default_rng([track.seed & 0xFFFFFFFF, 7])
     paint = 1.0 if decor is None else decor.line_paint
     posts = _post_bases(track, layout)
