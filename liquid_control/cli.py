@@ -154,7 +154,9 @@ def _bench(args: argparse.Namespace) -> None:
             lane.run_shipped(args.config or Path("config/bench_lane_shipped.yaml"), args.out)
             print((args.out / "lane_shipped.md").read_text())
             return
-        lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+        results = lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+        print((args.out / f"{results['config']['results_name']}.md").read_text())
+        return
     elif args.what == "drone":
         from liquid_control.bench import drone
 
@@ -251,12 +253,14 @@ def _collect(args: argparse.Namespace) -> None:
         )
         print(f"wrote {dataset_id} ({path})")
         return
-    from liquid_control.envs import LANE_KEEPING_ID
+    from liquid_control.envs import LANE_KEEPING_ID, LANE_KEEPING_V1_ID
     from liquid_control.envs.expert import ExpertConfig, LaneExpert, episode_controller
 
-    env = gym.make(LANE_KEEPING_ID, track_split="train", track_length_m=args.track_length)
+    env_id = LANE_KEEPING_V1_ID if args.env == "v1" else LANE_KEEPING_ID
+    env = gym.make(env_id, track_split="train", track_length_m=args.track_length)
     expert = LaneExpert(ExpertConfig(noise_std=0.004 if args.noise is None else args.noise))
-    dataset_id = args.dataset_id or "liquid_control/lane-expert-v0"
+    # The dataset's version follows the env's, as Minari versions datasets by env change.
+    dataset_id = args.dataset_id or f"liquid_control/lane-expert-{args.env}"
     path = collect_dataset(
         env,
         episode_controller(expert),
@@ -265,7 +269,8 @@ def _collect(args: argparse.Namespace) -> None:
         seed=args.seed,
         image_encoding=args.image_encoding,
         algorithm_name="pure-pursuit expert with OU noise and recovery pushes",
-        description=f"LaneKeeping-v0 expert, {args.episodes} episodes of {args.track_length} m",
+        description=f"LaneKeeping-{args.env} expert, {args.episodes} episodes of "
+        f"{args.track_length} m",
     )
     print(f"wrote {dataset_id} ({path})")
 
@@ -545,11 +550,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="expert perturbation: lane steering noise (1/m, default 0.004); drone drift "
         "scale (default 0.6)",
     )
+    p.add_argument(
+        "--env",
+        choices=["v0", "v1"],
+        default="v0",
+        help="lane: LaneKeeping-v0 (the shipped policy's data) or the harder v1 (default v0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-encoding", choices=["lossless", "jpeg"], default="lossless")
     p.add_argument(
         "--dataset-id",
-        help=f"{DATASET_ID_FORMAT} (default liquid_control/lane-expert-v0, "
+        help=f"{DATASET_ID_FORMAT} (default liquid_control/lane-expert-<env>, "
         "liquid_control/walker2d-<level>-v0 or liquid_control/drone-expert-v0)",
     )
     p.add_argument(

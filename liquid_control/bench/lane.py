@@ -3,25 +3,31 @@
 Every model shares the PilotNet conv head, the training data, the training
 recipe (``config/train_lane.yaml``) and the held-out evaluation tracks; only the
 recurrent core differs. Each trained model is evaluated in closed loop, clean
-and under every perturbation of the bench config. Results go to
-``bench/results/lane.json`` and a markdown table with parameter counts (conv
-head vs recurrent part) next to the closed-loop metrics.
+and under every perturbation of the bench config, and along every robustness
+ladder (a perturbation at increasing strength; statistics and plots in
+:mod:`liquid_control.bench.ladder`). Results go to ``bench/results/lane.json``,
+a markdown table with parameter counts (conv head vs recurrent part) next to the
+closed-loop metrics, and one robustness-curve PNG per ladder in ``lane_ladders/``.
+The env is LaneKeeping-v1 unless the config names v0 (the published v0 results).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
 from liquid_control.bench.common import PerturbSpec, base_policy, load_bench_config, train_model
+from liquid_control.bench.ladder import ladder_markdown, plot_ladders, rung_summary
 from liquid_control.bench.report import write_results
 from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreSpec
-from liquid_control.schema import SCHEMA_CONFIG
+from liquid_control.schema import SCHEMA_CONFIG, Probability
+
+LaneEnvId = Literal["LiquidControl/LaneKeeping-v0", "LiquidControl/LaneKeeping-v1"]
 
 
 @dataclass
@@ -36,6 +42,12 @@ class LaneBenchConfig:
     episodes: held-out tracks per condition.
     track_length_m: length of each evaluation track.
     conditions: name -> perturbation spec ("" is clean).
+    ladders: name -> perturbation specs of increasing strength, one per rung ("" is clean).
+    env_id: the evaluation env: LaneKeeping-v1 (default) or v0.
+    difficulty: v1's difficulty in [0, 1].
+    exports: name -> export directory of a model already trained, evaluated as it is
+        (after the trained ``models``), e.g. the shipped policy on v1's ladders.
+    results_name: stem of the results: ``<out>/<name>.json``, ``.md``, ``<name>_ladders/``.
     out_dir: where runs (checkpoints, logs) go.
     """
 
@@ -49,27 +61,45 @@ class LaneBenchConfig:
     episodes: PositiveInt = 5
     track_length_m: PositiveFloat = 500.0
     conditions: dict[str, PerturbSpec] = field(default_factory=lambda: {"clean": ""})
+    ladders: dict[str, list[PerturbSpec]] = field(default_factory=dict)
+    env_id: LaneEnvId = "LiquidControl/LaneKeeping-v1"
+    difficulty: Probability = 1.0
+    exports: dict[str, str] = field(default_factory=dict)
+    results_name: str = "lane"
     out_dir: str = "runs/bench_lane"
 
 
-def evaluate_conditions(export: str, bench: LaneBenchConfig) -> dict[str, dict[str, float]]:
+def evaluate_spec(export: str, bench: LaneBenchConfig, spec: str) -> dict[str, float]:
+    """Closed-loop metrics of one export under one perturbation spec on the bench's tracks."""
     from liquid_control.train.evaluate import EvalConfig, evaluate_model
 
-    results = {}
-    for condition, spec in bench.conditions.items():
-        cfg = EvalConfig(
-            episodes=bench.episodes,
-            track_length_m=bench.track_length_m,
-            perturb=spec,
-            backend="onnxruntime",
-            video=False,
-        )
-        results[condition] = evaluate_model(export, cfg)["metrics"]
-    return results
+    cfg = EvalConfig(
+        episodes=bench.episodes,
+        track_length_m=bench.track_length_m,
+        perturb=spec,
+        backend="onnxruntime",
+        video=False,
+        env_id=bench.env_id,
+        difficulty=bench.difficulty,
+    )
+    return evaluate_model(export, cfg)["metrics"]
+
+
+def evaluate_conditions(export: str, bench: LaneBenchConfig) -> dict[str, dict[str, float]]:
+    return {name: evaluate_spec(export, bench, spec) for name, spec in bench.conditions.items()}
+
+
+def evaluate_ladders(export: str, bench: LaneBenchConfig) -> dict[str, list[dict[str, float]]]:
+    """Metrics at every rung of every ladder, in rung order."""
+    return {
+        name: [evaluate_spec(export, bench, spec) for spec in rungs]
+        for name, rungs in bench.ladders.items()
+    }
 
 
 def run(config: str | Path, out: Path) -> dict[str, Any]:
     from liquid_control.models import Policy, PolicyConfig
+    from liquid_control.models.export import read_manifest
 
     bench = load_bench_config(LaneBenchConfig, config)
     rows: dict[str, Any] = {}
@@ -77,18 +107,45 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
         runs = []
         for seed in bench.seeds:
             trained = train_model(bench, name, core, seed)
-            metrics = evaluate_conditions(trained["export_manifest"], bench)
-            runs.append({"seed": seed, "train": _train_summary(trained), "eval": metrics})
+            runs.append(
+                {"seed": seed, "train": _train_summary(trained)}
+                | _evaluate(trained["export_manifest"], bench)
+            )
         policy_cfg = PolicyConfig.from_dict({**base_policy(bench), "name": name, "core": core})
-        rows[name] = {
-            "core": core,
-            "parameters": Policy(policy_cfg).parameter_report(),
-            "runs": runs,
-            "eval_mean": _mean_over_runs(runs, bench.conditions),
-        }
+        rows[name] = _model_row(core, Policy(policy_cfg).parameter_report(), runs, bench)
+    for name, export in bench.exports.items():
+        manifest, _ = read_manifest(export)
+        policy = Policy(PolicyConfig.from_dict(manifest["config"]))
+        runs = [{"seed": None, "export": export} | _evaluate(export, bench)]
+        rows[name] = _model_row(manifest["config"]["core"], policy.parameter_report(), runs, bench)
     results = {"config": bench.__dict__, "models": rows}
-    write_results(out, "lane", results, markdown(results))
+    plots = plot_ladders(Path(out) / f"{bench.results_name}_ladders", bench.ladders, rows)
+    results["plots"] = [str(p) for p in plots]
+    write_results(out, bench.results_name, results, markdown(results))
     return results
+
+
+def _evaluate(export: str, bench: LaneBenchConfig) -> dict[str, Any]:
+    return {"eval": evaluate_conditions(export, bench), "ladders": evaluate_ladders(export, bench)}
+
+
+def _model_row(
+    core: dict[str, Any], parameters: dict[str, int], runs: list[dict], bench: LaneBenchConfig
+) -> dict[str, Any]:
+    """One model's results: its runs (one per seed), their mean per condition and their
+    pooled statistics per ladder rung."""
+    return {
+        "core": core,
+        "parameters": parameters,
+        "runs": runs,
+        "eval_mean": _mean_over_runs(runs, bench.conditions),
+        "ladders": {
+            ladder: [
+                rung_summary([r["ladders"][ladder][i] for r in runs]) for i in range(len(rungs))
+            ]
+            for ladder, rungs in bench.ladders.items()
+        },
+    }
 
 
 def _train_summary(trained: dict[str, Any]) -> dict[str, Any]:
@@ -111,14 +168,26 @@ def _mean_over_runs(runs: list[dict], conditions: dict[str, str]) -> dict[str, d
 def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     conditions = list(cfg["conditions"])
+    trained = (
+        f"Same data, conv head and recipe for every trained model; {len(cfg['seeds'])} training "
+        f"seed(s) per model, {cfg['epochs']} epochs"
+        + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
+        + "; "
+        if cfg["models"]
+        else ""
+    )
+    exported = (
+        "Evaluated as exported, not trained here: " + ", ".join(cfg["exports"]) + ". "
+        if cfg["exports"]
+        else ""
+    )
     lines = [
         "# Lane-keeping benchmark",
         "",
-        f"Same data, conv head and recipe for every model; {len(cfg['seeds'])} training seed(s) "
-        f"per model, {cfg['epochs']} epochs"
-        + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
-        + f"; {cfg['episodes']} held-out tracks of "
-        f"{cfg['track_length_m']:.0f} m per condition. Written by `liquid-control bench lane`.",
+        f"{trained}{cfg['episodes']} held-out tracks of {cfg['track_length_m']:.0f} m per "
+        f"condition on {cfg['env_id'].split('/')[-1]}"
+        + (f" (difficulty {cfg['difficulty']:g})" if cfg["env_id"].endswith("v1") else "")
+        + f". {exported}Written by `liquid-control bench lane`.",
         "",
         "## Parameters",
         "",
@@ -143,6 +212,10 @@ def markdown(results: dict[str, Any]) -> str:
         for name, row in results["models"].items():
             cells = [fmt.format(row["eval_mean"][c][metric]) for c in conditions]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if cfg["ladders"]:
+        lines += ladder_markdown(
+            cfg["ladders"], results["models"], f"{cfg['results_name']}_ladders"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -178,7 +251,10 @@ def run_shipped(config: str | Path, out: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"bench config {config}: conditions lack {sorted(missing)}")
     as_lane = LaneBenchConfig(
-        episodes=bench.episodes, track_length_m=bench.track_length_m, conditions=bench.conditions
+        episodes=bench.episodes,
+        track_length_m=bench.track_length_m,
+        conditions=bench.conditions,
+        env_id="LiquidControl/LaneKeeping-v0",  # the shipped policy is trained on v0
     )
     rows: dict[str, Any] = {}
     for name, export in bench.models.items():

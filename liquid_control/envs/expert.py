@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+REFERENCE_SPEED_MPS = 10.0
+
 
 @dataclass
 class ExpertConfig:
@@ -69,7 +71,9 @@ class LaneExpert:
     def label(self, env) -> float:
         lane = env.unwrapped
         lookahead = max(self.cfg.min_lookahead_m, self.cfg.lookahead_s * lane.speed_mps)
-        return float(np.clip(pure_pursuit_curvature(env, lookahead), *_bounds(lane)))
+        # Command more than the wanted path curvature where the car understeers (v1).
+        wanted = pure_pursuit_curvature(env, lookahead) / lane.curvature_gain
+        return float(np.clip(wanted, *_bounds(lane)))
 
     def act(self, env) -> tuple[np.ndarray, np.ndarray]:
         lane = env.unwrapped
@@ -79,6 +83,12 @@ class LaneExpert:
         return np.array([executed], np.float32), np.array([label], np.float32)
 
     def _perturbation(self, lane) -> float:
+        # The noise and pushes are set for 10 m/s (v0's speed); a curvature error moves the
+        # car sideways with v^2, so at other speeds (v1) they scale by (10 / v)^2 to push as
+        # hard in lateral acceleration, not harder.
+        return (REFERENCE_SPEED_MPS / lane.speed_mps) ** 2 * self._perturbation_at_10mps(lane)
+
+    def _perturbation_at_10mps(self, lane) -> float:
         cfg, dt = self.cfg, lane.dt_s
         if cfg.noise_std <= 0.0:
             return 0.0

@@ -233,7 +233,15 @@ class LaneKeepingEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
             track_seed = int(split[self.np_random.integers(len(split))])
         if self.track is not None and self.track.seed == track_seed:
             return self.track
+        return self._generate_track(track_seed)
+
+    def _generate_track(self, track_seed: int) -> Track:
         return generate_track(track_seed, self.track_length_m)
+
+    @property
+    def curvature_gain(self) -> float:
+        """Path curvature the car follows per unit of commanded curvature (1: exact)."""
+        return 1.0
 
     def _load_track(self, track: Track) -> None:
         """Show ``track``, building the world on first use or when its size changes."""
@@ -254,8 +262,11 @@ class LaneKeepingEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
             wrap_angle(heading + heading_rad),
         )
 
-    def _observation(self) -> dict[str, np.ndarray]:
+    def _place_car(self) -> None:
         self.world.set_car_pose(self.vehicle.x_m, self.vehicle.y_m, self.vehicle.yaw_rad)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        self._place_car()
         return {
             "image": self.world.render("observation"),
             "dt": np.array([self.dt_s], dtype=np.float32),

@@ -12,20 +12,23 @@ from liquid_control.envs import LANE_KEEPING_ID
 from liquid_control.envs.expert import ExpertConfig, LaneExpert
 
 
-def measure_step_rate(n: int = 500, seed: int = 0, **env_kwargs: Any) -> dict[str, Any]:
-    """Time ``n`` env steps (bicycle model + projection + 66x200 render) driven by the expert.
+def measure_step_rate(
+    n: int = 500, seed: int = 0, env_id: str = LANE_KEEPING_ID, **env_kwargs: Any
+) -> dict[str, Any]:
+    """Time ``n`` env steps (vehicle model + projection + 66x200 render) driven by the expert.
 
     Only ``env.step`` is timed; resets (after a finish) and expert calls are not.
 
     Args:
         n: number of timed steps.
         seed: reset seed.
+        env_id: a lane-keeping env (v0 or v1).
         **env_kwargs: passed to ``gymnasium.make`` (e.g. ``image_size``, ``scene``).
 
     Returns:
         ``steps_per_s``, ``ms_per_step``, ``n``, ``resets``, ``image_shape``, ``machine``.
     """
-    env = gym.make(LANE_KEEPING_ID, **env_kwargs)
+    env = gym.make(env_id, **env_kwargs)
     expert = LaneExpert(ExpertConfig(noise_std=0.0), seed=seed)
     try:
         obs, _ = env.reset(seed=seed)

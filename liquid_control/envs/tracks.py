@@ -6,6 +6,11 @@ radius, S-bends) that is smoothed, so curvature changes over a short transition,
 integrated. The heading is kept within ``MAX_HEADING_RAD`` of the start direction, so the
 track never turns back on itself and never crosses itself.
 
+How the pieces are drawn is a :class:`TrackStyle`: ``V0_STYLE`` (40-250 m radii) for
+LaneKeeping-v0, :func:`v1_style` (tighter radii, per difficulty) for v1. A v1 track also
+carries a lane-width profile and a speed profile (see :func:`speed_profile`), which v0
+tracks leave at ``None`` (constant width, constant speed).
+
 Seeds are split once and for all: ``TRAIN_SEEDS`` for training, ``VAL_SEEDS`` for model
 selection and ``TEST_SEEDS`` (held out) for the final numbers only.
 """
@@ -13,7 +18,8 @@ selection and ``TEST_SEEDS`` (held out) for the final numbers only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,6 +36,34 @@ ARC_ANGLE_RAD = (math.radians(20.0), math.radians(100.0))
 S_BEND_RADIUS_M = (40.0, 150.0)
 S_BEND_ANGLE_RAD = (math.radians(20.0), math.radians(60.0))
 TRANSITION_M = 12.0
+
+
+@dataclass(frozen=True)
+class TrackStyle:
+    """Ranges the track generator draws its pieces from (lengths m, radii m, angles rad)."""
+
+    start_straight_m: tuple[float, float] = START_STRAIGHT_M
+    straight_m: tuple[float, float] = STRAIGHT_M
+    arc_radius_m: tuple[float, float] = ARC_RADIUS_M
+    arc_angle_rad: tuple[float, float] = ARC_ANGLE_RAD
+    s_bend_radius_m: tuple[float, float] = S_BEND_RADIUS_M
+    s_bend_angle_rad: tuple[float, float] = S_BEND_ANGLE_RAD
+
+
+V0_STYLE = TrackStyle()
+
+
+def v1_style(difficulty: float) -> TrackStyle:
+    """Tighter roads as ``difficulty`` goes 0 -> 1: the smallest radius falls from 40 m to
+    15 m (what the car takes at ~7 m/s within the speed profile's lateral acceleration),
+    straights get shorter, so bends come in quicker succession."""
+    min_radius = 40.0 - 25.0 * difficulty
+    return replace(
+        V0_STYLE,
+        straight_m=(20.0, 150.0 - 90.0 * difficulty),
+        arc_radius_m=(min_radius, 250.0 - 100.0 * difficulty),
+        s_bend_radius_m=(min_radius, 150.0 - 60.0 * difficulty),
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +97,8 @@ class Track:
             the road stays visible ahead of the finish.
         heading_rad: (N,) tangent heading at each sample.
         curvature: (N,) curvature at each sample (1/m, positive turns left).
+        lane_width_m: (N,) lane width at each sample, or ``None``: the env's constant width.
+        speed_mps: (N,) target speed at each sample, or ``None``: the env's constant speed.
     """
 
     seed: int
@@ -71,6 +107,8 @@ class Track:
     xy: np.ndarray
     heading_rad: np.ndarray
     curvature: np.ndarray
+    lane_width_m: np.ndarray | None = None
+    speed_mps: np.ndarray | None = None
 
     @classmethod
     def from_curvature(
@@ -98,9 +136,14 @@ class Track:
         """(N, 2) unit normals pointing to the left of the direction of travel."""
         return np.stack([-np.sin(self.heading_rad), np.cos(self.heading_rad)], axis=1)
 
-    def offset_polyline(self, lateral_m: float) -> np.ndarray:
-        """(N, 2) points at a constant lateral offset (positive left) from the centreline."""
-        return self.xy + lateral_m * self.normals()
+    def offset_polyline(self, lateral_m: float | np.ndarray) -> np.ndarray:
+        """(N, 2) points at a lateral offset (positive left) from the centreline: one value
+        for every sample, or an (N,) profile."""
+        return self.xy + np.asarray(lateral_m, dtype=np.float64)[..., None] * self.normals()
+
+    def profile_at(self, profile: np.ndarray, arc_m: float) -> float:
+        """A per-sample profile (``lane_width_m``, ``speed_mps``) interpolated at an arc length."""
+        return float(np.interp(arc_m, self.arc_m, profile))
 
     def pose_at(self, arc_m: float) -> tuple[float, float, float]:
         """Centreline ``(x, y, heading)`` at an arc length, clamped to the sampled range."""
@@ -159,7 +202,11 @@ def wrap_angle(angle_rad: float) -> float:
 
 
 def generate_track(
-    seed: int, length_m: float = 1000.0, ds_m: float = 1.0, runout_m: float = 80.0
+    seed: int,
+    length_m: float = 1000.0,
+    ds_m: float = 1.0,
+    runout_m: float = 80.0,
+    style: TrackStyle = V0_STYLE,
 ) -> Track:
     """Generate a track from a seed.
 
@@ -168,17 +215,18 @@ def generate_track(
         length_m: drivable length.
         ds_m: spacing of the centreline samples.
         runout_m: extra road generated past ``length_m`` so the finish is not a cliff edge.
+        style: the ranges pieces are drawn from.
 
     Returns:
         The track.
     """
     rng = np.random.default_rng(seed)
     total_m = length_m + runout_m
-    pieces: list[tuple[float, float]] = [(rng.uniform(*START_STRAIGHT_M), 0.0)]
+    pieces: list[tuple[float, float]] = [(rng.uniform(*style.start_straight_m), 0.0)]
     heading = 0.0
     covered = pieces[0][0]
     while covered < total_m:
-        new_pieces, heading = _sample_segment(rng, heading)
+        new_pieces, heading = _sample_segment(rng, heading, style)
         pieces.extend(new_pieces)
         covered += sum(p[0] for p in new_pieces)
     num_points = int(math.ceil(total_m / ds_m)) + 1
@@ -187,18 +235,18 @@ def generate_track(
 
 
 def _sample_segment(
-    rng: np.random.Generator, heading: float
+    rng: np.random.Generator, heading: float, style: TrackStyle
 ) -> tuple[list[tuple[float, float]], float]:
     """Draw one segment as ``(length_m, curvature)`` pieces; return them and the new heading."""
     kind = rng.choice(3, p=[0.35, 0.4, 0.25])
     if kind == 0:
-        return [(rng.uniform(*STRAIGHT_M), 0.0)], heading
+        return [(rng.uniform(*style.straight_m), 0.0)], heading
     if kind == 1:
-        radius = rng.uniform(*ARC_RADIUS_M)
-        turn = _bounded_turn(heading, rng.uniform(*ARC_ANGLE_RAD), rng.choice([-1.0, 1.0]))
+        radius = rng.uniform(*style.arc_radius_m)
+        turn = _bounded_turn(heading, rng.uniform(*style.arc_angle_rad), rng.choice([-1.0, 1.0]))
         return [(radius * abs(turn), math.copysign(1.0 / radius, turn))], heading + turn
-    radius = rng.uniform(*S_BEND_RADIUS_M)
-    angle = rng.uniform(*S_BEND_ANGLE_RAD)
+    radius = rng.uniform(*style.s_bend_radius_m)
+    angle = rng.uniform(*style.s_bend_angle_rad)
     first = _bounded_turn(heading, angle, rng.choice([-1.0, 1.0]))
     second = _bounded_turn(heading + first, angle, -math.copysign(1.0, first))
     pieces = [
@@ -231,3 +279,46 @@ def _smooth(curvature: np.ndarray, width: int) -> np.ndarray:
         return curvature
     padded = np.pad(curvature, (width // 2, width - 1 - width // 2), mode="edge")
     return np.convolve(padded, np.ones(width) / width, mode="valid")
+
+
+def speed_profile(
+    curvature: np.ndarray,
+    ds_m: float,
+    max_speed_mps: float,
+    min_speed_mps: float,
+    lateral_accel_mps2: float,
+    brake_mps2: float,
+    accel_mps2: float,
+) -> np.ndarray:
+    """Target speed along a curvature profile, as a careful driver would choose it.
+
+    Each sample's speed is capped so that ``v^2 |k| <= lateral_accel_mps2``; a backward pass
+    then limits braking (``v_i^2 <= v_{i+1}^2 + 2 a ds``: slow down before the bend, not in
+    it) and a forward pass limits acceleration out of it. The result is clipped to
+    ``[min_speed_mps, max_speed_mps]``.
+    """
+    cap = np.sqrt(lateral_accel_mps2 / np.maximum(np.abs(curvature), 1e-9))
+    v = np.clip(cap, min_speed_mps, max_speed_mps)
+    for i in range(len(v) - 2, -1, -1):
+        v[i] = min(v[i], math.sqrt(v[i + 1] ** 2 + 2.0 * brake_mps2 * ds_m))
+    for i in range(1, len(v)):
+        v[i] = min(v[i], math.sqrt(v[i - 1] ** 2 + 2.0 * accel_mps2 * ds_m))
+    return v
+
+
+def piecewise_profile(
+    rng: np.random.Generator,
+    num_points: int,
+    ds_m: float,
+    piece_m: tuple[float, float],
+    draw: Callable[[np.random.Generator], float],
+    transition_m: float,
+) -> np.ndarray:
+    """A profile that holds a value ``draw(rng)`` for U(piece_m) metres at a time and ramps
+    linearly (over ``transition_m``) between pieces: lane widths, marking wear."""
+    pieces = []
+    covered = 0.0
+    while covered < num_points * ds_m:
+        pieces.append((float(rng.uniform(*piece_m)), float(draw(rng))))
+        covered += pieces[-1][0]
+    return _smooth(_sample_pieces(pieces, num_points, ds_m), int(transition_m / ds_m))

@@ -2,7 +2,8 @@
 
 The policy runs through the same ``step`` as everywhere else (an export through
 any backend, or a checkpoint eagerly), frame by frame, in
-``LiquidControl/LaneKeeping-v0`` with optional perturbations. Reported per run:
+``LiquidControl/LaneKeeping-v0`` (or v1: ``EvalConfig.env_id``) with optional
+perturbations. Reported per run:
 mean and 95th-percentile |lateral offset|, lane departures per km, km driven,
 steering smoothness (mean |d curvature / dt|) and success rate; written as
 JSON plus a trajectory plot over the track map, offset over time, and an MP4
@@ -117,7 +118,9 @@ class EvalConfig:
     backend: torchscript, onnxruntime or eager (a checkpoint always runs eager).
     seed: seeds start poses and perturbations.
     video: write an MP4 of the first episode.
-    speed_mps: vehicle speed.
+    speed_mps: vehicle speed (v0 only; v1 has a speed profile).
+    env_id: LaneKeeping-v0 (the shipped policy's env) or LaneKeeping-v1.
+    difficulty: v1's difficulty in [0, 1] (v1 only).
     """
 
     episodes: int = 20
@@ -127,6 +130,8 @@ class EvalConfig:
     seed: int = 0
     video: bool = True
     speed_mps: float = 10.0
+    env_id: str = "LiquidControl/LaneKeeping-v0"
+    difficulty: float = 1.0
 
 
 def make_eval_env(cfg: EvalConfig) -> Any:
@@ -135,12 +140,12 @@ def make_eval_env(cfg: EvalConfig) -> Any:
     from liquid_control.envs import LANE_KEEPING_ID
     from liquid_control.envs.perturb import make_perturbed
 
-    env = gym.make(
-        LANE_KEEPING_ID,
-        track_split="test",
-        track_length_m=cfg.track_length_m,
-        speed_mps=cfg.speed_mps,
+    version = (
+        {"speed_mps": cfg.speed_mps}
+        if cfg.env_id == LANE_KEEPING_ID
+        else {"difficulty": cfg.difficulty}
     )
+    env = gym.make(cfg.env_id, track_split="test", track_length_m=cfg.track_length_m, **version)
     return make_perturbed(env, cfg.perturb) if cfg.perturb else env
 
 

@@ -15,13 +15,25 @@ from liquid_control.models import Policy, PolicyConfig
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
-@pytest.mark.parametrize("name", ["bench_lane.yaml", "bench_lane_reduced.yaml"])
+@pytest.mark.parametrize(
+    "name", ["bench_lane.yaml", "bench_lane_reduced.yaml", "bench_lane_v1.yaml"]
+)
 def test_lane_bench_configs_build_every_model(name: str) -> None:
     bench = load_bench_config(LaneBenchConfig, CONFIG / name)
     base = yaml.safe_load(Path(bench.train_config).read_text())["policy"]
     assert len(bench.models) == 6 and "clean" in bench.conditions
     for core in bench.models.values():
         Policy(PolicyConfig.from_dict({**base, "core": core}))
+
+
+def test_v1_bench_configs_climb_ladders_that_start_clean() -> None:
+    for name in ("bench_lane_v1.yaml", "bench_lane_v1_tiny.yaml", "bench_lane_v1_shipped.yaml"):
+        bench = load_bench_config(LaneBenchConfig, CONFIG / name)
+        assert bench.env_id == "LiquidControl/LaneKeeping-v1" and bench.ladders
+        assert all(rungs[0] == "" and len(rungs) >= 2 for rungs in bench.ladders.values())
+        assert all((CONFIG.parent / e / "manifest.json").is_file() for e in bench.exports.values())
+    published = load_bench_config(LaneBenchConfig, CONFIG / "bench_lane.yaml")
+    assert published.env_id == "LiquidControl/LaneKeeping-v0"  # its results were measured there
 
 
 def test_shipped_bench_config_names_its_baseline() -> None:

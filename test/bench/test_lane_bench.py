@@ -1,4 +1,5 @@
-"""bench lane on a tiny budget: trains each model, evaluates each condition, writes results."""
+"""bench lane on a tiny budget: trains each model, evaluates each condition and ladder rung,
+writes results and robustness plots."""
 
 from __future__ import annotations
 
@@ -71,3 +72,38 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
     assert len(checked["targets"]) == 4
     assert all(isinstance(ok, bool) for ok in checked["targets"].values())
     assert "| target | met |" in (tmp_path / "results" / "lane_shipped.md").read_text()
+
+
+def test_tiny_v1_ladder_bench_writes_intervals_tables_and_plots(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    dataset = "liquid_control/lane-benchtest-v1"
+    argv = ["collect", "lane", "--env", "v1", "--episodes", "2", "--track-length", "40"]
+    assert main([*argv, "--dataset-id", dataset]) == 0
+    train = yaml.safe_load(Path("config/train_lane_v1.yaml").read_text())
+    train.update(
+        datasets=[dataset], window=6, stride=6, warmup_steps=2, batch_size=2, val_fraction=0.5,
+        num_workers=0,
+    )  # fmt: skip
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    bench = yaml.safe_load(Path("config/bench_lane_v1_tiny.yaml").read_text())
+    bench.update(train_config=str(tmp_path / "train.yaml"), out_dir=str(tmp_path / "runs"))
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
+
+    results = lane.run(tmp_path / "bench.yaml", tmp_path / "results")
+
+    saved = json.loads((tmp_path / "results" / "lane.json").read_text())
+    assert saved["config"]["env_id"] == "LiquidControl/LaneKeeping-v1"
+    for row in saved["models"].values():
+        assert set(row["ladders"]) == set(bench["ladders"])
+        for ladder, rungs in bench["ladders"].items():
+            assert len(row["ladders"][ladder]) == len(rungs)
+            for rung in row["ladders"][ladder]:
+                low, high = rung["departures_per_km_ci"]
+                assert 0.0 <= low <= rung["departures_per_km"] <= high
+                assert rung["km_driven"] > 0 and 0.0 <= rung["success_rate"] <= 1.0
+    assert sorted(Path(p).name for p in results["plots"]) == ["combined.png", "pixel_noise.png"]
+    assert all(Path(p).stat().st_size > 0 for p in results["plots"])
+    table = (tmp_path / "results" / "lane.md").read_text()
+    assert "### pixel noise" in table and "| CNN (feed-forward) |" in table
