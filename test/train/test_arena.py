@@ -64,6 +64,11 @@ def robot_drive(times: list[float]) -> list[tuple[str, str, int, Any]]:
     return messages
 
 
+def arena_cli(*args: str) -> int:
+    """``liquid-control arena ARGS --no-video`` through the CLI entry point."""
+    return main(["arena", *args, "--no-video"])
+
+
 def test_foreign_sqlite3_bag_gives_per_episode_errors_plot_and_video(tmp_path, constant) -> None:
     times = drive_times(episodes=2, frames=15)  # a 1 s gap between the two stretches
     bag = write_foreign_bag(tmp_path / "robot", robot_drive(times), "sqlite3")
@@ -179,44 +184,13 @@ def test_mapping_gives_the_arena_its_topics_sign_and_crop(tmp_path, constant) ->
         f"command: {{topic: {CMD}, sign: -1}}\ntolerance_s: 0.0\n"
     )
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "arena",
-                str(bag),
-                "--model",
-                constant,
-                "--mapping",
-                str(mapping),
-                "--out",
-                str(out),
-                "--no-video",
-            ]
-        )
-        == 0
-    )
+    args = [str(bag), "--model", constant, "--mapping", str(mapping), "--out", str(out)]
+    assert arena_cli(*args) == 0
     summary = json.loads((out / "arena.json").read_text())
     assert summary["config"]["crop"] == [2, 2, 4, 4] and summary["config"]["tolerance_s"] == 0.0
     with open(out / "arena_steps.csv") as f:
         recorded = [float(row["recorded_curvature"]) for row in csv.DictReader(f)]
     assert recorded == pytest.approx([-curvature_of(i) for i in range(5)])
     # Command-line options override the mapping's.
-    assert (
-        main(
-            [
-                "arena",
-                str(bag),
-                "--model",
-                constant,
-                "--mapping",
-                str(mapping),
-                "--out",
-                str(out),
-                "--no-video",
-                "--tolerance",
-                "0.5",
-            ]
-        )
-        == 0
-    )
+    assert arena_cli(*args, "--tolerance", "0.5") == 0
     assert json.loads((out / "arena.json").read_text())["config"]["tolerance_s"] == 0.5
