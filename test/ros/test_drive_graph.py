@@ -133,7 +133,12 @@ def test_sync_mode_steps_only_on_the_command_stamped_like_the_last_frame(ros) ->
     executor.add_node(policy)
     assert wait_for(lambda: pub.get_subscription_count() > 0, timeout_s=30.0)
     bridge.on_reset(None, type("R", (), {})())  # a frame published while we listen
-    assert wait_for(lambda: frames, timeout_s=30.0)
+    awaited = bridge.awaiting_ns  # the reset's frame; the start-up one may arrive first
+
+    def stamp_ns(stamp) -> int:
+        return stamp.sec * 10**9 + stamp.nanosec
+
+    assert wait_for(lambda: frames and stamp_ns(frames[-1].header.stamp) == awaited, 30.0)
 
     def command(stamp, curvature: float) -> TwistStamped:
         msg = TwistStamped()
