@@ -44,7 +44,7 @@ def image_messages(draw: st.DrawFn) -> SimpleNamespace:
 @FAST
 @given(image_messages())
 def test_image_decoding_gives_rgb_or_an_image_error(msg: SimpleNamespace) -> None:
-    from liquid_control.ros.conversions import ImageError, image_to_rgb
+    from liquid_control.image import ImageError, image_to_rgb
 
     try:
         rgb = image_to_rgb(msg)

@@ -111,12 +111,9 @@ def plot_ladders(
 ) -> list[Path]:
     """One robustness curve per ladder, every model on it: departures/km (95 % interval as
     error bars) and success rate against rung. Returns the PNG paths."""
-    import matplotlib
+    from liquid_control.visual import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from liquid_control.train.evaluate import save_figure
+    plt = pyplot()
 
     paths = []
     for ladder, rungs in ladders.items():

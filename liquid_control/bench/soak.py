@@ -253,12 +253,9 @@ def table(results: dict[str, Any]) -> str:
 
 
 def plot(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
+    from liquid_control.visual import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from liquid_control.train.evaluate import save_figure
+    plt = pyplot()
 
     minutes = [r["t_s"] / 60 for r in rows]
     fig, (rss, rate, latency) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)

@@ -600,11 +600,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], runs: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    import matplotlib
+    from liquid_control.visual import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     paths = []
     first = [r for r in runs if r["trace"] is not None and r["train_drop"] == 0.0]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -614,8 +612,7 @@ def plot(result: dict[str, Any], runs: list[dict[str, Any]], out_dir: Path) -> l
     ax.legend()
     fig.tight_layout()
     paths.append(out_dir / "walker_loss.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths[-1])
 
     fig, ax = plt.subplots(figsize=(9, 4))
     if first:
@@ -626,8 +623,7 @@ def plot(result: dict[str, Any], runs: list[dict[str, Any]], out_dir: Path) -> l
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(out_dir / "walker_trace.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths[-1])
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, r in result["summary"].items():
@@ -640,8 +636,7 @@ def plot(result: dict[str, Any], runs: list[dict[str, Any]], out_dir: Path) -> l
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     paths.append(out_dir / "walker_robustness.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths[-1])
     return [str(p) for p in paths]
 
 

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
+from liquid_control.image import resize_area
 from liquid_control.models.export import DEFAULT_BACKEND, DEFAULT_THREADS, load_exported
 
 
@@ -98,10 +98,9 @@ class StatefulPolicy:
 
     def preprocess(self, obs: np.ndarray) -> np.ndarray:
         """Resize a frame to the model's input size (area interpolation, as in training)."""
-        if self.image_hw is None or obs.shape[:2] == self.image_hw:
+        if self.image_hw is None:
             return obs
-        h, w = self.image_hw
-        return cv2.resize(obs, (w, h), interpolation=cv2.INTER_AREA)
+        return resize_area(obs, *self.image_hw)
 
     def time_step(self, stamp_s: float) -> tuple[float, str | None]:
         """dt for an observation stamped ``stamp_s``; a reason string when the state was reset."""

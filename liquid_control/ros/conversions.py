@@ -1,12 +1,7 @@
 """Conversions between ROS 2 messages and numpy, with no ROS import at module level.
 
-``image_to_rgb`` decodes ``sensor_msgs/Image`` itself (no cv_bridge): rgb8,
-bgr8, rgba8, bgra8 and mono8, honouring row padding (``step``). Anything
-malformed raises :class:`ImageError` with a one-line reason, so a node can drop
-the frame, count it and carry on. ``compressed_to_rgb`` decodes
-``sensor_msgs/CompressedImage`` as image_transport's ``compressed`` plugin publishes it
-(jpeg or png; ``format`` like ``"rgb8; jpeg compressed bgr8"`` or a bare ``"jpeg"``) with
-``cv2.imdecode``; a corrupt payload raises :class:`ImageError` the same way.
+Frames are decoded and encoded by :mod:`liquid_control.image`; this module wraps them in
+``sensor_msgs`` messages and converts stamps.
 """
 
 from __future__ import annotations
@@ -15,85 +10,38 @@ from typing import Any
 
 import numpy as np
 
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+# Old import path of the decoders, kept while data/bags.py still imports them from here.
+from liquid_control.image import (
+    ImageError,
+    compressed_to_rgb,
+    crop_frame,
+    encode_jpeg,
+    image_to_rgb,
+)
 
-
-class ImageError(ValueError):
-    """A ``sensor_msgs/Image`` that cannot be decoded."""
-
-
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """Decode an Image message to an (H, W, 3) uint8 RGB array (a copy)."""
-    encoding = str(msg.encoding).lower()
-    if encoding not in CHANNELS:
-        raise ImageError(f"unsupported encoding {msg.encoding!r} (use {', '.join(CHANNELS)})")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0 or width <= 0:
-        raise ImageError(f"empty image {width}x{height}")
-    channels = CHANNELS[encoding]
-    row = width * channels
-    if step < row:
-        raise ImageError(f"step {step} is smaller than width*channels {row}")
-    data = np.frombuffer(msg.data, dtype=np.uint8)  # rclpy gives array('B'): no copy
-    if data.size != step * height:
-        raise ImageError(f"data has {data.size} bytes, expected step*height = {step * height}")
-    pixels = data.reshape(height, step)[:, :row].reshape(height, width, channels)
-    if encoding == "rgb8":
-        return pixels.copy()
-    if encoding == "bgr8":
-        return pixels[:, :, ::-1].copy()
-    if encoding == "rgba8":
-        return pixels[:, :, :3].copy()
-    if encoding == "bgra8":
-        return pixels[:, :, 2::-1].copy()
-    return np.repeat(pixels, 3, axis=2)
-
-
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """Decode a CompressedImage message (jpeg or png) to an (H, W, 3) uint8 RGB array."""
-    import cv2
-
-    fmt = str(msg.format).lower()
-    if "compresseddepth" in fmt:
-        raise ImageError(f"format {msg.format!r} is a depth image, not a camera frame")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageError("empty CompressedImage payload")
-    # imdecode reads the codec from the payload's magic bytes and gives BGR whatever the
-    # format string claims, so a mislabelled but valid payload still decodes correctly.
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ImageError(f"CompressedImage payload ({data.size} bytes, {msg.format!r}) is corrupt")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+__all__ = [
+    "ImageError",
+    "compressed_to_rgb",
+    "crop_frame",
+    "image_to_rgb",
+    "rgb_to_compressed",
+    "rgb_to_image",
+    "s_to_stamp",
+    "stamp_to_s",
+]
 
 
 def rgb_to_compressed(rgb: np.ndarray, stamp: Any, frame_id: str, quality: int = 90) -> Any:
     """Encode an (H, W, 3) uint8 RGB array as a jpeg ``sensor_msgs/CompressedImage``, as
     image_transport's ``compressed`` plugin does (format ``"rgb8; jpeg compressed bgr8"``)."""
-    import cv2
     from sensor_msgs.msg import CompressedImage
 
-    ok, payload = cv2.imencode(
-        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:
-        raise ValueError(f"cv2 could not jpeg-encode a {rgb.shape} frame")
     msg = CompressedImage()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     msg.format = "rgb8; jpeg compressed bgr8"
-    msg.data = payload.tobytes()
+    msg.data = encode_jpeg(rgb, quality)
     return msg
-
-
-def crop_frame(rgb: np.ndarray, crop: tuple[int, int, int, int] | list[int]) -> np.ndarray:
-    """``rgb`` without ``crop`` = (top, bottom, left, right) pixels at its edges (a
-    contiguous copy). Raises :class:`ImageError` when nothing would be left."""
-    top, bottom, left, right = (int(c) for c in crop)
-    height, width = rgb.shape[:2]
-    if top + bottom >= height or left + right >= width:
-        raise ImageError(f"crop {list(crop)} leaves nothing of a {width}x{height} frame")
-    return np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
 
 
 def rgb_to_image(rgb: np.ndarray, stamp: Any, frame_id: str) -> Any:

@@ -35,7 +35,7 @@ header stamp of the input it answers, so dt comes from stamps for every model an
 
 Glue only: parameters come from :data:`~liquid_control.ros.edge.PARAMS` (those not
 read-only take effect on the next message), frames are decoded by
-:mod:`liquid_control.ros.conversions`, :mod:`liquid_control.ros.edge` checks the model
+:mod:`liquid_control.image`, :mod:`liquid_control.ros.edge` checks the model
 against the parameters, maps actions to commands and rates the node's health, and
 :class:`StatefulPolicy` owns the policy, its recurrent state and the statistics reported
 on ``/diagnostics``. A malformed frame is dropped with a throttled warning; a non-finite
@@ -60,15 +60,10 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
 from liquid_control.errors import UserError
+from liquid_control.image import ImageError, compressed_to_rgb, crop_frame, image_to_rgb
 from liquid_control.models.export import set_torch_threads
 from liquid_control.models.stateful import StatefulPolicy
-from liquid_control.ros.conversions import (
-    ImageError,
-    compressed_to_rgb,
-    crop_frame,
-    image_to_rgb,
-    stamp_to_s,
-)
+from liquid_control.ros.conversions import stamp_to_s
 from liquid_control.ros.edge import (
     NAME,
     PARAMS,

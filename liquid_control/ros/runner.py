@@ -82,11 +82,11 @@ def drive(
         ):
             raise UserError(f"--video needs a camera; the {task} env has none")
         if video_path is not None:
-            from liquid_control.train.evaluate import VideoStream
+            from liquid_control.visual import VideoStream, task_overlay
 
             # Written frame by frame on the sim thread: a long drive holds no frames.
             video = VideoStream(video_path, fps=round(1.0 / session.env.unwrapped.dt_s))
-            overlay = _video_overlay(task)
+            overlay = task_overlay(task)
             session.on_frame = lambda f: video.write(overlay(f.image, f.info))
         start = last_print = time.monotonic()
         while rclpy.ok(context=context):
@@ -160,17 +160,6 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
         summary["policy"] = policy.controller.stats.summary()
         summary["policy"]["backend"] = policy.p["backend"]
     return summary
-
-
-def _video_overlay(task: str) -> Any:
-    """Frame annotator of the task's camera video (lane: curvature bar; drone: command)."""
-    if task == "drone":
-        from liquid_control.train.evaluate_drone import camera_overlay
-
-        return camera_overlay
-    from liquid_control.train.evaluate import _overlay
-
-    return _overlay
 
 
 def _live_line(s: dict[str, Any]) -> str:

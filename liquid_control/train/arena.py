@@ -23,6 +23,7 @@ frame). Only curvature models (one action: the lane policies) are compared.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -38,6 +39,7 @@ from liquid_control.atomic import atomic_path, write_json
 from liquid_control.errors import UserError
 from liquid_control.models.export import DEFAULT_BACKEND, DEFAULT_THREADS
 from liquid_control.schema import SCHEMA_CONFIG, parse
+from liquid_control.visual import VideoStream, arena_overlay, pyplot, save_figure, upscaled_bgr
 
 if TYPE_CHECKING:
     from liquid_control.data.mapping import BagMapping
@@ -159,7 +161,8 @@ def run_arena(
     steps: list[ArenaStep] = []
     dropped = 0
     fps = 1.0 / controller.dt_s
-    with _Video(out / "arena.mp4", fps, cfg.max_abs_curvature, cfg.video) as video:
+    with contextlib.ExitStack() as stack:
+        video = stack.enter_context(VideoStream(out / "arena.mp4", fps)) if cfg.video else None
         for path in paths:
             controller.reset()  # every bag starts as a freshly started node would
             episode = len({s.episode for s in steps})
@@ -176,7 +179,8 @@ def run_arena(
                     str(path), episode, log_ns * 1e-9, stamp_s, kappa, recorded, reason or ""
                 )
                 steps.append(step)
-                video.write(rgb, step)
+                if video is not None:
+                    video.write(_video_frame(rgb, step, cfg.max_abs_curvature))
     if not steps:
         raise UserError(f"no decodable frame on {cfg.image_topic} in {[str(p) for p in paths]}")
     summary = _summary(steps, paths, model, cfg, dropped, controller.stats.state_resets)
@@ -221,7 +225,8 @@ def _frames(path: Path, cfg: ArenaConfig) -> Iterator[tuple[np.ndarray, float, i
     from rosbags.highlevel import AnyReader
 
     from liquid_control.data import bags
-    from liquid_control.ros.conversions import ImageError, crop_frame, stamp_to_s
+    from liquid_control.image import ImageError, crop_frame
+    from liquid_control.ros.conversions import stamp_to_s
 
     opts = bags._Options(
         None,
@@ -400,11 +405,7 @@ def _write_steps(path: Path, steps: list[ArenaStep]) -> None:
 
 
 def _plot(path: Path, steps: list[ArenaStep], max_abs_curvature: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     bags = list(dict.fromkeys(s.bag for s in steps))
     fig, axes = plt.subplots(len(bags), 1, figsize=(10, 2.6 * len(bags)), squeeze=False)
     for ax, bag in zip(axes[:, 0], bags, strict=True):
@@ -426,60 +427,13 @@ def _plot(path: Path, steps: list[ArenaStep], max_abs_curvature: float) -> None:
         ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("log time since the bag's first frame (s); dotted: state reset")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
-class _Video:
-    """An MP4 written frame by frame (nothing held in memory), renamed into place on a
-    clean exit; does nothing when disabled."""
-
-    def __init__(self, path: Path, fps: float, limit: float, enabled: bool) -> None:
-        self.path, self.fps, self.limit, self.enabled = path, fps, limit, enabled
-        self.writer: Any = None
-        self.size: tuple[int, int] | None = None
-        self.tmp = path.with_name(f".{path.stem}.partial.mp4")  # cv2 picks the container by suffix
-
-    def write(self, rgb: np.ndarray, step: ArenaStep) -> None:
-        import cv2
-
-        if not self.enabled:
-            return
-        if self.writer is None:
-            scale = max(1, round(VIDEO_WIDTH_PX / rgb.shape[1]))
-            self.size = (rgb.shape[1] * scale, rgb.shape[0] * scale)
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self.size)
-        frame = cv2.resize(rgb, self.size, interpolation=cv2.INTER_NEAREST)
-        self.writer.write(_overlay(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), step, self.limit))
-
-    def __enter__(self) -> _Video:
-        return self
-
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            if exc_type is None:
-                self.tmp.replace(self.path)
-        self.tmp.unlink(missing_ok=True)
-
-
-def _overlay(frame_bgr: np.ndarray, step: ArenaStep, limit: float) -> np.ndarray:
-    """Both commands as text and as steering bars from the centre (left turns go left)."""
-    import cv2
-
-    h, w = frame_bgr.shape[:2]
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    colours = {"model": (0, 165, 255), "recorded": (255, 255, 255)}
-    values = {"model": step.model_curvature, "recorded": step.recorded_curvature}
-    for row, (name, kappa) in enumerate(values.items()):
-        text = f"{name:8s} {kappa:+.4f} 1/m" if math.isfinite(kappa) else f"{name:8s} -"
-        cv2.putText(frame_bgr, text, (8, 18 + 18 * row), font, 0.5, colours[name], 1)
-        if math.isfinite(kappa):
-            bar = int(np.clip(-kappa / limit, -1, 1) * (w // 2 - 10))
-            y = h - 22 + 12 * row
-            cv2.line(frame_bgr, (w // 2, y), (w // 2 + bar, y), colours[name], 5)
+def _video_frame(rgb: np.ndarray, step: ArenaStep, limit: float) -> np.ndarray:
+    """The frame upscaled by a whole factor to about ``VIDEO_WIDTH_PX`` wide, with both
+    commands drawn on it."""
+    frame = upscaled_bgr(rgb, max(1, round(VIDEO_WIDTH_PX / rgb.shape[1])))
+    curvatures = {"model": step.model_curvature, "recorded": step.recorded_curvature}
     label = f"{Path(step.bag).name} ep {step.episode} t {step.stamp_s:.2f}s"
-    cv2.putText(frame_bgr, label, (8, 54), font, 0.45, (200, 200, 200), 1)
-    return frame_bgr
+    return arena_overlay(frame, curvatures, limit, label)

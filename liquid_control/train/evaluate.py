@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from liquid_control.atomic import atomic_path, write_json
-from liquid_control.errors import UserError
+from liquid_control.atomic import write_json
+from liquid_control.visual import VideoStream, lane_overlay, pyplot, save_figure
 
 HELD_OUT_FIRST_SEED = 100_000  # liquid_control.envs.tracks.TEST_SEEDS starts here
 
@@ -71,7 +71,7 @@ def run_episode(
         offsets.append(info["lateral_offset_m"])
         curvatures.append(info["steer_curvature"])
         if video is not None:
-            video.write(_overlay(obs["image"], info))
+            video.write(lane_overlay(obs["image"], info))
         if terminated or truncated:
             departed = bool(terminated)
             break
@@ -219,10 +219,7 @@ def write_artifacts(
 
 def plot_trajectories(path: Path, logs: list[EpisodeLog], tracks: list[Any]) -> None:
     """The last episode's path over its track's lane edges (the map)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 7))
     for track in tracks:
@@ -241,10 +238,7 @@ def plot_trajectories(path: Path, logs: list[EpisodeLog], tracks: list[Any]) -> 
 
 
 def plot_offsets(path: Path, logs: list[EpisodeLog]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(9, 3.5))
     for log in logs:
@@ -254,81 +248,3 @@ def plot_offsets(path: Path, logs: list[EpisodeLog]) -> None:
     ax.set_ylabel("lateral offset (m)")
     ax.set_title(f"lateral offset over time, {len(logs)} episodes")
     save_figure(fig, path)
-
-
-def save_figure(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _overlay(image: np.ndarray, info: dict[str, Any], scale: int = 3) -> np.ndarray:
-    """Camera frame upscaled, with the commanded curvature as text and a steering bar."""
-    import cv2
-
-    frame = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-    h, w = frame.shape[:2]
-    kappa = float(info["steer_curvature"])
-    text = f"curvature {kappa:+.4f} 1/m  offset {info['lateral_offset_m']:+.2f} m"
-    cv2.putText(frame, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
-    centre = w // 2
-    bar = int(np.clip(-kappa / 0.2, -1, 1) * (w // 2 - 10))  # positive curvature turns left
-    cv2.line(frame, (centre, h - 10), (centre + bar, h - 10), (0, 255, 255), 5)
-    return frame
-
-
-class VideoStream:
-    """An MP4 written frame by frame (BGR frames of one size), so no episode is held in
-    memory; it appears under its name only when :meth:`close` finishes it.
-
-    ``with VideoStream(path, fps) as video: video.write(frame)``. The writer opens on the
-    first frame (its size is the video's); one that cannot open raises a one-line error.
-    """
-
-    def __init__(self, path: str | Path, fps: int = 20) -> None:
-        self.path = Path(path)
-        self.fps = fps
-        self.frames = 0
-        self._partial = self.path.with_name(f".{self.path.name}.partial.mp4")
-        self._writer: Any = None
-
-    def write(self, frame_bgr: np.ndarray) -> None:
-        import cv2
-
-        if self._writer is None:
-            h, w = frame_bgr.shape[:2]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            self._writer = cv2.VideoWriter(str(self._partial), fourcc, self.fps, (w, h))
-            if not self._writer.isOpened():
-                self._writer = None
-                raise UserError(
-                    f"cannot write video {self.path}: OpenCV's mp4v writer did not open"
-                )
-        self._writer.write(frame_bgr)
-        self.frames += 1
-
-    def close(self) -> None:
-        """Finish the file and rename it into place (nothing is written without frames)."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            self._partial.replace(self.path)
-
-    def discard(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-        self._partial.unlink(missing_ok=True)
-
-    def __enter__(self) -> VideoStream:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()

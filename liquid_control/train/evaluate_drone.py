@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from liquid_control.envs.drone import OUTCOMES
-from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, Agent, VideoStream, save_figure
+from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, Agent
+from liquid_control.visual import VideoStream, drone_chase_frame, pyplot, save_figure
 
 
 @dataclass
@@ -59,7 +60,7 @@ def fly_episode(env: Any, agent: Agent, seed: int, video: VideoStream | None = N
         xs.append(info["x_m"])
         ys.append(info["y_m"])
         if video is not None:
-            video.write(_frame(env.render(), obs["image"], info))
+            video.write(drone_chase_frame(env.render(), obs["image"], info))
         if terminated or truncated:
             break
     return FlightLog(
@@ -118,10 +119,7 @@ def evaluate_scene(
 
 def plot_flights(path: Path, logs: list[FlightLog], title: str, panels: int = 6) -> None:
     """Top-down view of the first ``panels`` episodes: obstacles, target, path by outcome."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     logs = logs[:panels]
     cols = min(3, len(logs))
@@ -149,39 +147,3 @@ def plot_flights(path: Path, logs: list[FlightLog], title: str, panels: int = 6)
         fontsize=10,
     )
     save_figure(fig, path)
-
-
-def camera_overlay(fpv: np.ndarray, info: dict[str, Any], scale: int = 4) -> np.ndarray:
-    """The policy's camera frame (BGR, upscaled) with the command and outcome as text."""
-    import cv2
-
-    frame = cv2.resize(fpv, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-    _annotate(frame, info)
-    return frame
-
-
-def _annotate(frame: np.ndarray, info: dict[str, Any]) -> None:
-    import cv2
-
-    vx, vy, vz, yaw = (float(v) for v in info["command"])
-    distance = info["distance_m"]
-    text = f"v {vx:+.1f} {vy:+.1f} {vz:+.1f} m/s  yaw {yaw:+.2f} rad/s  d {distance:.1f} m"
-    white, yellow, font = (255, 255, 255), (0, 255, 255), cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(frame, text, (6, frame.shape[0] - 8), font, 0.45, white, 1)
-    if info["outcome"]:
-        cv2.putText(frame, info["outcome"], (6, 20), font, 0.6, yellow, 2)
-
-
-def _frame(chase: np.ndarray, fpv: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-    """Chase view (BGR) with the policy's camera inset and the command as text."""
-    import cv2
-
-    frame = cv2.cvtColor(chase, cv2.COLOR_RGB2BGR)
-    inset = cv2.cvtColor(fpv, cv2.COLOR_RGB2BGR)
-    scale = max(1, frame.shape[1] // (3 * inset.shape[1]))
-    inset = cv2.resize(inset, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    h, w = inset.shape[:2]
-    frame[4 : 4 + h, -4 - w : -4] = inset
-    _annotate(frame, info)
-    return frame

@@ -350,21 +350,16 @@ def _write_metrics(out_dir: Path, history: list[dict[str, float]]) -> None:
 
 
 def _plot_losses(path: Path, history: list[dict[str, float]]) -> None:
-    import matplotlib
+    from liquid_control.visual import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     epochs = [row["epoch"] for row in history]
     ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
     ax.plot(epochs, [row["val_loss"] for row in history], "s-", label="validation")
     ax.set(xlabel="epoch", ylabel="MSE", yscale="log", title="behaviour cloning loss")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _weights_digest(model: nn.Module) -> str:

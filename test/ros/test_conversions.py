@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from liquid_control.ros.conversions import (
-    ImageError,
-    image_to_rgb,
-    rgb_to_image,
-    s_to_stamp,
-    stamp_to_s,
-)
+from liquid_control.image import ImageError, image_to_rgb
+from liquid_control.ros.conversions import rgb_to_image, s_to_stamp, stamp_to_s
 
 
 def make(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:

@@ -222,7 +222,7 @@ def test_bridge_perturbation_strength_and_sync_timeout_change_at_runtime(ros) ->
     import numpy as np
     import rclpy
 
-    from liquid_control.ros.conversions import image_to_rgb
+    from liquid_control.image import image_to_rgb
 
     executor, context = ros
     params = dict(BRIDGE_PARAMS, perturb="noise=0.0", sync_timeout_s=30.0)

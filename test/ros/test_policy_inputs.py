@@ -89,8 +89,8 @@ def test_reset_state_makes_the_next_commands_those_of_a_fresh_node(ros, lane_exp
 
 
 def test_crop_parameter_crops_frames_before_the_model_sees_them(ros, lane_export) -> None:
+    from liquid_control.image import crop_frame
     from liquid_control.models.stateful import StatefulPolicy
-    from liquid_control.ros.conversions import crop_frame
 
     rgb = frames(1)[0]
     start_node(ros, lane_export, crop=[10, 20, 30, 40], max_abs_curvature=10.0)
