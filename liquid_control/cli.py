@@ -216,7 +216,8 @@ def _collect(args: argparse.Namespace) -> None:
     from liquid_control.data.minari_io import collect_dataset
 
     if args.task == "walker":
-        from liquid_control.envs.walker import WALKER_ID, level_controller, level_source
+        from liquid_control.envs import WALKER_ID
+        from liquid_control.experts.walker import level_controller, level_source
 
         dataset_id = args.dataset_id or f"liquid_control/walker2d-{args.level}-v0"
         path = collect_dataset(
@@ -233,7 +234,7 @@ def _collect(args: argparse.Namespace) -> None:
     if args.task == "drone":
         from liquid_control.envs import DRONE_NAV_ID
         from liquid_control.envs.drone import TRAIN_SCENE
-        from liquid_control.envs.drone_expert import (
+        from liquid_control.experts.drone import (
             DroneExpert,
             DroneExpertConfig,
             episode_controller,
@@ -254,7 +255,7 @@ def _collect(args: argparse.Namespace) -> None:
         print(f"wrote {dataset_id} ({path})")
         return
     from liquid_control.envs import LANE_KEEPING_ID, LANE_KEEPING_V1_ID
-    from liquid_control.envs.expert import ExpertConfig, LaneExpert, episode_controller
+    from liquid_control.experts.lane import ExpertConfig, LaneExpert, episode_controller
 
     env_id = LANE_KEEPING_V1_ID if args.env == "v1" else LANE_KEEPING_ID
     env = gym.make(env_id, track_split="train", track_length_m=args.track_length)
@@ -276,7 +277,7 @@ def _collect(args: argparse.Namespace) -> None:
 
 
 def _expert(args: argparse.Namespace) -> None:
-    from liquid_control.envs.walker import train_expert
+    from liquid_control.experts.walker import train_expert
 
     report = train_expert(
         args.out,

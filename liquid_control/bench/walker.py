@@ -373,7 +373,8 @@ def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
     """Behaviour cloning with the shared trainer, then driving Walker2d-v5 with ``step``."""
     import gymnasium as gym
 
-    from liquid_control.envs.walker import WALKER_ID, rollout
+    from liquid_control.envs import WALKER_ID
+    from liquid_control.experts.walker import rollout
     from liquid_control.models.stateful import StatefulPolicy
     from liquid_control.train.trainer import TrainConfig, train
 
@@ -425,14 +426,12 @@ def describe_data(cfg: WalkerBenchConfig, out_dir: str | Path) -> dict[str, Any]
     dataset of ``data_levels`` + ``datasets``, return, length and falls per episode."""
     import json
 
-    from minari import MinariDataset
-
-    from liquid_control.data.minari_io import _data_dir
+    from liquid_control.data.minari_io import open_dataset
 
     levels: dict[str, Any] = {}
     for ref in dict.fromkeys([*cfg.data_levels, *cfg.datasets]):
         returns, lengths, falls = [], [], 0
-        for ep in MinariDataset(_data_dir(ref)).iterate_episodes():
+        for ep in open_dataset(ref).iterate_episodes():
             returns.append(float(np.sum(ep.rewards)))
             lengths.append(len(ep.rewards))
             falls += int(ep.terminations[-1])

@@ -228,6 +228,13 @@ def _data_dir(ref: str | Path) -> Path:
     )
 
 
+def open_dataset(ref: str | Path) -> Any:
+    """The ``minari.MinariDataset`` of a dataset id or path (a one-line error if none)."""
+    from minari import MinariDataset
+
+    return MinariDataset(_data_dir(ref))
+
+
 def _split_obs(obs: Any, ref: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Return (images or vectors, per-step dt or None) from one episode's observations."""
     if isinstance(obs, dict):

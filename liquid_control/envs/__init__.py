@@ -15,6 +15,7 @@ LANE_KEEPING_ID = "LiquidControl/LaneKeeping-v0"
 # for the shipped policy and its configs until a v1 policy is trained.
 LANE_KEEPING_V1_ID = "LiquidControl/LaneKeeping-v1"
 DRONE_NAV_ID = "LiquidControl/DroneNav-v0"
+WALKER_ID = "Walker2d-v5"  # Gymnasium's own; its expert and levels are in experts.walker
 
 if LANE_KEEPING_ID not in gymnasium.registry:
     gymnasium.register(id=LANE_KEEPING_ID, entry_point="liquid_control.envs.lane:LaneKeepingEnv")
@@ -25,4 +26,4 @@ if LANE_KEEPING_V1_ID not in gymnasium.registry:
 if DRONE_NAV_ID not in gymnasium.registry:
     gymnasium.register(id=DRONE_NAV_ID, entry_point="liquid_control.envs.drone:DroneNavEnv")
 
-__all__ = ["DRONE_NAV_ID", "LANE_KEEPING_ID", "LANE_KEEPING_V1_ID"]
+__all__ = ["DRONE_NAV_ID", "LANE_KEEPING_ID", "LANE_KEEPING_V1_ID", "WALKER_ID"]

@@ -433,10 +433,10 @@ def expert_for(env: Any) -> Any:
     from liquid_control.envs.drone import DroneNavEnv
 
     if isinstance(env.unwrapped, DroneNavEnv):
-        from liquid_control.envs.drone_expert import DroneExpert
+        from liquid_control.experts.drone import DroneExpert
 
         return DroneExpert()
-    from liquid_control.envs.expert import LaneExpert
+    from liquid_control.experts.lane import LaneExpert
 
     return LaneExpert()
 

@@ -10,9 +10,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from liquid_control.envs import DRONE_NAV_ID
-from liquid_control.envs.drone_expert import DroneExpert, DroneExpertConfig
 from liquid_control.envs.drone_world import OOD_SCENES, Layout
 from liquid_control.envs.perturb import make_perturbed
+from liquid_control.experts.drone import DroneExpert, DroneExpertConfig
 
 
 def make(**kwargs) -> gym.Env:

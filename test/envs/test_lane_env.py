@@ -8,8 +8,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from liquid_control.envs import LANE_KEEPING_ID
-from liquid_control.envs.expert import ExpertConfig, LaneExpert
 from liquid_control.envs.tracks import TEST_SEEDS, TRAIN_SEEDS, VAL_SEEDS
+from liquid_control.experts.lane import ExpertConfig, LaneExpert
 
 
 def make(**kwargs) -> gym.Env:

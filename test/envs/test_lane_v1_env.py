@@ -8,9 +8,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from liquid_control.envs import LANE_KEEPING_V1_ID
-from liquid_control.envs.expert import ExpertConfig, LaneExpert
 from liquid_control.envs.tracks import speed_profile
 from liquid_control.envs.vehicle import SteeringDynamics
+from liquid_control.experts.lane import ExpertConfig, LaneExpert
 
 
 def make(**kwargs) -> gym.Env:

@@ -2,8 +2,8 @@
 
 import pytest
 
+from liquid_control.bench.env import measure_step_rate
 from liquid_control.envs import LANE_KEEPING_ID, LANE_KEEPING_V1_ID
-from liquid_control.envs.speed import measure_step_rate
 
 
 @pytest.mark.parametrize("env_id", [LANE_KEEPING_ID, LANE_KEEPING_V1_ID])

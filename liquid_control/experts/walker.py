@@ -29,9 +29,9 @@ import gymnasium as gym
 import numpy as np
 
 from liquid_control.atomic import atomic_path, write_json
+from liquid_control.envs import WALKER_ID
 from liquid_control.errors import UserError
 
-WALKER_ID = "Walker2d-v5"
 LEVELS = ("random", "medium", "expert", "expert_noisy")
 NOISY_FRACTION = 0.01
 REPORT = "expert.json"

@@ -12,8 +12,8 @@ import pytest
 
 from liquid_control.cli import main
 from liquid_control.data.minari_io import load_episodes
-from liquid_control.envs import walker
 from liquid_control.errors import UserError
+from liquid_control.experts import walker
 from liquid_control.paths import DEFAULT_WALKER_EXPERT, DEFAULT_WALKER_MODEL
 
 
