@@ -7,10 +7,12 @@ A model to train is a :data:`~liquid_control.models.policy.CoreSpec` in every be
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
+import numpy as np
 import yaml
 from pydantic import AfterValidator
 
@@ -71,3 +73,21 @@ def train_model(bench: TrainingBench, name: str, core: dict[str, Any], seed: int
     result = train(cfg)
     result["train_seconds"] = time.monotonic() - start
     return result
+
+
+def mean_over_runs(
+    runs: list[dict[str, Any]], conditions: list[str]
+) -> dict[str, dict[str, float]]:
+    """Per condition, the mean over training runs of every numeric metric of ``run["eval"]``;
+    a run whose value is NaN (e.g. no time to target without a success) is left out, and a
+    metric NaN in every run stays NaN."""
+    mean: dict[str, dict[str, float]] = {}
+    for condition in conditions:
+        metrics = [r["eval"][condition] for r in runs]
+        mean[condition] = {}
+        for key, first in metrics[0].items():
+            if not isinstance(first, int | float):
+                continue
+            values = [float(m[key]) for m in metrics if not math.isnan(m[key])]
+            mean[condition][key] = float(np.mean(values)) if values else float("nan")
+    return mean

@@ -5,7 +5,7 @@ parameter counts; forward+backward time and peak training memory of one
 training batch (B=64, T=32, 23 inputs, 64 units) for every core and for ncps's
 own CfC and LTC; batch-1 step latency of each core and of the PilotNet +
 19-neuron NCP policy through eager, TorchScript and onnxruntime; and this
-machine's compute floor for that policy (its conv+linear FLOPs over a measured
+machine's compute floor for that policy (its step's FLOPs, torch.utils.flop_counter, over a measured
 fp32 matmul peak). With ``device="cuda"`` only the training step is measured,
 on the GPU (batch-1 edge latency is a CPU question), into ``cores_cuda``.
 
@@ -35,7 +35,7 @@ from ncps.wirings import FullyConnected
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import met, write_results
 from liquid_control.errors import UserError
 from liquid_control.models import CoreConfig, FrontendConfig, Policy, PolicyConfig, save_checkpoint
 from liquid_control.models.export import BACKENDS, example_inputs, export_policy, load_exported
@@ -195,27 +195,14 @@ def step_latencies(policy: Policy, steps: int, workdir: Path) -> dict[str, dict[
     return results
 
 
-def conv_policy_flops(policy: Policy) -> int:
-    """Multiply-adds x2 of the conv and linear layers for one frame (the bulk of a step)."""
-    flops = 0
-    hooks = []
+def step_flops(policy: Policy) -> int:
+    """FLOPs of one batch-1 ``step`` as ``torch.utils.flop_counter`` counts them: the
+    convolutions and matrix products, the bulk of a step (element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def count(module: nn.Module, inputs, output) -> None:
-        nonlocal flops
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels
-            flops += 2 * k * output.numel()
-        elif isinstance(module, nn.Linear):
-            flops += 2 * module.in_features * output.numel()
-
-    for m in policy.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            hooks.append(m.register_forward_hook(count))
-    with torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
         policy.step(*example_inputs(policy))
-    for h in hooks:
-        h.remove()
-    return flops
+    return int(counter.get_total_flops())
 
 
 def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
@@ -271,7 +258,7 @@ def run(
             latency[name] = step_latencies(Policy(vector).eval(), latency_steps, Path(tmp))
         lane = Policy(lane_policy_config()).eval()
         lane_latency = step_latencies(lane, latency_steps, Path(tmp))
-    flops = conv_policy_flops(lane)
+    flops = step_flops(lane)
     peak = matmul_peak_gflops()
     floor_ms = flops / (peak * 1e9) * 1e3
     fastest = min(lane_latency.values(), key=lambda r: r["median_ms"])["median_ms"]
@@ -366,8 +353,8 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _target(t: dict[str, Any], target: str, met: str) -> str:
+def _target(t: dict[str, Any], target: str, met_key: str) -> str:
     """``target | met`` cells: empty where the row has no target."""
     if target not in t:
         return " | "
-    return f"<= {t[target]:g}x | " + ("yes" if t[met] else "**no**")
+    return f"<= {t[target]:g}x | " + met(t[met_key])

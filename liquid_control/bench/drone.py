@@ -19,8 +19,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt, WrapValidator
 
-from liquid_control.bench.common import base_policy, load_bench_config, train_model
-from liquid_control.bench.report import cell, write_results
+from liquid_control.bench.common import base_policy, load_bench_config, mean_over_runs, train_model
+from liquid_control.bench.report import cell, target_table, write_results
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreSpec
@@ -104,8 +104,7 @@ def _evaluate(
         print(
             f"  {scene:<8} success {metrics['success_rate']:.2f} "
             f"collision {metrics['collision_rate']:.2f} "
-            f"time {cell(metrics['mean_time_to_target_s'], '{:.1f}')} s",
-            flush=True,
+            f"time {cell(metrics['mean_time_to_target_s'], '{:.1f}')} s"
         )
     return results
 
@@ -147,24 +146,12 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             "spec": spec,
             "parameters": Policy(policy_cfg).parameter_report(),
             "runs": runs,
-            "eval_mean": _mean_over_runs(runs, bench.scenes),
+            "eval_mean": mean_over_runs(runs, bench.scenes),
         }
         # Rewritten after every model: a long run cut short keeps what it measured.
         results = {"config": bench.__dict__, "models": rows, "targets": _targets(bench, rows)}
         write_results(out, bench.name, results, markdown(results))
     return results
-
-
-def _mean_over_runs(runs: list[dict], scenes: list[str]) -> dict[str, dict[str, float]]:
-    return {
-        scene: {
-            k: float(np.nanmean([r["eval"][scene][k] for r in runs]))
-            if any(np.isfinite(r["eval"][scene][k]) for r in runs)
-            else float("nan")
-            for k in runs[0]["eval"][scene]
-        }
-        for scene in scenes
-    }
 
 
 def _unseen_success(eval_mean: dict[str, dict[str, float]], scenes: list[str]) -> float:
@@ -244,8 +231,7 @@ def markdown(results: dict[str, Any]) -> str:
                 cells.append(cell(_unseen_success(row["eval_mean"], scenes), fmt))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results["targets"]:
-        lines += ["", "## Targets for the first model", "", "| target | met |", "|---|---|"]
-        lines += [f"| {t} | {'yes' if ok else '**no**'} |" for t, ok in results["targets"].items()]
+        lines += ["", "## Targets for the first model", "", *target_table(results["targets"])]
     first = next(iter(results["models"]))
     lines += [
         "",

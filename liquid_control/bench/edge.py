@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import target_table, write_results
 from liquid_control.models.export import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -140,13 +140,13 @@ def graph_run(
 
 
 def compute_floor_ms(model: str | Path) -> dict[str, float]:
-    """The conv head's FLOPs at this machine's one-thread matmul peak (the step's floor)."""
-    from liquid_control.bench.cores import conv_policy_flops, matmul_peak_gflops
+    """A step's FLOPs at this machine's one-thread matmul peak (the step's floor)."""
+    from liquid_control.bench.cores import matmul_peak_gflops, step_flops
     from liquid_control.models.checkpoint import load_checkpoint
 
     policy, _ = load_checkpoint(Path(model) / "policy.safetensors")
     set_torch_threads(1)
-    flops = conv_policy_flops(policy)
+    flops = step_flops(policy)
     peak = matmul_peak_gflops()
     return {"flops": flops, "one_thread_peak_gflops": peak, "floor_ms": flops / (peak * 1e9) * 1e3}
 
@@ -308,7 +308,6 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {backend} | {row['latency_p50_ms']:.3f} | {row['latency_p99_ms']:.3f} | "
                 f"{row['steps_per_s']:.0f} |"
             )
-    lines += ["", "| target | met |", "|---|---|"]
-    lines += [f"| {t} | {'yes' if ok else '**no**'} |" for t, ok in r["targets"].items()]
+    lines += ["", *target_table(r["targets"])]
     lines.append("")
     return "\n".join(lines)

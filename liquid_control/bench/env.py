@@ -11,7 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import met, write_results
 from liquid_control.envs import LANE_KEEPING_ID
 from liquid_control.experts.lane import ExpertConfig, LaneExpert
 
@@ -38,7 +38,7 @@ def run(out: Path, steps: int = 2000) -> dict[str, Any]:
         lines.append(
             f"| {env_id.split('/')[-1]} | {row['image_shape'][0]}x{row['image_shape'][1]} | "
             f"{row['n']} | {row['steps_per_s']:.0f} | {row['ms_per_step']:.2f} | "
-            f">= {row['target_steps_per_s']:.0f} | {'yes' if row['meets_target'] else '**no**'} |"
+            f">= {row['target_steps_per_s']:.0f} | {met(row['meets_target'])} |"
         )
     write_results(out, "env", result, "\n".join([*lines, ""]))
     return result

@@ -17,12 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
-from liquid_control.bench.common import PerturbSpec, base_policy, load_bench_config, train_model
+from liquid_control.bench.common import (
+    PerturbSpec,
+    base_policy,
+    load_bench_config,
+    mean_over_runs,
+    train_model,
+)
 from liquid_control.bench.ladder import ladder_markdown, plot_ladders, rung_summary
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import target_table, write_results
 from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreSpec
 from liquid_control.schema import SCHEMA_CONFIG, Probability
@@ -138,7 +143,7 @@ def _model_row(
         "core": core,
         "parameters": parameters,
         "runs": runs,
-        "eval_mean": _mean_over_runs(runs, bench.conditions),
+        "eval_mean": mean_over_runs(runs, list(bench.conditions)),
         "ladders": {
             ladder: [
                 rung_summary([r["ladders"][ladder][i] for r in runs]) for i in range(len(rungs))
@@ -151,18 +156,6 @@ def _model_row(
 def _train_summary(trained: dict[str, Any]) -> dict[str, Any]:
     keys = ("best_score", "train_seconds", "out_dir", "export_manifest")
     return {k: trained.get(k) for k in keys}
-
-
-def _mean_over_runs(runs: list[dict], conditions: dict[str, str]) -> dict[str, dict[str, float]]:
-    mean: dict[str, dict[str, float]] = {}
-    for condition in conditions:
-        metrics = [r["eval"][condition] for r in runs]
-        mean[condition] = {
-            k: float(np.mean([m[k] for m in metrics]))
-            for k in metrics[0]
-            if isinstance(metrics[0][k], int | float)
-        }
-    return mean
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -300,7 +293,6 @@ def shipped_markdown(results: dict[str, Any]) -> str:
                 f"{m['p95_abs_offset_m']:.3f} | {m['steering_smoothness_per_m_s']:.3f} | "
                 f"{m['success_rate']:.2f} |"
             )
-    lines += ["", "| target | met |", "|---|---|"]
-    lines += [f"| {t} | {'yes' if ok else '**no**'} |" for t, ok in results["targets"].items()]
+    lines += ["", *target_table(results["targets"])]
     lines.append("")
     return "\n".join(lines)

@@ -27,3 +27,13 @@ def cell(value: float | None, fmt: str) -> str:
 def slug(name: str) -> str:
     """A model name as a directory name ("CfC NCP (19 neurons)" -> "cfc_ncp__19_neurons")."""
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def met(ok: bool) -> str:
+    """A target's "met" cell: ``yes``, or a bold ``**no**`` that stands out in the table."""
+    return "yes" if ok else "**no**"
+
+
+def target_table(targets: dict[str, bool]) -> list[str]:
+    """The markdown lines of a ``| target | met |`` table."""
+    return ["| target | met |", "|---|---|", *(f"| {t} | {met(ok)} |" for t, ok in targets.items())]

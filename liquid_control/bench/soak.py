@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import met, write_results
 from liquid_control.errors import UserError
 
 TARGETS = {"rss_growth_mb": 20.0, "sync_timeout_fraction": 0.005, "lost_frames": 0, "restarts": 0}
@@ -203,10 +203,7 @@ def _progress(row: dict[str, Any]) -> str:
 def table(results: dict[str, Any]) -> str:
     s, cfg = results["summary"], results["config"]
     growth = s["rss_growth_after_first_minute_mb"]
-    met = s["targets_met"]
-
-    def mark(ok: bool) -> str:
-        return "yes" if ok else "**no**"
+    targets_met = s["targets_met"]
 
     lines = [
         f"# Soak: lane graph, sync mode, {s['duration_s'] / 60:.1f} minutes",
@@ -220,18 +217,19 @@ def table(results: dict[str, Any]) -> str:
         *(
             f"| RSS growth after the first minute, {name} | {growth[name]} MB "
             f"(final {s['rss_final_mb'][name]} MB) | <= {TARGETS['rss_growth_mb']:.0f} MB | "
-            f"{mark(growth[name] is not None and growth[name] <= TARGETS['rss_growth_mb'])} |"
+            f"{met(growth[name] is not None and growth[name] <= TARGETS['rss_growth_mb'])} |"
             for name in NODES
         ),
-        f"| node restarts | {s['restarts']} | 0 | {mark(met['restarts'])} |",
+        f"| node restarts | {s['restarts']} | 0 | {met(targets_met['restarts'])} |",
         f"| frames / lost | {s['frames']} / {s['lost_frames']} | 0 lost | "
-        f"{mark(met['lost_frames'])} |",
+        f"{met(targets_met['lost_frames'])} |",
         f"| sync timeouts | {s['sync_timeouts']} ({100 * (s['sync_timeout_fraction'] or 0):.3f}%)"
-        f" | <= 0.5% | {mark(met['sync_timeout_fraction'])} |",
+        f" | <= 0.5% | {met(targets_met['sync_timeout_fraction'])} |",
         f"| stale commands | {s['stale_commands']} | | |",
         f"| policy latency p50 / p99 | {s['policy_latency_p50_ms']} / "
         f"{s['policy_latency_p99_ms']} ms | | |",
-        f"| exit codes after SIGINT | {s['exit_codes']} | all 0 | {mark(met['clean_exit'])} |",
+        f"| exit codes after SIGINT | {s['exit_codes']} | all 0 | "
+        f"{met(targets_met['clean_exit'])} |",
         "",
         "Samples (every minute):",
         "",

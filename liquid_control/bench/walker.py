@@ -180,21 +180,22 @@ def make_windows(
 
     With ``drop`` > 0, round(drop * (history - 1)) of the first history - 1 steps of every
     window are removed (the last step always stays) and each kept step's dt becomes the
-    time since the previous kept step.
+    time since the previous kept step (:func:`~liquid_control.data.windows.dt_after_dropping`,
+    the trainer's rule).
     """
     n_drop = round(drop * (history - 1))
     keep_len = history - n_drop
     x = np.empty((len(rows), keep_len, split.z[0].shape[1]), np.float32)
     dt = np.empty((len(rows), keep_len), np.float32)
+    from liquid_control.data.windows import dt_after_dropping
+
     y = np.empty((len(rows), OBS_DIM), np.float32)
     for n, (e, s) in enumerate(rows):
         z, d = split.z[e][s : s + history], split.dt[e][s : s + history]
         if n_drop:
             kept = np.sort(rng.choice(history - 1, history - 1 - n_drop, replace=False))
             kept = np.append(kept, history - 1)
-            csum = np.cumsum(d)
-            t = csum[kept]
-            d = np.diff(t, prepend=t[0] - d[kept[0]])
+            d = dt_after_dropping(d, kept)
             z = z[kept]
         x[n], dt[n] = z, d
         y[n] = split.obs[e][s + history]
@@ -662,8 +663,7 @@ def run(config: str | Path, out_dir: str | Path, data_only: bool = False) -> dic
             r = pool.submit(run_one, cfg, data, name, seed, drop).result()
         print(
             f"{name} seed {seed} drop {drop}: test MSE {r['test']['mse']:.4f}, "
-            f"{r['seconds_per_epoch']:.2f} s/epoch",
-            flush=True,
+            f"{r['seconds_per_epoch']:.2f} s/epoch"
         )
         runs.append(r)
     out = Path(out_dir)

@@ -78,9 +78,15 @@ def drop_frames(
     n_drop = int(rng.integers(0, min(int(max_fraction * n), n - 1) + 1))
     dropped = rng.choice(n, size=n_drop, replace=False)
     kept = np.setdiff1d(np.arange(n), dropped)
+    return kept, dt_after_dropping(dt_s, kept)
+
+
+def dt_after_dropping(dt_s: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The ``dt`` of the steps ``kept`` (sorted indices) of a window whose other steps were
+    dropped: each its own ``dt`` plus that of the dropped steps just before it, i.e. the time
+    since the previous kept frame (for the first, since the frame before the window)."""
     elapsed = np.cumsum(dt_s, dtype=np.float64)
-    dt_kept = np.diff(elapsed[kept], prepend=0.0).astype(np.float32)
-    return kept, dt_kept
+    return np.diff(elapsed[kept], prepend=0.0).astype(np.float32)
 
 
 @dataclass(frozen=True)

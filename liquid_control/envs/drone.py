@@ -24,6 +24,7 @@ from liquid_control.envs.drone_world import (
     TRAIN_SCENE,
     DroneWorld,
     Layout,
+    heading_rad,
     physics_timestep,
 )
 
@@ -90,7 +91,7 @@ class CascadedController:
         ``rotation``: body-to-world matrix; ``velocity``: world linear velocity;
         ``omega``: body angular velocity."""
         g, dt = self.gains, self._dt
-        yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+        yaw = heading_rad(rotation)
         c, s = math.cos(yaw), math.sin(yaw)
         v_cmd = np.array(
             [c * command[0] - s * command[1], s * command[0] + c * command[1], command[2]]
@@ -435,8 +436,7 @@ class DroneNavEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
         """Horizontal distance (m) and bearing (rad, target direction minus heading)."""
         data = self.world.data
         rel = self.world.target_position()[:2] - data.qpos[:2]
-        rotation = data.xmat[self.world.drone_body].reshape(3, 3)
-        yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+        yaw = heading_rad(data.xmat[self.world.drone_body])
         bearing = math.remainder(math.atan2(rel[1], rel[0]) - yaw, math.tau)
         return float(np.linalg.norm(rel)), bearing
 
@@ -448,14 +448,13 @@ class DroneNavEnv(CameraEnv, gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def _info(self, outcome: str, contact: str = "") -> dict[str, Any]:
         data = self.world.data
-        rotation = data.xmat[self.world.drone_body].reshape(3, 3)
         distance, bearing = self._target_geometry()
         target = self.world.target_position()
         return {
             "x_m": float(data.qpos[0]),
             "y_m": float(data.qpos[1]),
             "z_m": float(data.qpos[2]),
-            "yaw_rad": math.atan2(rotation[1, 0], rotation[0, 0]),
+            "yaw_rad": heading_rad(data.xmat[self.world.drone_body]),
             "quat": data.qpos[3:7].copy(),
             "velocity_mps": data.qvel[:3].copy(),
             "angular_velocity_rad_s": data.qvel[3:6].copy(),

@@ -22,6 +22,14 @@ import numpy as np
 from liquid_control.envs.camera import CameraViews, Views
 from liquid_control.envs.scene import sim_dir
 
+
+def heading_rad(xmat: np.ndarray) -> float:
+    """Yaw (rad) of a body whose body-to-world rotation is ``xmat`` (3x3, or MuJoCo's flat
+    9 of ``data.xmat``): the direction its x axis points in the horizontal plane."""
+    rotation = np.asarray(xmat).reshape(3, 3)
+    return math.atan2(rotation[1, 0], rotation[0, 0])
+
+
 TEMPLATE_NAME = "drone_world.xml"
 RGB = tuple[float, float, float]
 
@@ -223,7 +231,7 @@ class DroneWorld(CameraViews):
             camera.type = mujoco.mjtCamera.mjCAMERA_FREE
             camera.lookat[:] = self.data.xpos[self.drone_body]
             camera.distance = 4.0
-            camera.azimuth = math.degrees(math.atan2(xmat[3], xmat[0]))
+            camera.azimuth = math.degrees(heading_rad(xmat))
             camera.elevation = -15.0
         renderer.update_scene(self.data, camera=camera)
         return renderer.render()

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from liquid_control.envs.drone_world import heading_rad
+
 
 @dataclass
 class DroneExpertConfig:
@@ -61,8 +63,7 @@ class DroneExpert:
         drone = env.unwrapped
         cfg, data, world = self.cfg, drone.world.data, drone.world
         pos = data.qpos[:3]
-        rotation = data.xmat[world.drone_body].reshape(3, 3)
-        yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+        yaw = heading_rad(data.xmat[world.drone_body])
         target = world.target_position()
         rel = target[:2] - pos[:2]
         distance = float(np.hypot(*rel))

@@ -53,11 +53,8 @@ StepFn = Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, np.ndarray]
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def io_spec(policy: Policy) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import numpy as np
 from liquid_control.errors import UserError
 from liquid_control.ros.params import Param
 
-COMMAND_MODES = ("curvature", "velocity", "vector")
+COMMAND_MODES = ("curvature", "velocity", "vector")  # what a command means, for both nodes
 MIN_SPEED_MPS = 0.1
 # Sim time jumps this much at every reset, so a policy node's gap rule resets its state.
 RESET_GAP_S = 1.0
@@ -444,15 +444,11 @@ def expert_for(env: Any) -> Any:
 def world_to_body(q: Any, v: Any) -> tuple[float, float, float]:
     """Rotate a world-frame vector into the frame of unit quaternion ``q`` (nav_msgs/Odometry
     gives the twist in ``child_frame_id``)."""
-    w, x, y, z = q.w, q.x, q.y, q.z
-    rotation = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-    body = rotation.T @ np.asarray(v, dtype=np.float64)
+    import mujoco
+
+    rotation = np.empty(9)
+    mujoco.mju_quat2Mat(rotation, np.array([q.w, q.x, q.y, q.z], dtype=np.float64))
+    body = rotation.reshape(3, 3).T @ np.asarray(v, dtype=np.float64)
     return float(body[0]), float(body[1]), float(body[2])
 
 

@@ -16,9 +16,8 @@ import numpy as np
 
 from liquid_control.models.export import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS
 from liquid_control.paths import DEFAULT_LANE_MODEL
+from liquid_control.ros.bridge import COMMAND_MODES
 from liquid_control.ros.params import Param, ParameterError
-
-COMMAND_MODES = ("curvature", "velocity", "vector")
 
 NAME = "policy_node"
 IMAGE_TRANSPORTS = ("raw", "compressed")

@@ -41,10 +41,12 @@ def test_dropped_steps_keep_the_last_step_and_sum_their_dt(drop: float) -> None:
     full_x, full_dt, full_y = make_windows(split, rows, 10, 0.0, np.random.default_rng(1))
     np.testing.assert_array_equal(x[:, -1], full_x[:, -1])  # the newest step always stays
     np.testing.assert_array_equal(y, full_y)
-    # Kept steps' dts add up to the time from the first kept step's start to the window end.
+    # The trainer's rule: a kept step's dt is the time since the previous kept frame (for the
+    # first, since the frame before the window), so the kept dts add up to the whole window's.
     for n in range(len(rows)):
         first = next(i for i in range(10) if np.array_equal(full_x[n, i], x[n, 0]))
-        assert dt[n].sum() == pytest.approx(full_dt[n, first:].sum(), rel=1e-6)
+        assert dt[n, 0] == pytest.approx(full_dt[n, : first + 1].sum(), rel=1e-6)
+        assert dt[n].sum() == pytest.approx(full_dt[n].sum(), rel=1e-6)
     assert (dt > 0.008 + 1e-6).any()
 
 
