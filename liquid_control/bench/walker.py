@@ -1,7 +1,8 @@
 """``liquid-control bench walker``: the LNN-vs-RNN Walker2d comparisons of the seed papers.
 
-Protocol (``../shared/seeds``: review case study IV, CfC paper, stress test), per model and
-seed, every model on the same data and the same episode split:
+Protocol (the Walker2d experiments of the liquid-network literature: the LNN review's case
+study IV, the CfC paper and a stress test of it), per model and seed, every model on the
+same data and the same episode split:
 
 1. From the previous ``history`` (10) steps of 23 features (17 observations + 6 actions,
    standardised with training-split statistics) predict the next 17 observations; Adam,

@@ -3,11 +3,10 @@
 The expert is trained with stable-baselines3 by :func:`train_expert` (``liquid-control expert
 walker``): PPO (the default: rl-baselines3-zoo's Walker2d hyperparameters, observation and
 reward normalisation as ``VecNormalize``; its 1M-step expert ships in
-``liquid_control/assets/walker_expert``) or SAC (off-policy: fewer environment steps in
-the literature, but far more compute per step; in 240k steps here it did not overtake PPO,
-see docs/walker.md). Weights are kept as safetensors, the algorithm and the observation
-statistics as metadata, so loading never unpickles.
-Checkpoints are taken along training; each is evaluated, the best becomes ``expert`` and
+``liquid_control/assets/walker_expert``) or SAC (off-policy: fewer environment steps,
+far more compute per step; how the two compared here: docs/walker.md). Weights are kept as
+safetensors, the algorithm and the observation statistics as metadata, so loading never
+unpickles. Checkpoints are taken along training; each is evaluated, the best becomes ``expert`` and
 the one whose return is closest to a third of it becomes ``medium`` (the D4RL convention).
 
 Dataset levels (``liquid-control collect walker --level L``):
@@ -37,9 +36,7 @@ NOISY_FRACTION = 0.01
 REPORT = "expert.json"
 # stable-baselines3 defaults apart from these. PPO: rl-baselines3-zoo's tuned set for
 # Walker2d (hyperparams/ppo.yml, with its VecNormalize): small batches, many epochs, a low
-# learning rate and clip range. SB3's generic defaults (n_steps 2048, batch 64, lr 3e-4)
-# gave an expert that fell in 42 of 50 episodes after 1M steps, and stalled near return 800
-# over 800k steps with the rate annealed linearly.
+# learning rate and clip range (SB3's generic defaults fell short: docs/walker.md).
 SAC_KWARGS: dict[str, Any] = {"learning_starts": 10_000}
 PPO_KWARGS: dict[str, Any] = {
     "n_steps": 512,

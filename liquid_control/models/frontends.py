@@ -40,9 +40,8 @@ class FrontendConfig:
     obs_dim: length of the observation vector ("vector" kind; features = obs_dim).
     dropout: dropout before the feature layer (image kinds, training only).
     feature_norm: "layernorm" normalises the features fed to the core per frame (image
-        kinds), "tanh" bounds them, "none" leaves them linear. With AdamW the conv head's
-        wide last layer grew its outputs to |x| ~ 150-500 within an epoch; a 19-neuron NCP
-        fed that (or tanh of it) saturated and only learned the mean command.
+        kinds), "tanh" bounds them, "none" leaves them linear (why layernorm is the
+        default: docs/training.md).
     input_norm: how each frame is standardised before the convs (image kinds): "frame" over
         all pixels and channels together (removes a change of exposure), "channel" each of
         R, G, B on its own (also removes a colour cast: the light's colour, white balance).

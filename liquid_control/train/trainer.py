@@ -125,10 +125,8 @@ class TrainConfig:
     (the drone's CfC-NCP: see docs/drone.md)."""
     readout_init: Literal["data", "random"] = "data"
     """"data": start the readout at the training targets' mean (zero weights, bias = mean
-    target / action_scale), so the first steps do not spend their gradient on the mean.
-    A random readout on a CfC-NCP's saturated motor neuron starts ~10x off and the first
-    large steps collapsed the conv head to frame-independent features. "random": keep the
-    layer's default initialisation."""
+    target / action_scale), so the first steps do not spend their gradient on the mean
+    (why: docs/training.md). "random": keep the layer's default initialisation."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = "training config") -> TrainConfig:
