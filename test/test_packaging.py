@@ -158,6 +158,8 @@ def test_pip_install_puts_every_node_where_ros2_run_looks(pip_prefix: Path):
 
 
 @pytest.mark.parametrize("mode", ["copy", "symlink"])
+    assert sorted(p.name for p in (pip_prefix / "lib" / PACKAGE).iterdir()) == sorted(node_table())
+    assert is_executable(pip_prefix / "bin" / "liquid-control")
 def test_colcon_build_puts_every_node_where_ros2_run_looks(tmp_path: Path, mode: str):
     copy_source_tree(tmp_path / "src" / PACKAGE)
     colcon = Path(sys.executable).parent / "colcon"
@@ -178,5 +180,9 @@ def test_colcon_build_puts_every_node_where_ros2_run_looks(tmp_path: Path, mode:
         p.relative_to(install).as_posix()
         for p in install.rglob("*")
         if p.is_file() or (p.is_symlink() and os.path.isfile(p))
+    # `ros2 pkg executables` lists lib/liquid_control: nodes only, the CLI goes to bin.
+    assert sorted(p.name for p in (install / "lib" / PACKAGE).iterdir()) == sorted(node_table())
+    cli = install / "bin" / "liquid-control"
+    assert is_executable(cli) and "from liquid_control.cli import main" in cli.read_text()
     }
     assert shipped_share_files() <= installed
