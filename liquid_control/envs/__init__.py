@@ -1,10 +1,18 @@
-"""Gymnasium environments of liquid_control; importing this package registers them.
+"""Gymnasium environments of liquid_control; importing this package (or ``liquid_control``)
+registers them.
 
-``MUJOCO_GL`` defaults to ``egl`` here, before anything imports mujoco, because off-screen
-rendering fails without a GL backend (see ENVIRONMENT.md).
+``MUJOCO_GL`` defaults to ``egl`` here, before anything imports mujoco: off-screen rendering
+on a machine without a display needs a headless GL backend (set ``MUJOCO_GL=glfw`` first to
+render to a window).
+
+``LaneKeeping-v0`` is not superseded by v1: the shipped lane policy was trained in it and
+its configs use it, so Gymnasium's "out of date, consider upgrading to v1" warning for it is
+silenced.
 """
 
 import os
+import re
+import warnings
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -16,6 +24,12 @@ LANE_KEEPING_ID = "LiquidControl/LaneKeeping-v0"
 LANE_KEEPING_V1_ID = "LiquidControl/LaneKeeping-v1"
 DRONE_NAV_ID = "LiquidControl/DroneNav-v0"
 WALKER_ID = "Walker2d-v5"  # Gymnasium's own; its expert and levels are in experts.walker
+
+warnings.filterwarnings(
+    "ignore",
+    message=f".*The environment {re.escape(LANE_KEEPING_ID)} is out of date",
+    category=DeprecationWarning,
+)
 
 if LANE_KEEPING_ID not in gymnasium.registry:
     gymnasium.register(id=LANE_KEEPING_ID, entry_point="liquid_control.envs.lane:LaneKeepingEnv")
