@@ -844,7 +844,7 @@ def _check_arguments(
         raise UserError(f"no bag at {', '.join(missing)}")
     if DATASET_ID_RE.fullmatch(dataset_id) is None:
         raise UserError(
-            f"dataset id {dataset_id!r} is malformed; use liquid_control/<task>-<source>-v<N>"
+            f"dataset id {dataset_id!r} is malformed; use namespace/name-v<N> (any namespace)"
         )
     if (datasets_root() / dataset_id).exists():
         raise UserError(f"dataset {dataset_id} already exists; bump its version or delete it")

@@ -1,7 +1,9 @@
 """Minari datasets in and out: record episodes of an env + controller, load episodes as numpy.
 
-A dataset id is ``liquid_control/<task>-<source>-v<N>`` and lives where Minari keeps it,
-``$MINARI_DATASETS_PATH/<namespace>/<name>-v<N>/data`` (default ``~/.minari/datasets``).
+A dataset id is Minari's ``namespace/name-v<N>`` (the project's own are
+``liquid_control/<task>-<source>-v<N>``; a robot's may use any namespace) and lives where
+Minari keeps it, ``$MINARI_DATASETS_PATH/<namespace>/<name>-v<N>/data`` (default
+``~/.minari/datasets``).
 Collection builds the whole dataset under a hidden staging root next to its final place
 and renames it in at the end, so no half-written dataset is ever visible under its id.
 
@@ -33,7 +35,9 @@ from liquid_control.errors import UserError
 LABEL_KEY = "expert_action"
 DT_METADATA_KEY = "liquid_control_dt_s"
 IMAGE_ENCODINGS = ("lossless", "jpeg")
-DATASET_ID_RE = re.compile(r"liquid_control/(?P<task>[a-z0-9_]+)-(?P<source>[a-z0-9_]+)-v\d+")
+# Minari's ``namespace/name-vN`` (its own pattern, with namespace and version required): any
+# namespace, so a user can name datasets after their robot.
+DATASET_ID_RE = re.compile(r"(?P<namespace>[-\w][-\w/]*[-\w])/(?P<name>[-\w]+?)-v\d+")
 
 # A controller sees the env and returns (executed action, label action).
 Controller = Callable[[gym.Env], tuple[Any, Any]]
@@ -137,7 +141,7 @@ def collect_dataset(
     Args:
         env: a Gymnasium env (``gym.make``-made, so the dataset can recover it).
         controller: ``controller(env) -> (executed, label)``, e.g. ``expert.act``.
-        dataset_id: ``liquid_control/<task>-<source>-v<N>`` (see :func:`dataset_id`).
+        dataset_id: ``namespace/name-v<N>`` (see :func:`make_dataset_id`).
         episodes: number of episodes; episode ``i`` is reset with seed ``seed + i``.
         max_steps: cut an episode after this many steps (it is marked truncated).
         image_encoding: ``"lossless"`` (raw arrays) or ``"jpeg"`` (Minari's lossy default,
@@ -154,7 +158,8 @@ def collect_dataset(
     match = DATASET_ID_RE.fullmatch(dataset_id)
     if match is None:
         raise UserError(
-            f"dataset id {dataset_id!r} is malformed; use liquid_control/<task>-<source>-v<N>"
+            f"dataset id {dataset_id!r} is malformed; use namespace/name-v<N>, e.g. "
+            "my_robot/lane-bags-v0"
         )
     if image_encoding not in IMAGE_ENCODINGS:
         raise UserError(f"image_encoding {image_encoding!r} unknown; use one of {IMAGE_ENCODINGS}")
@@ -194,7 +199,7 @@ def collect_dataset(
                             break
                 dataset = collector.create_dataset(
                     dataset_id=dataset_id,
-                    algorithm_name=algorithm_name or match["source"],
+                    algorithm_name=algorithm_name or match["name"].rsplit("-", 1)[-1],
                     description=description,
                 )
             finally:
@@ -204,8 +209,8 @@ def collect_dataset(
             if extra:
                 dataset.storage.update_metadata(extra)
         # Minari marks namespaces with a metadata file; give the real root one if missing.
-        marker = Path("liquid_control") / "namespace_metadata.json"
-        if not (root / marker).exists():
+        marker = Path(match["namespace"]) / "namespace_metadata.json"
+        if (staging / marker).exists() and not (root / marker).exists():
             (root / marker).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(staging / marker, root / marker)
         os.rename(staging / dataset_id, final)

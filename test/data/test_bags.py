@@ -127,6 +127,15 @@ def test_sim_drive_becomes_two_episodes_with_labels_images_and_dt(tmp_path, stor
         np.testing.assert_allclose(episode.dt_s, 0.05, atol=1e-6)
 
 
+def test_a_dataset_may_be_named_under_any_namespace(tmp_path, minari_root) -> None:
+    """A user names the dataset after their robot, as Minari allows (namespace/name-vN)."""
+    bag = write_bag(tmp_path / "drive", sim_drive(drive_times(1, 5)))
+    summary = bag2minari([bag], IMAGE, CMD, "my_robot/hallway_day1-v2", image_size=None)
+    assert summary["episodes"] == 1
+    assert [len(e) for e in load_episodes("my_robot/hallway_day1-v2")] == [5]
+    assert (minari_root / "my_robot" / "namespace_metadata.json").is_file()
+
+
 def test_frames_are_resized_to_image_size(tmp_path) -> None:
     bag = write_bag(tmp_path / "drive", sim_drive(drive_times(1, 5)))
     bag2minari(bag, IMAGE, CMD, DATASET, image_size=(66, 200))
