@@ -29,7 +29,7 @@ if [[ ! -f "$stamp" || setup.py -nt "$stamp" || scripts/setup.sh -nt "$stamp" \
   "${pip[@]}" install \
     ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-sensor-msgs ros-geometry-msgs \
     ros-nav-msgs ros-std-srvs ros-diagnostic-msgs ros-rosgraph-msgs \
-    colcon-core colcon-ros colcon-python-setup-py catkin_pkg setuptools
+    colcon-common-extensions catkin_pkg setuptools
   touch "$stamp"
 fi
 
