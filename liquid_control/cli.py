@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -723,6 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a refused argument (2), already printed
         return e.code if isinstance(e.code, int) else 2
     func: Callable[[argparse.Namespace], None] = args.func
+    # Library progress (drive's live lines, training and benchmark progress) is logged;
+    # the command shows it on stderr, its results stay on stdout.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         func(args)
     except UserError as e:

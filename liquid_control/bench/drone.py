@@ -12,6 +12,7 @@ targets are checked against it and ``baseline``. Results: ``<out>/<name>.json`` 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +26,8 @@ from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreSpec
 from liquid_control.schema import SCHEMA_CONFIG, keep_given_keys
+
+log = logging.getLogger(__name__)
 
 TARGET_SUMMER = 0.90
 TARGET_OOD = 0.75
@@ -101,7 +104,7 @@ def _evaluate(
         if media is not None:
             plot_flights(media / f"{scene}.png", logs, f"{scene}: first held-out layouts")
         results[scene] = metrics
-        print(
+        log.info(
             f"  {scene:<8} success {metrics['success_rate']:.2f} "
             f"collision {metrics['collision_rate']:.2f} "
             f"time {cell(metrics['mean_time_to_target_s'], '{:.1f}')} s"
@@ -127,7 +130,7 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
     policy = base_policy(bench)
     rows: dict[str, Any] = {}
     for i, (name, spec) in enumerate(bench.models.items()):
-        print(f"{name}:", flush=True)
+        log.info(f"{name}:")
         media = Path(out) / bench.name if i == 0 else None
         if media is not None:
             media.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ sync timeouts <= 0.5% of steps. Writes ``soak.json``, ``soak.md`` and ``soak.png
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import random
@@ -27,6 +28,8 @@ from typing import Any
 
 from liquid_control.bench.report import met, write_results
 from liquid_control.errors import UserError
+
+log = logging.getLogger(__name__)
 
 TARGETS = {"rss_growth_mb": 20.0, "sync_timeout_fraction": 0.005, "lost_frames": 0, "restarts": 0}
 LANE_GRAPH = {
@@ -127,7 +130,7 @@ def run(
                 while time.monotonic() < end:
                     time.sleep(max(0.0, min(next_sample, end) - time.monotonic()))
                     rows.append(sample(time.monotonic() - start, graph, pids, monitor))
-                    print(_progress(rows[-1]), flush=True)
+                    log.info(_progress(rows[-1]))
                     next_sample += sample_every_s
                 time.sleep(sample_every_s / 2)  # let the last diagnostics arrive
                 rows.append(sample(time.monotonic() - start, graph, pids, monitor))

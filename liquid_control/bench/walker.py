@@ -27,6 +27,7 @@ at its start and end, and the table shows both next to the wall-clock time. Resu
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing as mp
 import os
 import resource
@@ -45,6 +46,8 @@ from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreSpec
 from liquid_control.paths import DEFAULT_WALKER_EXPERT
 from liquid_control.schema import SCHEMA_CONFIG, Fraction, keep_given_keys
+
+log = logging.getLogger(__name__)
 
 OBS_DIM = 17
 
@@ -184,12 +187,12 @@ def make_windows(
     time since the previous kept step (:func:`~liquid_control.data.windows.dt_after_dropping`,
     the trainer's rule).
     """
+    from liquid_control.data.windows import dt_after_dropping
+
     n_drop = round(drop * (history - 1))
     keep_len = history - n_drop
     x = np.empty((len(rows), keep_len, split.z[0].shape[1]), np.float32)
     dt = np.empty((len(rows), keep_len), np.float32)
-    from liquid_control.data.windows import dt_after_dropping
-
     y = np.empty((len(rows), OBS_DIM), np.float32)
     for n, (e, s) in enumerate(rows):
         z, d = split.z[e][s : s + history], split.dt[e][s : s + history]
@@ -416,7 +419,7 @@ def closed_loop(cfg: WalkerBenchConfig) -> dict[str, Any]:
                 k: summary[k]
                 for k in ("episodes_finished", "mean_return", "falls", "steps_per_s", "steps")
             }
-        print(f"closed loop {name}: {stats}", flush=True)
+        log.info(f"closed loop {name}: {stats}")
     return results
 
 
@@ -662,7 +665,7 @@ def run(config: str | Path, out_dir: str | Path, data_only: bool = False) -> dic
     for name, seed, drop in jobs:
         with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             r = pool.submit(run_one, cfg, data, name, seed, drop).result()
-        print(
+        log.info(
             f"{name} seed {seed} drop {drop}: test MSE {r['test']['mse']:.4f}, "
             f"{r['seconds_per_epoch']:.2f} s/epoch"
         )

@@ -20,6 +20,7 @@ Dataset levels (``liquid-control collect walker --level L``):
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ import numpy as np
 from liquid_control.atomic import atomic_path, write_json
 from liquid_control.envs import WALKER_ID
 from liquid_control.errors import UserError
+
+log = logging.getLogger(__name__)
 
 LEVELS = ("random", "medium", "expert", "expert_noisy")
 NOISY_FRACTION = 0.01
@@ -226,10 +229,9 @@ def train_expert(
         expert = load_expert(path)
         stats = rollout(eval_env, expert.act, eval_episodes, seed=10_000)
         rows.append({"timesteps": done, "checkpoint": path.name, **stats})
-        print(
+        log.info(
             f"{done:>9d} steps: return {stats['mean_return']:.0f}, "
-            f"length {stats['mean_length']:.0f}, falls {stats['falls']}/{eval_episodes}",
-            flush=True,
+            f"length {stats['mean_length']:.0f}, falls {stats['falls']}/{eval_episodes}"
         )
         # Report after every checkpoint, so an interrupted run leaves a usable expert.
         best = max(rows, key=lambda r: r["mean_return"])

@@ -10,6 +10,7 @@ episodes or ``steps`` sim steps, and writes a summary JSON (and optionally an MP
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from liquid_control.atomic import atomic_path, json_text
 from liquid_control.errors import UserError
 from liquid_control.ros.graph import GRAPHS, as_ros_parameters, node_parameters, remappings
 from liquid_control.ros.runtime import finish_node
+
+log = logging.getLogger(__name__)
 
 # How long past ``duration_s`` a run may take to reach ``min_steps`` before it is stuck.
 STUCK_S = 300.0
@@ -107,10 +110,10 @@ def drive(
                 )
             if now - last_print >= print_every_s:
                 last_print = now
-                print(_live_line(summarise(nodes, now - start)), flush=True)
+                log.info(_live_line(summarise(nodes, now - start)))
         summary = summarise(nodes, time.monotonic() - start)
         summary["parameters"] = params
-        print(_live_line(summary), flush=True)
+        log.info(_live_line(summary))
         if summary_path is not None:
             with atomic_path(summary_path) as tmp:
                 tmp.write_text(json_text(summary, indent=2, default=str) + "\n")
