@@ -416,7 +416,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     cfg.validate()
     ctx = _setup_distributed(cfg.device)
     try:
-        return _train(cfg, resume, ctx)
+        result = _train(cfg, resume, ctx)
+        if ctx.owns_group:
+            # Tear the group down together: a rank that finished first (the others while
+            # rank 0 exports) would otherwise destroy its end and exit while a peer's gloo
+            # threads still hold its connections.
+            dist.barrier()
+        return result
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()
