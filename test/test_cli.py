@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from lane_configs import tiny_lane_train_config
 
 from liquid_control.cli import main
+
+pytestmark = pytest.mark.slow  # collects, trains, evaluates and exports through the CLI
 
 
 def test_collect_train_eval_export_info(tmp_path: Path, monkeypatch, capsys) -> None:

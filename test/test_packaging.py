@@ -130,12 +130,14 @@ def pip_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prefix
 
 
+@pytest.mark.slow
 def test_pip_install_registers_the_package_and_ships_its_data(pip_prefix: Path):
     installed = {p.relative_to(pip_prefix).as_posix() for p in pip_prefix.rglob("*") if p.is_file()}
 
     assert shipped_share_files() <= installed
 
 
+@pytest.mark.slow
 def test_pip_install_ships_the_model_assets(pip_prefix: Path):
     purelib = Path(
         sysconfig.get_path("purelib", vars={"base": str(pip_prefix), "platbase": str(pip_prefix)})
@@ -146,6 +148,7 @@ def test_pip_install_ships_the_model_assets(pip_prefix: Path):
     assert {a for a in shipped_assets() if not (package_dir / a).is_file()} == set()
 
 
+@pytest.mark.slow
 def test_pip_install_puts_every_node_where_ros2_run_looks(pip_prefix: Path):
     for name, target in node_table().items():
         module, function = target.split(":")
@@ -155,11 +158,12 @@ def test_pip_install_puts_every_node_where_ros2_run_looks(pip_prefix: Path):
         text = launcher.read_text()
         assert text.startswith("#!/usr/bin/env python3\n")
         assert f"from {module} import {function}\n" in text
+    assert sorted(p.name for p in (pip_prefix / "lib" / PACKAGE).iterdir()) == sorted(node_table())
+    assert is_executable(pip_prefix / "bin" / "liquid-control")
 
 
 @pytest.mark.parametrize("mode", ["copy", "symlink"])
-    assert sorted(p.name for p in (pip_prefix / "lib" / PACKAGE).iterdir()) == sorted(node_table())
-    assert is_executable(pip_prefix / "bin" / "liquid-control")
+@pytest.mark.slow
 def test_colcon_build_puts_every_node_where_ros2_run_looks(tmp_path: Path, mode: str):
     copy_source_tree(tmp_path / "src" / PACKAGE)
     colcon = Path(sys.executable).parent / "colcon"
@@ -176,13 +180,13 @@ def test_colcon_build_puts_every_node_where_ros2_run_looks(tmp_path: Path, mode:
         assert is_executable(script), f"{script} missing or not executable"
         # colcon installs console scripts here (setup.cfg); pip's launchers must not replace them.
         assert "console_scripts" in script.read_text()
-    installed = {
-        p.relative_to(install).as_posix()
-        for p in install.rglob("*")
-        if p.is_file() or (p.is_symlink() and os.path.isfile(p))
     # `ros2 pkg executables` lists lib/liquid_control: nodes only, the CLI goes to bin.
     assert sorted(p.name for p in (install / "lib" / PACKAGE).iterdir()) == sorted(node_table())
     cli = install / "bin" / "liquid-control"
     assert is_executable(cli) and "from liquid_control.cli import main" in cli.read_text()
+    installed = {
+        p.relative_to(install).as_posix()
+        for p in install.rglob("*")
+        if p.is_file() or (p.is_symlink() and os.path.isfile(p))
     }
     assert shipped_share_files() <= installed

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from liquid_control.bench import arena
+
+pytestmark = pytest.mark.slow  # benchmark runs
 
 
 def test_arena_bench_scores_the_policy_against_the_expert(tmp_path, monkeypatch) -> None:

@@ -9,6 +9,8 @@ from torch import nn
 from liquid_control.bench import cores
 from liquid_control.errors import UserError
 
+pytestmark = pytest.mark.slow  # benchmark runs
+
 MIB = 1 << 20
 
 

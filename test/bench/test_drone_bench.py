@@ -13,6 +13,8 @@ from liquid_control.cli import main
 from liquid_control.data.minari_io import load_episodes
 from liquid_control.errors import UserError
 
+pytestmark = pytest.mark.slow  # trains and flies drone policies
+
 
 def test_collect_and_tiny_drone_bench_write_results_plots_and_videos(
     tmp_path: Path, monkeypatch

@@ -11,6 +11,8 @@ import pytest
 from liquid_control.bench import edge
 from liquid_control.models.export import BACKENDS
 
+pytestmark = pytest.mark.slow  # benchmark runs
+
 
 def test_edge_bench_measures_idle_and_loaded_with_every_backend(tmp_path: Path) -> None:
     results = edge.run(tmp_path, seconds=1.0, load=1, steps=50)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from liquid_control.bench import lane
 from liquid_control.cli import main
+
+pytestmark = pytest.mark.slow  # trains and drives lane policies
 
 
 def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> None:

@@ -6,6 +6,8 @@ import pytest
 
 from liquid_control.bench import soak
 
+pytestmark = pytest.mark.slow  # runs the lane graph for a while
+
 
 def _row(t_s: float, bridge_mb: float, policy_mb: float, steps: float, **extra) -> dict:
     row = {

@@ -12,6 +12,8 @@ import yaml
 from liquid_control.bench.walker import OBS_DIM, Split, make_windows, window_starts
 from liquid_control.cli import main
 
+pytestmark = pytest.mark.slow  # trains walker predictors
+
 
 def _split(steps: int = 30) -> Split:
     rng = np.random.default_rng(0)

@@ -16,6 +16,8 @@ from liquid_control.errors import UserError
 from liquid_control.experts import walker
 from liquid_control.paths import DEFAULT_WALKER_EXPERT, DEFAULT_WALKER_MODEL
 
+pytestmark = pytest.mark.slow  # SB3 PPO training
+
 
 @pytest.fixture(scope="module")
 def expert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from lane_configs import tiny_lane_train_config
 
 from liquid_control.cli import main
 from liquid_control.data.bags import bag2minari
 from liquid_control.data.minari_io import load_episodes
 from liquid_control.ros.runner import drive
+
+pytestmark = pytest.mark.slow  # records, converts, trains and drives
 
 
 def test_record_expert_convert_train_and_drive(tmp_path, monkeypatch, domain_id, lane_export):

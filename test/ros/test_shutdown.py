@@ -11,6 +11,8 @@ from liquid_control.ros.processes import STOP_MODES, GraphProcesses
 
 from .conftest import rclpy, wait_for
 
+pytestmark = pytest.mark.slow  # starts and stops node processes
+
 
 def _read_bag(path) -> dict[str, int]:
     from rosbags.rosbag2 import Reader

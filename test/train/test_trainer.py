@@ -71,6 +71,7 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(
     assert a["weights_sha256"] != c["weights_sha256"]
 
 
+@pytest.mark.slow
 def test_image_policy_trains_with_frame_drop_and_augmentation(
     datasets: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -108,6 +109,7 @@ def test_image_policy_trains_with_frame_drop_and_augmentation(
     assert info["epoch"] == 3 and policy.obs_shape == (32, 40, 3)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(
     vector_config: MakeConfig, tmp_path: Path
 ) -> None:
@@ -136,6 +138,7 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_on_cpu_keep_their_replicas_equal(
     vector_config: MakeConfig, tmp_path: Path
 ) -> None:
