@@ -21,7 +21,11 @@ POLICIES = {
 }
 
 
-@pytest.fixture(scope="module", params=list(POLICIES))
+# The quick loop (-m "not slow") checks the shipped kind, CfC-NCP; the other cores in full runs.
+@pytest.fixture(
+    scope="module",
+    params=[k if k == "cfc-ncp" else pytest.param(k, marks=pytest.mark.slow) for k in POLICIES],
+)
 def exported(request, tmp_path_factory):
     torch.manual_seed(0)
     tmp = tmp_path_factory.mktemp(request.param)
