@@ -67,6 +67,27 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {manifest}" + (f" (signed with {args.sign})" if args.sign else ""))
 
 
+def _ood_calibrate(args: argparse.Namespace) -> None:
+    from liquid_control.models.export import calibrate_export
+
+    manifest, stats = calibrate_export(
+        args.export,
+        args.dataset,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        percentile=args.percentile,
+        sign_key=args.sign,
+        trusted_keys=args.trusted_key,
+    )
+    info = stats.info
+    print(
+        f"OOD statistics of {stats.dim} features from {info['fit_frames']} frames; threshold "
+        f"{stats.threshold:.3f} (percentile {stats.percentile:g} of {info['val_frames']} "
+        f"validation frames, median {info['val_score_median']:.3f})"
+    )
+    print(f"wrote {manifest}" + (f" (signed with {args.sign})" if args.sign else ""))
+
+
 def _keygen(args: argparse.Namespace) -> None:
     from liquid_control.models.manifest import generate_key_pair
 
@@ -436,6 +457,42 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the one train recorded in the checkpoint)",
     )
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "ood-calibrate",
+        help="add out-of-distribution statistics from datasets to an existing export",
+        description="Fit the training distribution of the export's OOD features (mean and "
+        "Ledoit-Wolf covariance) on the datasets' training-scene frames, set the alarm "
+        "threshold at a percentile of the scores of held-out episodes, and re-write the "
+        "export atomically with the statistics as a hashed file (its model files are "
+        "re-exported from its own checkpoint if they predate the OOD output).",
+    )
+    p.add_argument("export", help="an export directory or its manifest.json")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        metavar="ID",
+        help="Minari dataset id or directory of in-distribution data (repeatable)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=_number(float, 0.0, False, "a fraction in (0, 1)"),
+        default=0.25,
+        help="fraction of episodes held out to set the threshold (default 0.25)",
+    )
+    p.add_argument(
+        "--percentile",
+        type=_number(float, 50.0, True, "a percentile in [50, 100)"),
+        default=99.5,
+        help="threshold: this percentile of the held-out episodes' scores (default 99.5)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode split")
+    p.add_argument(
+        "--sign", type=Path, metavar="KEYFILE", help="sign the new manifest with this Ed25519 key"
+    )
+    _add_trusted_key(p)
+    p.set_defaults(func=_ood_calibrate)
 
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing exports")
     p.add_argument("out", type=Path, help="private key file; the public key goes to OUT.pub")

@@ -7,9 +7,10 @@ the export's training ``dt_s``, every later one with the time since the previous
 stamp that goes backwards, repeats or jumps by more than ``max_gap_s`` resets the state
 (that frame then steps with ``dt_s`` too). Images are resized to the model's input (area
 interpolation, as in training). It keeps the numbers ``policy_node`` reports as
-diagnostics (input rate, latency percentiles, drops, resets, non-finite actions) in
-bounded memory. No ROS here: ``policy_node`` passes header stamps, simulation loops pass
-their simulated time (:meth:`StatefulPolicy.act`).
+diagnostics (input rate, latency percentiles, drops, resets, non-finite actions, the
+out-of-distribution score of the last frame and how many frames were above the threshold,
+when the export carries OOD statistics) in bounded memory. No ROS here: ``policy_node``
+passes header stamps, simulation loops pass their simulated time (:meth:`StatefulPolicy.act`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class PolicyStats:
     dropped: int = 0
     state_resets: int = 0
     nonfinite_actions: int = 0
+    ood_frames: int = 0
+    ood_score: float | None = None
     latencies_s: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=1000)
     )
@@ -57,6 +60,8 @@ class PolicyStats:
             "dropped_frames": self.dropped,
             "state_resets": self.state_resets,
             "nonfinite_actions": self.nonfinite_actions,
+            "ood_frames": self.ood_frames,
+            "ood_score": float("nan") if self.ood_score is None else self.ood_score,
         }
 
 
@@ -72,6 +77,9 @@ class StatefulPolicy:
         self.last_stamp_s: float | None = None
         self.clock_s = 0.0  # simulated time of :meth:`act`
         self.stats = PolicyStats()
+        self.ood = getattr(policy, "ood", None)
+        """The export's OOD statistics (None: no monitor); ``ood_score`` is the last frame's."""
+        self.ood_score: float | None = None
         shape = policy.obs_shape
         self.image_hw = (int(shape[1]), int(shape[2])) if len(shape) == 4 else None
 
@@ -131,7 +139,14 @@ class StatefulPolicy:
         """
         start = time.perf_counter() if received is None else received
         dt, reason = self.time_step(stamp_s)
-        action, self.state = self.policy.step(self.preprocess(obs), dt, self.state)
+        frame = self.preprocess(obs)
+        if self.ood is None:
+            action, self.state = self.policy.step(frame, dt, self.state)
+        else:
+            action, self.state, features = self.policy.step_ood(frame, dt, self.state)
+            self.ood_score = self.ood.score_frame(features)
+            self.stats.ood_score = self.ood_score
+            self.stats.ood_frames += self.ood_score > self.ood.threshold
         action = np.asarray(action).reshape(-1)
         if not np.all(np.isfinite(action)):
             # The state that produced it is poisoned too: start over from the next frame.
