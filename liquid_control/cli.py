@@ -121,7 +121,7 @@ def _info(args: argparse.Namespace) -> None:
 
 # The options only some benchmarks read; given to another, they are refused, not ignored.
 _BENCH_OPTIONS = {
-    "config": ("lane", "drone", "walker"),
+    "config": ("lane", "drone", "walker", "ood"),
     "shipped": ("lane", "drone"),
     "data": ("walker",),
     "repeats": ("cores",),
@@ -185,6 +185,10 @@ def _bench(args: argparse.Namespace) -> None:
         results = drone.run(args.config or Path(default), args.out)
         print((args.out / f"{results['config']['name']}.md").read_text())
         return
+    elif args.what == "ood":
+        from liquid_control.bench import ood
+
+        ood.run(args.config, args.out)
     elif args.what == "walker":
         from liquid_control.bench import walker
 
@@ -471,9 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         action="append",
-        required=True,
+        default=[],
         metavar="ID",
-        help="Minari dataset id or directory of in-distribution data (repeatable)",
+        help="Minari dataset id or directory of in-distribution data (repeatable; default: "
+        "the datasets the export was trained on, as its manifest records them)",
     )
     p.add_argument(
         "--val-fraction",
@@ -731,10 +736,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak"],
+        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak", "ood"],
         help="which benchmark",
     )
-    p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="benchmark config (lane: config/bench_lane.yaml; ood: config/bench_ood.yaml)",
+    )
     p.add_argument(
         "--shipped",
         action="store_true",

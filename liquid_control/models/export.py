@@ -193,7 +193,8 @@ def calibrate_export(
     sign_key: str | Path | None = None,
     trusted_keys: Sequence[str | Path] = (),
 ) -> tuple[Path, OodStats]:
-    """Add OOD statistics from ``datasets`` to an existing export; return its manifest path.
+    """Add OOD statistics from ``datasets`` to an existing export; return its manifest path
+    and the statistics. No ``datasets``: the ones its training config recorded.
 
     The export is verified first (``trusted_keys`` as for loading it), its policy rebuilt
     from its own checkpoint, and the whole directory re-exported atomically from that
@@ -208,6 +209,13 @@ def calibrate_export(
             "OOD statistics (it cannot keep a signature of the old manifest)"
         )
     signing_key = None if sign_key is None else load_signing_key(sign_key)
+    if not datasets:
+        trained_on = manifest.get("info", {}).get("config", {}).get("datasets")
+        if not trained_on:
+            raise UserError(
+                f"the export in {root} records no training datasets; name one with --dataset"
+            )
+        datasets = list(trained_on)
     checkpoint = _verified_file(manifest, root, "checkpoint")
     policy, _ = load_checkpoint(checkpoint)
     if policy.cfg != PolicyConfig.from_dict(manifest["config"]):
