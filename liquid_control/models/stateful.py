@@ -38,6 +38,7 @@ class PolicyStats:
     nonfinite_actions: int = 0
     ood_frames: int = 0
     ood_score: float | None = None
+    ood_threshold: float | None = None  # None: the export has no OOD statistics
     latencies_s: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=1000)
     )
@@ -45,7 +46,7 @@ class PolicyStats:
         default_factory=lambda: collections.deque(maxlen=200)
     )
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
         lat = np.asarray(self.latencies_s) * 1e3
         arrivals = np.asarray(self.arrivals_s)
         rate = 0.0
@@ -60,8 +61,15 @@ class PolicyStats:
             "dropped_frames": self.dropped,
             "state_resets": self.state_resets,
             "nonfinite_actions": self.nonfinite_actions,
-            "ood_frames": self.ood_frames,
-            "ood_score": float("nan") if self.ood_score is None else self.ood_score,
+        } | self._ood_summary()
+
+    def _ood_summary(self) -> dict[str, float | None]:
+        if self.ood_threshold is None:
+            return {}
+        return {
+            "ood_score": self.ood_score,  # the last frame's; None before the first
+            "ood_threshold": self.ood_threshold,
+            "ood_frames": self.ood_frames,  # frames scored above the threshold
         }
 
 
@@ -80,6 +88,8 @@ class StatefulPolicy:
         self.ood = getattr(policy, "ood", None)
         """The export's OOD statistics (None: no monitor); ``ood_score`` is the last frame's."""
         self.ood_score: float | None = None
+        if self.ood is not None:
+            self.stats.ood_threshold = self.ood.threshold
         shape = policy.obs_shape
         self.image_hw = (int(shape[1]), int(shape[2])) if len(shape) == 4 else None
 
