@@ -67,6 +67,8 @@ class FrontendConfig:
 
 
 INPUT_NORMS = get_args(InputNorm)
+# The first OOD features of an image front end: mean and std of R, G, B over the frame.
+FRAME_STATS_FEATURES = 6
 
 
 def per_frame_standardise(x: Tensor, per_channel: bool = False) -> Tensor:
@@ -124,7 +126,7 @@ class ConvFrontend(nn.Module):
     @property
     def ood_features(self) -> int:
         """Length of :meth:`encode`'s second output."""
-        return 6 + self.out_features
+        return FRAME_STATS_FEATURES + self.out_features
 
     def forward(self, images: Tensor) -> Tensor:
         return self.encode(images)[0]

@@ -15,6 +15,7 @@ to the commanded speed. No ROS and no torch at run time: numpy only.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,12 @@ class OodStats:
     def score_frame(self, features: np.ndarray) -> float:
         """The score of one frame's features (``[F]`` or ``[1,F]``)."""
         return float(self.score(features)[0])
+
+    def marginal(self, columns: slice) -> OodStats:
+        """The distribution of the features ``columns`` alone (a Gaussian's marginal: the
+        same mean and covariance entries), to score a subset of the features."""
+        cov = np.linalg.inv(self.precision)[columns, columns]
+        return OodStats(self.mean[columns], np.linalg.inv(cov), math.nan, self.percentile, {})
 
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file

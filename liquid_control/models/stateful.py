@@ -88,6 +88,7 @@ class StatefulPolicy:
         self.ood = getattr(policy, "ood", None)
         """The export's OOD statistics (None: no monitor); ``ood_score`` is the last frame's."""
         self.ood_score: float | None = None
+        self.ood_features: np.ndarray | None = None  # the last frame's
         if self.ood is not None:
             self.stats.ood_threshold = self.ood.threshold
         shape = policy.obs_shape
@@ -154,6 +155,7 @@ class StatefulPolicy:
             action, self.state = self.policy.step(frame, dt, self.state)
         else:
             action, self.state, features = self.policy.step_ood(frame, dt, self.state)
+            self.ood_features = np.asarray(features).reshape(-1)
             self.ood_score = self.ood.score_frame(features)
             self.stats.ood_score = self.ood_score
             self.stats.ood_frames += self.ood_score > self.ood.threshold

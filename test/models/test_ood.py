@@ -243,3 +243,16 @@ def test_ood_action_scales_the_speed_as_the_score_rises() -> None:
     assert (drone.linear_x, drone.linear_y, drone.linear_z, drone.angular_z) == pytest.approx(
         (1.0, -0.5, 0.25, 0.4)
     )
+
+
+def test_a_marginal_scores_a_subset_of_the_features_under_the_same_fit() -> None:
+    rng = np.random.default_rng(3)
+    mixed = rng.multivariate_normal(np.zeros(3), [[1, 0.8, 0], [0.8, 1, 0], [0, 0, 4]], 5000)
+    stats = fit_ood(mixed[:4000], mixed[4000:])
+    sub = stats.marginal(slice(2, 3))
+    # The third feature is independent of the others: its marginal is its own variance.
+    assert sub.score(np.array([[4.0]]))[0] == pytest.approx(2.0, rel=0.05)
+    both = stats.marginal(slice(0, 2))
+    np.testing.assert_allclose(
+        np.linalg.inv(both.precision), np.linalg.inv(stats.precision)[:2, :2], rtol=1e-9
+    )
