@@ -188,7 +188,7 @@ def _bench(args: argparse.Namespace) -> None:
     elif args.what == "ood":
         from liquid_control.bench import ood
 
-        ood.run(args.config, args.out)
+        ood.run(args.config or Path("config/bench_ood.yaml"), args.out)
     elif args.what == "walker":
         from liquid_control.bench import walker
 

@@ -42,7 +42,8 @@ class OodBenchConfig:
     """What the OOD benchmark runs.
 
     lane_export / drone_export: calibrated exports (``liquid-control ood-calibrate``).
-    lane_env: the lane env the lane export was trained in (v0 or v1).
+    lane_env: the lane env to drive in; empty: the env of the dataset the lane export's
+        OOD statistics were calibrated on (its first).
     lane_episodes / lane_track_length_m: held-out tracks per lane scene and their length.
     drone_episodes: held-out layouts per drone scene and ``ood_actions`` entry.
     ood_actions: the ``ood_action`` values flown (the first is the reference).
@@ -53,7 +54,7 @@ class OodBenchConfig:
     __pydantic_config__ = SCHEMA_CONFIG
 
     lane_export: str = "liquid_control/assets/lane_default"
-    lane_env: str = "LiquidControl/LaneKeeping-v0"
+    lane_env: str = ""
     lane_episodes: PositiveInt = 5
     lane_track_length_m: PositiveFloat = 200.0
     drone_export: str = "liquid_control/assets/drone_default"
@@ -131,15 +132,17 @@ def _scene_scores(
 def _lane(bench: OodBenchConfig) -> dict[str, Any]:
     import gymnasium as gym
 
+    from liquid_control.data.minari_io import dataset_env_id
     from liquid_control.envs.scene import OOD_SCENES, TRAIN_SCENE
     from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, run_episode
 
     agent = MonitoredAgent(bench.lane_export)
+    env_id = bench.lane_env or dataset_env_id(agent.policy.ood.info["datasets"][0])
     scores: dict[str, list[float]] = {}
     features: dict[str, list[np.ndarray]] = {}
     for scene in (TRAIN_SCENE, *OOD_SCENES):
         env = gym.make(
-            bench.lane_env,
+            env_id,
             scene=scene,
             track_split="test",
             track_length_m=bench.lane_track_length_m,
@@ -277,11 +280,11 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(config: str | Path | None, out: Path) -> dict[str, Any]:
-    """Run the benchmark (``config``: YAML, or None for the defaults); write the results."""
+def run(config: str | Path, out: Path) -> dict[str, Any]:
+    """Run the benchmark described by ``config`` (YAML); write the results."""
     from liquid_control.bench.common import load_bench_config
 
-    bench = load_bench_config(OodBenchConfig, config) if config else OodBenchConfig()
+    bench = load_bench_config(OodBenchConfig, config)
     results: dict[str, Any] = {"config": bench.__dict__.copy()}
     results["lane"] = _lane(bench)
     results["drone"] = _drone(bench)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -226,6 +227,15 @@ def _data_dir(ref: str | Path) -> Path:
         f"no Minari dataset {str(ref)!r} (looked for a path and under {datasets_root()}); "
         "collect it first or set MINARI_DATASETS_PATH"
     )
+
+
+def dataset_env_id(ref: str | Path) -> str:
+    """The id of the Gymnasium env a dataset (id or path) was collected in."""
+    metadata = json.loads((_data_dir(ref) / "metadata.json").read_text())
+    try:
+        return str(json.loads(metadata["env_spec"])["id"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"dataset {ref} records no env; name the env explicitly") from None
 
 
 def _split_obs(obs: Any, ref: str) -> tuple[np.ndarray, np.ndarray | None]:

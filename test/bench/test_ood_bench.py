@@ -11,7 +11,8 @@ from liquid_control.cli import main
 def test_bench_ood_writes_auroc_per_unseen_scene_and_flights_per_action(tmp_path: Path) -> None:
     config = tmp_path / "ood.yaml"
     config.write_text(
-        "lane_episodes: 1\nlane_track_length_m: 15.0\ndrone_episodes: 1\n"
+        "lane_env: LiquidControl/LaneKeeping-v0\nlane_episodes: 1\nlane_track_length_m: 15.0\n"
+        "drone_episodes: 1\n"
         "ood_actions: [none, slow]\n"
     )
     assert main(["bench", "ood", "--config", str(config), "--out", str(tmp_path)]) == 0
