@@ -98,6 +98,7 @@ class OodStats:
             str(path),
             metadata={"ood": json.dumps(meta, sort_keys=True)},
         )
+        path.chmod(0o644)  # safetensors writes it owner-only; the model files beside it are not
 
     @classmethod
     def load(cls, path: Path, dim: int) -> OodStats:
