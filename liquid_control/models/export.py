@@ -202,6 +202,11 @@ def calibrate_export(
     predate it, the statistics become a hashed file, and the manifest is sealed again. A
     signed export must be re-signed (``sign_key``): the old signature no longer covers it.
     """
+    # Refused before the datasets load, not after.
+    if not 50.0 <= percentile < 100.0:
+        raise UserError(f"percentile must be in [50, 100), got {percentile}")
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"the validation fraction must be in (0, 1), got {val_fraction}")
     manifest, root = read_manifest(export, trusted_keys)
     if manifest.get("signature") is not None and sign_key is None:
         raise UserError(
