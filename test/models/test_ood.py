@@ -256,3 +256,17 @@ def test_a_marginal_scores_a_subset_of_the_features_under_the_same_fit() -> None
     np.testing.assert_allclose(
         np.linalg.inv(both.precision), np.linalg.inv(stats.precision)[:2, :2], rtol=1e-9
     )
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torchscript"])
+def test_a_manifest_that_hides_the_ood_output_is_refused(tmp_path: Path, backend: str) -> None:
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "policy.safetensors", Policy(TINY).eval())
+    export_policy(ckpt, tmp_path / "export")
+    path = tmp_path / "export" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["outputs"]["ood_features"]  # as if the model returned action and state only
+    path.write_text(json.dumps(seal_manifest(manifest)))
+    with pytest.raises(UserError, match="outputs|returns 3 outputs") as info:
+        load_exported(tmp_path / "export", backend)
+    assert "\n" not in str(info.value)
