@@ -202,6 +202,7 @@ def speed_scale(
 
 
 MAX_FIT_FRAMES = 20000
+ENCODE_CHUNK = 256
 
 
 def episode_features(
@@ -217,11 +218,13 @@ def episode_features(
     out = []
     with torch.inference_mode():
         for ep in episodes:
-            obs = torch.from_numpy(np.ascontiguousarray(ep.obs[::stride]))
-            # Frames only: the OOD features do not depend on the state, so a strided
-            # sequence gives the same features as the full one.
-            _, ood = policy.frontend.encode(obs)
-            out.append(ood.double().numpy())
+            # Frames only: the OOD features do not depend on the recurrent state, so every
+            # ``stride``-th frame is encoded on its own, in chunks that bound the memory of
+            # the conv activations.
+            frames = ep.obs[::stride]
+            for start in range(0, len(frames), ENCODE_CHUNK):
+                obs = torch.from_numpy(np.ascontiguousarray(frames[start : start + ENCODE_CHUNK]))
+                out.append(policy.frontend.encode(obs)[1].double().numpy())
     return np.concatenate(out)[:max_frames]
 
 
