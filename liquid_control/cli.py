@@ -68,6 +68,27 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {manifest}" + (f" (signed with {args.sign})" if args.sign else ""))
 
 
+def _ood_calibrate(args: argparse.Namespace) -> None:
+    from liquid_control.models.export import calibrate_export
+
+    manifest, stats = calibrate_export(
+        args.export,
+        args.dataset,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        percentile=args.percentile,
+        sign_key=args.sign,
+        trusted_keys=args.trusted_key,
+    )
+    info = stats.info
+    print(
+        f"OOD statistics of {stats.dim} features from {info['fit_frames']} frames; threshold "
+        f"{stats.threshold:.3f} (percentile {stats.percentile:g} of {info['val_frames']} "
+        f"validation frames, median {info['val_score_median']:.3f})"
+    )
+    print(f"wrote {manifest}" + (f" (signed with {args.sign})" if args.sign else ""))
+
+
 def _keygen(args: argparse.Namespace) -> None:
     from liquid_control.models.manifest import generate_key_pair
 
@@ -101,7 +122,7 @@ def _info(args: argparse.Namespace) -> None:
 
 # The options only some benchmarks read; given to another, they are refused, not ignored.
 _BENCH_OPTIONS = {
-    "config": ("lane", "drone", "walker"),
+    "config": ("lane", "drone", "walker", "ood"),
     "shipped": ("lane", "drone"),
     "data": ("walker",),
     "repeats": ("cores",),
@@ -165,6 +186,10 @@ def _bench(args: argparse.Namespace) -> None:
         results = drone.run(args.config or Path(default), args.out)
         print((args.out / f"{results['config']['name']}.md").read_text())
         return
+    elif args.what == "ood":
+        from liquid_control.bench import ood
+
+        ood.run(args.config or Path("config/bench_ood.yaml"), args.out)
     elif args.what == "walker":
         from liquid_control.bench import walker
 
@@ -439,6 +464,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_export)
 
+    p = sub.add_parser(
+        "ood-calibrate",
+        help="add out-of-distribution statistics from datasets to an existing export",
+        description="Fit the training distribution of the export's OOD features (mean and "
+        "Ledoit-Wolf covariance) on the datasets' training-scene frames, set the alarm "
+        "threshold at a percentile of the scores of held-out episodes, and re-write the "
+        "export atomically with the statistics as a hashed file (its model files are "
+        "re-exported from its own checkpoint if they predate the OOD output).",
+    )
+    p.add_argument("export", help="an export directory or its manifest.json")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="Minari dataset id or directory of in-distribution data (repeatable; default: "
+        "the datasets the export was trained on, as its manifest records them)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=_number(float, 0.0, False, "a fraction in (0, 1)"),
+        default=0.25,
+        help="fraction of episodes held out to set the threshold (default 0.25)",
+    )
+    p.add_argument(
+        "--percentile",
+        type=_number(float, 50.0, True, "a percentile in [50, 100)"),
+        default=99.5,
+        help="threshold: this percentile of the held-out episodes' scores (default 99.5)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode split")
+    p.add_argument(
+        "--sign", type=Path, metavar="KEYFILE", help="sign the new manifest with this Ed25519 key"
+    )
+    _add_trusted_key(p)
+    p.set_defaults(func=_ood_calibrate)
+
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing exports")
     p.add_argument("out", type=Path, help="private key file; the public key goes to OUT.pub")
     p.set_defaults(func=_keygen)
@@ -676,10 +738,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak"],
+        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak", "ood"],
         help="which benchmark",
     )
-    p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="benchmark config (lane: config/bench_lane.yaml; ood: config/bench_ood.yaml)",
+    )
     p.add_argument(
         "--shipped",
         action="store_true",

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from liquid_control.bench.common import load_bench_config
 from liquid_control.bench.drone import DroneBenchConfig
 from liquid_control.bench.lane import LaneBenchConfig, ShippedBenchConfig
+from liquid_control.bench.ood import OodBenchConfig
 from liquid_control.bench.walker import WalkerBenchConfig
 from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreConfig, PolicyConfig
@@ -34,6 +35,7 @@ BENCH_SCHEMAS = {
     "bench_lane": LaneBenchConfig,
     "bench_drone": DroneBenchConfig,
     "bench_walker": WalkerBenchConfig,
+    "bench_ood": OodBenchConfig,
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -238,6 +239,15 @@ def open_dataset(ref: str | Path) -> Any:
     from minari import MinariDataset
 
     return MinariDataset(_data_dir(ref))
+
+
+def dataset_env_id(ref: str | Path) -> str:
+    """The id of the Gymnasium env a dataset (id or path) was collected in."""
+    metadata = json.loads((_data_dir(ref) / "metadata.json").read_text())
+    try:
+        return str(json.loads(metadata["env_spec"])["id"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"dataset {ref} records no env; name the env explicitly") from None
 
 
 def _split_obs(obs: Any, ref: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from torch import Tensor, nn
 
 from liquid_control.atomic import atomic_dir
@@ -28,6 +30,8 @@ from liquid_control.errors import UserError
 from liquid_control.models.checkpoint import load_checkpoint, read_checkpoint
 from liquid_control.models.manifest import (
     MANIFEST_FORMAT,
+    OOD_OUTPUT,
+    OUTPUT_NAMES,
     check_model_io,
     check_onnx_io,
     io_spec,
@@ -38,6 +42,12 @@ from liquid_control.models.manifest import (
     sha256,
 )
 from liquid_control.models.manifest import verified_file as _verified_file
+from liquid_control.models.ood import (
+    DEFAULT_PERCENTILE,
+    OOD_FILE,
+    OodStats,
+    calibrate_datasets,
+)
 from liquid_control.models.policy import Policy, PolicyConfig
 
 BACKENDS = ("torchscript", "onnxruntime", "eager")
@@ -52,18 +62,24 @@ DEFAULT_THREADS = 1
 # The first dt after a start or reset, for exports made before the manifest recorded
 # the training dt_s (the lane world's frame period).
 LEGACY_DT_S = 0.05
-FILES = {"checkpoint": "policy.safetensors", "torchscript": "step.pt", "onnx": "step.onnx"}
+FILES = {
+    "checkpoint": "policy.safetensors",
+    "torchscript": "step.pt",
+    "onnx": "step.onnx",
+    "ood": OOD_FILE,
+}
 
 
 class StepModule(nn.Module):
-    """``(obs[1,...], dt[1], state[1,S]) -> (action[1,A], state[1,S])``: the traced unit."""
+    """``(obs[1,...], dt[1], state[1,S]) -> (action[1,A], state[1,S], ood_features[1,F])``:
+    the traced unit (``Policy.step_ood``)."""
 
     def __init__(self, policy: Policy) -> None:
         super().__init__()
         self.policy = policy
 
-    def forward(self, obs: Tensor, dt: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return self.policy.step(obs, dt, state)
+    def forward(self, obs: Tensor, dt: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.policy.step_ood(obs, dt, state)
 
 
 def example_inputs(policy: Policy, batch: int = 1) -> tuple[Tensor, Tensor, Tensor]:
@@ -105,7 +121,7 @@ def _export_onnx(step: StepModule, inputs: tuple[Tensor, ...], path: Path) -> No
             inputs,
             str(path),
             input_names=["obs", "dt", "state"],
-            output_names=["action", "state_out"],
+            output_names=list(OUTPUT_NAMES),
             opset_version=17,
             dynamo=False,
         )
@@ -115,18 +131,22 @@ def export_policy(
     checkpoint: str | Path,
     out_dir: str | Path,
     onnx: bool = True,
-    sign_key: str | Path | None = None,
+    sign_key: str | Path | Ed25519PrivateKey | None = None,
     dt_s: float | None = None,
+    ood: OodStats | None = None,
 ) -> Path:
     """Export a checkpoint into ``out_dir`` (replaced atomically); return the manifest path.
 
     ``sign_key``: an Ed25519 private key (PEM) that signs the manifest's digest.
     ``dt_s`` is the time between frames the policy was trained at (the first ``dt`` a
     closed loop feeds it after a start or reset); default: the one the trainer recorded
-    in the checkpoint.
+    in the checkpoint. ``ood``: the training distribution of the policy's OOD features
+    (:mod:`liquid_control.models.ood`), written as a file of the export.
     """
     # A bad key is refused before minutes of tracing, not after.
-    signing_key = None if sign_key is None else load_signing_key(sign_key)
+    signing_key = sign_key
+    if signing_key is not None and not isinstance(signing_key, Ed25519PrivateKey):
+        signing_key = load_signing_key(signing_key)
     policy, info = load_checkpoint(checkpoint)
     dt_s = dt_s if dt_s is not None else info.get("dt_s")
     if dt_s is not None and not (isinstance(dt_s, int | float) and 0.0 < dt_s < 10.0):
@@ -141,6 +161,14 @@ def export_policy(
         if onnx:
             _export_onnx(step, inputs, tmp / FILES["onnx"])
             names.append("onnx")
+        if ood is not None:
+            if ood.dim != policy.ood_features:
+                raise UserError(
+                    f"OOD statistics of {ood.dim} features do not fit this policy's "
+                    f"{policy.ood_features}"
+                )
+            ood.save(tmp / FILES["ood"])
+            names.append("ood")
         manifest = {
             "format": MANIFEST_FORMAT,
             "name": policy.cfg.name,
@@ -153,6 +181,64 @@ def export_policy(
         manifest = seal_manifest(manifest, signing_key)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir / "manifest.json"
+
+
+def calibrate_export(
+    export: str | Path,
+    datasets: Sequence[str],
+    *,
+    val_fraction: float = 0.25,
+    seed: int = 0,
+    percentile: float = DEFAULT_PERCENTILE,
+    sign_key: str | Path | None = None,
+    trusted_keys: Sequence[str | Path] = (),
+) -> tuple[Path, OodStats]:
+    """Add OOD statistics from ``datasets`` to an existing export; return its manifest path
+    and the statistics. No ``datasets``: the ones its training config recorded.
+
+    The export is verified first (``trusted_keys`` as for loading it), its policy rebuilt
+    from its own checkpoint, and the whole directory re-exported atomically from that
+    checkpoint with the same ``dt_s``: the step files gain the OOD feature output if they
+    predate it, the statistics become a hashed file, and the manifest is sealed again. A
+    signed export must be re-signed (``sign_key``): the old signature no longer covers it.
+    """
+    # Refused before the datasets load, not after.
+    if not 50.0 <= percentile < 100.0:
+        raise UserError(f"percentile must be in [50, 100), got {percentile}")
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"the validation fraction must be in (0, 1), got {val_fraction}")
+    manifest, root = read_manifest(export, trusted_keys)
+    if manifest.get("signature") is not None and sign_key is None:
+        raise UserError(
+            f"the export in {root} is signed; pass --sign KEY to re-sign it with its new "
+            "OOD statistics (it cannot keep a signature of the old manifest)"
+        )
+    signing_key = None if sign_key is None else load_signing_key(sign_key)
+    if not datasets:
+        trained_on = manifest.get("info", {}).get("config", {}).get("datasets")
+        if not trained_on:
+            raise UserError(
+                f"the export in {root} records no training datasets; name one with --dataset"
+            )
+        datasets = list(trained_on)
+    checkpoint = _verified_file(manifest, root, "checkpoint")
+    policy, _ = load_checkpoint(checkpoint)
+    if policy.cfg != PolicyConfig.from_dict(manifest["config"]):
+        raise UserError(f"checkpoint {checkpoint} does not match the manifest's config")
+    stats = calibrate_datasets(policy, datasets, val_fraction, seed, percentile)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The export directory is replaced as a whole: export from a copy of its checkpoint.
+        source = Path(tmp) / FILES["checkpoint"]
+        shutil.copyfile(checkpoint, source)
+        path = export_policy(
+            source,
+            root,
+            onnx="onnx" in manifest["files"],
+            sign_key=signing_key,
+            dt_s=manifest.get("dt_s"),
+            ood=stats,
+        )
+    return path, stats
 
 
 class EdgePolicy:
@@ -211,7 +297,13 @@ class EdgePolicy:
         self.state_shape = tuple(spec["state"]["shape"])
         self.action_dim = int(self.manifest["config"]["action_dim"])
         self.dt_s = float(self.manifest.get("dt_s") or LEGACY_DT_S)
-        check_model_io(self.step, self.manifest, f"{self.root} ({backend})")
+        self.has_ood_features = OOD_OUTPUT in self.manifest["outputs"]
+        check_model_io(self._run, self.manifest, f"{self.root} ({backend})")
+        self.ood: OodStats | None = None
+        """The OOD statistics of the export, when it was calibrated (``ood-calibrate``)."""
+        if "ood" in self.manifest.get("files", {}):
+            path = _verified_file(self.manifest, self.root, "ood")
+            self.ood = OodStats.load(path, self.manifest["outputs"][OOD_OUTPUT]["shape"][-1])
         self._warm_up()
 
     def _warm_up(self, calls: int = 3) -> None:
@@ -255,21 +347,34 @@ class EdgePolicy:
         return np.zeros(self.state_shape, dtype=np.float32)
 
     def step(self, obs: np.ndarray, dt: float, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        action, new_state = self._run(obs, dt, state)[:2]
+        return action, new_state
+
+    def step_ood(
+        self, obs: np.ndarray, dt: float, state: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``step`` plus the frame's OOD features (None from an export made before them)."""
+        outputs = self._run(obs, dt, state)
+        return outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else None
+
+    def _run(self, obs: np.ndarray, dt: float, state: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every output the manifest lists, in its order (``OUTPUT_NAMES``)."""
         obs = np.ascontiguousarray(obs, dtype=self.obs_dtype).reshape(self.obs_shape)
         dt_arr = np.array([dt], dtype=np.float32)
         state = np.ascontiguousarray(state, dtype=np.float32)
         if self.backend == "onnxruntime":
             feed = {"obs": obs, "dt": dt_arr, "state": state}
             feed = {k: v for k, v in feed.items() if k in self._onnx_inputs}
-            action, new_state = self._session.run(None, feed)
-            return action, new_state
+            return tuple(self._session.run(None, feed))
         args = (torch.from_numpy(obs), torch.from_numpy(dt_arr), torch.from_numpy(state))
         with torch.inference_mode():
             if self.backend == "torchscript":
-                action, new_state = self._module(*args)
+                outputs = self._module(*args)
+            elif self.has_ood_features:
+                outputs = self._policy.step_ood(*args)
             else:
-                action, new_state = self._policy.step(*args)
-        return action.numpy(), new_state.numpy()
+                outputs = self._policy.step(*args)
+        return tuple(o.numpy() for o in outputs)
 
 
 def load_exported(

@@ -66,6 +66,8 @@ class FrontendConfig:
 
 
 INPUT_NORMS = get_args(InputNorm)
+# The first OOD features of an image front end: mean and std of R, G, B over the frame.
+FRAME_STATS_FEATURES = 6
 
 
 def per_frame_standardise(x: Tensor, per_channel: bool = False) -> Tensor:
@@ -120,10 +122,29 @@ class ConvFrontend(nn.Module):
         self.out_features = cfg.features
         self.input_shape = (cfg.image_height, cfg.image_width, 3)
 
+    @property
+    def ood_features(self) -> int:
+        """Length of :meth:`encode`'s second output."""
+        return FRAME_STATS_FEATURES + self.out_features
+
     def forward(self, images: Tensor) -> Tensor:
+        return self.encode(images)[0]
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(features for the core, out-of-distribution features) of raw frames.
+
+        The OOD features are the mean and standard deviation of each of R, G, B over the
+        frame, which the standardisation removes (a new light, colour cast or ground), then
+        the core's input. The core's input alone barely moves between the drone's scenes:
+        the head is trained to ignore them, which is why the policy flies there at all.
+        """
         x = images.permute(0, 3, 1, 2).float()
+        pixels = x.flatten(2)
+        # Scaled to unit range so the statistics are on the scale of the features after them.
+        frame_stats = torch.cat([pixels.mean(2), pixels.std(2, unbiased=False)], 1) / 255.0
         x = self.convs(per_frame_standardise(x, self.per_channel))
-        return self.norm(self.fc(self.dropout(x.flatten(1))))
+        features = self.norm(self.fc(self.dropout(x.flatten(1))))
+        return features, torch.cat([frame_stats, features], 1)
 
 
 class VectorFrontend(nn.Module):
@@ -142,8 +163,18 @@ class VectorFrontend(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(torch.clamp(std, min=1e-6))
 
+    @property
+    def ood_features(self) -> int:
+        return self.out_features
+
     def forward(self, obs: Tensor) -> Tensor:
         return (obs.float() - self.mean) / self.std
+
+    def encode(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(features for the core, out-of-distribution features): both the standardised
+        state vector."""
+        features = self.forward(obs)
+        return features, features
 
 
 def build_frontend(cfg: FrontendConfig) -> ConvFrontend | VectorFrontend:

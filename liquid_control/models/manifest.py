@@ -48,8 +48,11 @@ MAX_IMAGE_SIDE = 2048
 MAX_CONFIG_INT = 4096
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _ONNX_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
+OOD_OUTPUT = "ood_features"
+# The step's outputs, in the order every backend returns them.
+OUTPUT_NAMES = ("action", "state_out", OOD_OUTPUT)
 
-StepFn = Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, np.ndarray]]
+StepFn = Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, ...]]
 
 
 def sha256(path: Path) -> str:
@@ -84,6 +87,15 @@ def io_spec(policy: Policy) -> dict[str, Any]:
         "outputs": {
             "action": {"shape": [1, policy.cfg.action_dim], "dtype": "float32"},
             "state_out": {"shape": [1, policy.state_size], "dtype": "float32"},
+            # What the OOD monitor scores (liquid_control.models.ood); exports made before
+            # it existed lack this output and run without a monitor.
+            OOD_OUTPUT: {
+                "shape": [1, policy.ood_features],
+                "dtype": "float32",
+                "content": "the standardised observation"
+                if fe.kind == "vector"
+                else "rgb mean and std of the frame (/255), then the core's input",
+            },
         },
     }
 
@@ -350,6 +362,13 @@ def policy_from_manifest(manifest: dict[str, Any], where: Path) -> Policy:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"model manifest {where}: its config cannot be built ({first})") from None
     expected = io_spec(policy)
+    if OOD_OUTPUT not in manifest["outputs"]:
+        del expected["outputs"][OOD_OUTPUT]  # an export made before the OOD monitor
+        if "ood" in manifest["files"]:
+            raise UserError(
+                f"model manifest {where} has OOD statistics but its model returns no "
+                f"{OOD_OUTPUT}; recalibrate with `liquid-control ood-calibrate`"
+            )
     for section in ("inputs", "outputs"):
         for name, spec in expected[section].items():
             stated = manifest[section].get(name)
@@ -454,11 +473,14 @@ def check_model_io(step: StepFn, manifest: dict[str, Any], where: Path | str) ->
     obs = np.zeros(inputs["obs"]["shape"], dtype=inputs["obs"]["dtype"])
     state = np.zeros(inputs["state"]["shape"], dtype=np.float32)
     # ValueError/TypeError: the model returned something other than (action, state).
+    names = [n for n in OUTPUT_NAMES if n in outputs]
     with model_errors_refused(
         f"model {where} does not run on the inputs its manifest states", (ValueError, TypeError)
     ):
         result = step(obs, 0.05, state)
-    for name, value in zip(("action", "state_out"), result, strict=True):
+        if len(result) != len(names):
+            raise ValueError(f"it returns {len(result)} outputs, the manifest lists {names}")
+    for name, value in zip(names, result, strict=True):
         shape, dtype = list(np.shape(value)), str(np.asarray(value).dtype)
         if (shape, dtype) != (outputs[name]["shape"], outputs[name]["dtype"]):
             raise UserError(

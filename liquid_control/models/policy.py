@@ -181,14 +181,32 @@ class Policy(nn.Module):
         return self.core.initial_state(batch, device)
 
     def forward(self, obs: Tensor, dt: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        actions, h, _ = self.forward_ood(obs, dt, h0)
+        return actions, h
+
+    def forward_ood(
+        self, obs: Tensor, dt: Tensor, h0: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``forward`` plus the out-of-distribution features of every frame ``[B,T,F]``
+        (see the front end's ``encode``; :mod:`liquid_control.models.ood` scores them)."""
         b, t = obs.shape[:2]
-        features = self.frontend(obs.reshape(b * t, *obs.shape[2:])).reshape(b, t, -1)
+        features, ood = self.frontend.encode(obs.reshape(b * t, *obs.shape[2:]))
+        features = features.reshape(b, t, -1)
         y, h = self.core(features, dt.to(features.dtype), h0)
-        return self.readout(y) * self.cfg.action_scale, h
+        return self.readout(y) * self.cfg.action_scale, h, ood.reshape(b, t, -1)
 
     def step(self, obs: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        actions, h = self.forward(obs.unsqueeze(1), dt.unsqueeze(1), h)
-        return actions[:, 0], h
+        action, h, _ = self.step_ood(obs, dt, h)
+        return action, h
+
+    def step_ood(self, obs: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``step`` plus the frame's out-of-distribution features ``[B,F]``: the exported step."""
+        actions, h, ood = self.forward_ood(obs.unsqueeze(1), dt.unsqueeze(1), h)
+        return actions[:, 0], h, ood[:, 0]
+
+    @property
+    def ood_features(self) -> int:
+        return self.frontend.ood_features
 
     def apply_constraints(self) -> None:
         """Call after every optimiser step (LTC weight clipping when configured)."""

@@ -7,9 +7,10 @@ the export's training ``dt_s``, every later one with the time since the previous
 stamp that goes backwards, repeats or jumps by more than ``max_gap_s`` resets the state
 (that frame then steps with ``dt_s`` too). Images are resized to the model's input (area
 interpolation, as in training). It keeps the numbers ``policy_node`` reports as
-diagnostics (input rate, latency percentiles, drops, resets, non-finite actions) in
-bounded memory. No ROS here: ``policy_node`` passes header stamps, simulation loops pass
-their simulated time (:meth:`StatefulPolicy.act`).
+diagnostics (input rate, latency percentiles, drops, resets, non-finite actions, the
+out-of-distribution score of the last frame and how many frames were above the threshold,
+when the export carries OOD statistics) in bounded memory. No ROS here: ``policy_node``
+passes header stamps, simulation loops pass their simulated time (:meth:`StatefulPolicy.act`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class PolicyStats:
     dropped: int = 0
     state_resets: int = 0
     nonfinite_actions: int = 0
+    ood_frames: int = 0
+    ood_score: float | None = None
+    ood_threshold: float | None = None  # None: the export has no OOD statistics
     latencies_s: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=1000)
     )
@@ -42,7 +46,7 @@ class PolicyStats:
         default_factory=lambda: collections.deque(maxlen=200)
     )
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
         lat = np.asarray(self.latencies_s) * 1e3
         arrivals = np.asarray(self.arrivals_s)
         rate = 0.0
@@ -57,6 +61,15 @@ class PolicyStats:
             "dropped_frames": self.dropped,
             "state_resets": self.state_resets,
             "nonfinite_actions": self.nonfinite_actions,
+        } | self._ood_summary()
+
+    def _ood_summary(self) -> dict[str, float | None]:
+        if self.ood_threshold is None:
+            return {}
+        return {
+            "ood_score": self.ood_score,  # the last frame's; None before the first
+            "ood_threshold": self.ood_threshold,
+            "ood_frames": self.ood_frames,  # frames scored above the threshold
         }
 
 
@@ -72,6 +85,12 @@ class StatefulPolicy:
         self.last_stamp_s: float | None = None
         self.clock_s = 0.0  # simulated time of :meth:`act`
         self.stats = PolicyStats()
+        self.ood = getattr(policy, "ood", None)
+        """The export's OOD statistics (None: no monitor); ``ood_score`` is the last frame's."""
+        self.ood_score: float | None = None
+        self.ood_features: np.ndarray | None = None  # the last frame's
+        if self.ood is not None:
+            self.stats.ood_threshold = self.ood.threshold
         shape = policy.obs_shape
         self.image_hw = (int(shape[1]), int(shape[2])) if len(shape) == 4 else None
 
@@ -130,7 +149,15 @@ class StatefulPolicy:
         """
         start = time.perf_counter() if received is None else received
         dt, reason = self.time_step(stamp_s)
-        action, self.state = self.policy.step(self.preprocess(obs), dt, self.state)
+        frame = self.preprocess(obs)
+        if self.ood is None:
+            action, self.state = self.policy.step(frame, dt, self.state)
+        else:
+            action, self.state, features = self.policy.step_ood(frame, dt, self.state)
+            self.ood_features = np.asarray(features).reshape(-1)
+            self.ood_score = self.ood.score_frame(features)
+            self.stats.ood_score = self.ood_score
+            self.stats.ood_frames += self.ood_score > self.ood.threshold
         action = np.asarray(action).reshape(-1)
         if not np.all(np.isfinite(action)):
             # The state that produced it is poisoned too: start over from the next frame.

@@ -1,10 +1,11 @@
 """``policy_node``'s logic, importable and testable without ROS.
 
 The policy itself runs in :class:`liquid_control.models.stateful.StatefulPolicy` (state,
-dt from stamps, statistics). This module holds the node's parameter table, the checks
-that a loaded export fits those parameters, the validation of vector observations, the
-node's health as reported on ``/diagnostics``, and the map from actions to the Twist-like
-:class:`Command` the node publishes, within the vehicle's limits.
+dt from stamps, statistics, the OOD score). This module holds the node's parameter table,
+the checks that a loaded export fits those parameters, the validation of vector
+observations, the node's health as reported on ``/diagnostics``, and the map from actions
+to the Twist-like :class:`Command` the node publishes, within the vehicle's limits and
+slowed by ``ood_action``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from liquid_control.models.export import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS
+from liquid_control.models.ood import DEFAULT_MIN_SPEED_SCALE, OOD_ACTIONS
 from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.bridge import COMMAND_MODES
 from liquid_control.ros.params import Param, ParameterError
@@ -106,6 +108,28 @@ PARAMS = [
     Param("max_gap_s", 0.5, "a frame gap above this resets the recurrent state", 0.01, 60.0),
     Param("frame_id", "base_link", "frame of the published command"),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
+    Param(
+        "ood_action",
+        "none",
+        "what a frame scored out of distribution does to the commanded speed (lane: "
+        "speed_mps; drone: linear velocity): none; slow: times threshold/score, at least "
+        "ood_min_speed_scale; stop: zero above the threshold (needs an export with OOD "
+        "statistics: liquid-control ood-calibrate)",
+        choices=OOD_ACTIONS,
+    ),
+    Param(
+        "ood_min_speed_scale",
+        DEFAULT_MIN_SPEED_SCALE,
+        "ood_action slow: the lowest factor on the speed",
+        0.0,
+        1.0,
+    ),
+    Param(
+        "ood_topic",
+        "~/ood_score",
+        "std_msgs/Float32: every frame's out-of-distribution score (exports with OOD statistics)",
+        read_only=True,
+    ),
 ]
 
 
@@ -131,6 +155,16 @@ def check_fits(policy: Any, image_input: bool, mode: str, model: str) -> None:
             f"model {model} outputs {policy.action_dim} actions: command_mode "
             f"{mode!r} needs {needed}"
         )
+
+
+def check_ood_action(ood: Any, action: str, model: str) -> str | None:
+    """Why ``ood_action`` cannot act on this export (``ood``: its OOD statistics), or None."""
+    if action != "none" and ood is None:
+        return (
+            f"ood_action {action!r} needs OOD statistics, which model {model} lacks; add them "
+            f"with `liquid-control ood-calibrate {model}`"
+        )
+    return None
 
 
 def vector_observation(values: Any, size: int) -> tuple[np.ndarray | None, str]:
@@ -161,6 +195,9 @@ def health(
         return "ERROR", "no valid input: fail-safe"
     if stats.get("nonfinite_actions"):
         return "WARN", "non-finite actions"
+    score, threshold = stats.get("ood_score"), stats.get("ood_threshold")
+    if score is not None and threshold is not None and score > threshold:
+        return "WARN", f"out of distribution: score {score:.1f} above threshold {threshold:.1f}"
     if stats.get("dropped_frames"):
         return "WARN", "dropping malformed frames"
     return "OK", "running"
@@ -182,6 +219,7 @@ def action_to_command(
     speed_mps: float,
     max_abs_curvature: float = 0.2,
     max_velocity: tuple[float, ...] | list[float] = (2.0, 1.0, 1.0, 1.0),
+    speed_scale: float = 1.0,
 ) -> Command:
     """Map a policy action to a command.
 
@@ -189,18 +227,24 @@ def action_to_command(
     ``max_abs_curvature`` (the vehicle's steering limit); the command drives at
     ``speed_mps`` with yaw rate kappa * speed (lane keeping). ``velocity``: the
     action is [vx, vy, vz, yaw_rate] in the body frame (drone), each limited to
-    ``max_velocity`` (m/s, m/s, m/s, rad/s).
+    ``max_velocity`` (m/s, m/s, m/s, rad/s). ``speed_scale`` (``ood_action``, see
+    :func:`liquid_control.models.ood.speed_scale`) multiplies the speed: the lane
+    command's speed (its path curvature unchanged), the drone's linear velocity (its yaw
+    rate unchanged).
     """
     a = np.asarray(action, dtype=np.float64).reshape(-1)
     if mode == "curvature":
         kappa = float(np.clip(a[0], -max_abs_curvature, max_abs_curvature))
-        return Command(linear_x=speed_mps, angular_z=kappa * speed_mps)
+        speed = speed_mps * speed_scale
+        return Command(linear_x=speed, angular_z=kappa * speed)
     if mode == "velocity":
         limit = np.asarray(max_velocity, dtype=np.float64)
         padded = np.zeros(4)
         padded[: min(4, a.size)] = a[:4]
         vx, vy, vz, yaw = np.clip(padded, -limit, limit)
-        return Command(float(vx), float(vy), float(vz), float(yaw))
+        return Command(
+            float(vx * speed_scale), float(vy * speed_scale), float(vz * speed_scale), float(yaw)
+        )
     raise ValueError(f"unknown command mode {mode!r}")
 
 

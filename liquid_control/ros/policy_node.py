@@ -26,6 +26,14 @@ the model's input, as the dataset's ``bag2minari`` mapping cropped its frames.
 would (the next frame's dt is the export's ``dt_s``); each request is logged and counted
 in ``/diagnostics`` (``requested_resets``), apart from the automatic ``state_resets``.
 
+An export with OOD statistics (``liquid-control ood-calibrate``, or an export written
+by ``train``) has each frame scored by how unlike the training data it is
+(:mod:`liquid_control.models.ood`): the score goes out as ``std_msgs/Float32`` on
+``ood_topic`` (``~/ood_score``), ``/diagnostics`` turns WARN while it is above the
+calibrated threshold, and ``ood_action`` (runtime-settable) decides what that does to
+the command: ``none``, ``slow`` (the speed times threshold/score, at least
+``ood_min_speed_scale``) or ``stop`` (zero speed).
+
 A model with a vector front end (Walker2d) instead takes ``sensor_msgs/JointState``
 observations on ``observation_topic`` (``position`` = the observation vector) and
 publishes its raw action as a ``JointState`` on ``command_topic`` (``effort`` = the action,
@@ -57,11 +65,13 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
 from liquid_control.errors import UserError
 from liquid_control.image import ImageError, compressed_to_rgb, crop_frame, image_to_rgb
 from liquid_control.models.export import set_torch_threads
+from liquid_control.models.ood import speed_scale
 from liquid_control.models.stateful import StatefulPolicy
 from liquid_control.ros.conversions import stamp_to_s
 from liquid_control.ros.edge import (
@@ -70,6 +80,7 @@ from liquid_control.ros.edge import (
     Command,
     action_to_command,
     check_fits,
+    check_ood_action,
     failsafe_command,
     health,
     vector_observation,
@@ -89,7 +100,9 @@ class PolicyNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NAME, **kwargs)
-        self.p = declare(self, PARAMS, on_change=self.on_parameter_change)
+        self.p = declare(
+            self, PARAMS, on_change=self.on_parameter_change, apply=self.check_parameter
+        )
         self.controller: StatefulPolicy | None = None
         self.configure_error: str | None = None
         self.refusal: Exception | None = None  # why the last configure failed
@@ -97,6 +110,8 @@ class PolicyNode(LifecycleNode):
         self.failsafe_active = False
         self.last_valid: float | None = None  # monotonic time of the last valid input
         self.cmd_pub: Any = None
+        self.ood_pub: Any = None
+        self.ood_alarm = False  # the last frame scored above the OOD threshold
         self.input_sub: Any = None
         self.watchdog: Any = None
         self.requested_resets = 0
@@ -139,6 +154,8 @@ class PolicyNode(LifecycleNode):
             self.cmd_pub = self.create_lifecycle_publisher(
                 TwistStamped, self.p["command_topic"], 10
             )
+        if self.controller.ood is not None:
+            self.ood_pub = self.create_lifecycle_publisher(Float32, self.p["ood_topic"], 10)
         self.get_logger().info(
             f"configured: {self.p['model']} ({self.p['backend']}, {self.p['threads']} "
             f"threads, first dt {self.controller.dt_s} s); input {self.input_topic}"
@@ -154,6 +171,9 @@ class PolicyNode(LifecycleNode):
         )
         image_input = controller.image_hw is not None
         check_fits(controller.policy, image_input, self.p["command_mode"], self.p["model"])
+        problem = check_ood_action(controller.ood, self.p["ood_action"], self.p["model"])
+        if problem:
+            raise ParameterError(problem)
         self.obs_size = int(np.prod(controller.policy.obs_shape))
         return controller
 
@@ -197,10 +217,17 @@ class PolicyNode(LifecycleNode):
         if self.input_sub is not None:
             self.destroy_subscription(self.input_sub)
             self.input_sub = None
-        if self.cmd_pub is not None:
-            self.destroy_lifecycle_publisher(self.cmd_pub)
-            self.cmd_pub = None
+        for pub in (self.cmd_pub, self.ood_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.cmd_pub = self.ood_pub = None
         self.controller = None
+
+    def check_parameter(self, name: str, value: Any) -> str | None:
+        """Refuse, at runtime, an ``ood_action`` the loaded export cannot act on."""
+        if name == "ood_action" and self.controller is not None:
+            return check_ood_action(self.controller.ood, value, self.p["model"])
+        return None
 
     def on_parameter_change(self, name: str, value: Any) -> None:
         if name == "max_gap_s" and self.controller is not None:
@@ -259,6 +286,7 @@ class PolicyNode(LifecycleNode):
                 throttle_duration_sec=2.0,
             )
             return
+        scale = self.on_ood_score()
         if self.controller.image_hw is None:
             limit = self.p["max_abs_action"]
             self.publish_effort(np.clip(action, -limit, limit), stamp)
@@ -269,12 +297,37 @@ class PolicyNode(LifecycleNode):
                 self.p["speed_mps"],
                 self.p["max_abs_curvature"],
                 self.p["max_velocity"],
+                speed_scale=scale,
             )
             self.publish(command, stamp)
         self.last_valid = time.monotonic()
         if self.failsafe_active:
             self.failsafe_active = False
             self.get_logger().info("valid frames again; fail-safe cleared")
+
+    def on_ood_score(self) -> float:
+        """Publish the frame's OOD score, log entering and leaving the alarm, and return
+        the factor ``ood_action`` puts on the speed."""
+        ood, score = self.controller.ood, self.controller.ood_score
+        if ood is None or score is None:
+            return 1.0
+        self.ood_pub.publish(Float32(data=score))
+        alarm = score > ood.threshold
+        if alarm != self.ood_alarm:
+            self.ood_alarm = alarm
+            message = f"OOD score {score:.1f}, threshold {ood.threshold:.1f}"
+            if alarm:
+                self.get_logger().warning(
+                    f"out of distribution ({message}); ood_action {self.p['ood_action']}",
+                    throttle_duration_sec=5.0,
+                )
+            else:
+                self.get_logger().info(
+                    f"back in distribution ({message})", throttle_duration_sec=5.0
+                )
+        return speed_scale(
+            score, ood.threshold, self.p["ood_action"], self.p["ood_min_speed_scale"]
+        )
 
     def publish(self, command: Command, stamp: Any) -> None:
         msg = TwistStamped()
@@ -331,6 +384,7 @@ class PolicyNode(LifecycleNode):
             "backend": self.p["backend"],
             "threads": self.p["threads"],
             "failsafe": self.failsafe_active,
+            "ood_action": self.p["ood_action"],
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray()

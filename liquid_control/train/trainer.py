@@ -368,10 +368,26 @@ def _weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _export(checkpoint: Path, out_dir: Path) -> str:
+def _export(
+    checkpoint: Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    episodes: list[Episode],
+    split: tuple[np.ndarray, np.ndarray],
+) -> str:
+    """Export ``checkpoint`` with the OOD statistics of its training frames (threshold on
+    the validation episodes); without a validation episode, or with too few training
+    frames to fit them, the export has none."""
     from liquid_control.models.export import export_policy
+    from liquid_control.models.ood import MIN_FIT_FRAMES, calibrate_episodes
 
-    return str(export_policy(checkpoint, out_dir / "export"))
+    ood = None
+    fit_frames = sum(len(episodes[i]) for i in split[0])
+    if len(split[1]) and fit_frames >= MIN_FIT_FRAMES:
+        policy, _ = load_checkpoint(checkpoint)
+        info = {"datasets": list(cfg.datasets), "split_seed": cfg.seed}
+        ood = calibrate_episodes(policy, episodes, split[0], split[1], info=info)
+    return str(export_policy(checkpoint, out_dir / "export", ood=ood))
 
 
 def _epoch_start(epoch: int, history: list[dict[str, float]], best: float) -> dict[str, Any]:
@@ -584,7 +600,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     }
     if ctx.is_main:
         if cfg.export:
-            result["export_manifest"] = _export(best_path, out_dir)
+            split = (train_ids, val_ids)
+            result["export_manifest"] = _export(best_path, out_dir, cfg, episodes, split)
         write_json(out_dir / "result.json", result)
     return result
 

@@ -202,9 +202,16 @@ def test_readout_starts_at_the_training_targets_mean(vector_config: MakeConfig) 
 
 
 def test_export_writes_a_manifest_for_the_best_checkpoint(vector_config: MakeConfig) -> None:
+    from liquid_control.models.export import load_exported
+
     result = train(vector_config(epochs=1, export=True))
     manifest = Path(result["export_manifest"])
     assert manifest.is_file() and manifest.parent == Path(result["out_dir"]) / "export"
+    # The OOD statistics of the training episodes, thresholded on the validation ones.
+    ood = load_exported(manifest).ood
+    assert ood is not None and ood.dim == 3
+    assert ood.info["fit_frames"] > 0 and ood.info["val_frames"] > 0
+    assert ood.info["fit_frames"] + ood.info["val_frames"] == 6 * 40
 
 
 @pytest.mark.parametrize("name", ["train_lane.yaml", "train_walker.yaml"])
