@@ -22,7 +22,7 @@ from liquid_control.data.windows import split_by_episode, window_rows
 from liquid_control.errors import UserError
 from liquid_control.models import Policy, load_checkpoint
 from liquid_control.train import TrainConfig, train
-from liquid_control.train.trainer import _Dist, _epoch_rows, main, shard_episodes
+from liquid_control.train.trainer import _Dist, _epoch_rows, _validate, main, shard_episodes
 
 REPO = Path(__file__).resolve().parents[2]
 MakeConfig = Callable[..., TrainConfig]
@@ -211,7 +211,14 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(
 def test_two_ddp_processes_on_cpu_keep_their_replicas_equal(
     vector_config: MakeConfig, tmp_path: Path
 ) -> None:
-    cfg = vector_config(out_dir=str(tmp_path / "ddp"), epochs=2, max_steps_per_epoch=4)
+    # Streamed, a DataLoader worker per rank; two validation episodes, one per rank.
+    cfg = vector_config(
+        out_dir=str(tmp_path / "ddp"),
+        epochs=2,
+        max_steps_per_epoch=4,
+        val_fraction=0.34,
+        num_workers=1,
+    )
     config_path = _write_config(cfg, tmp_path / "ddp.yaml")
     command = [
         sys.executable,
@@ -237,6 +244,14 @@ def test_two_ddp_processes_on_cpu_keep_their_replicas_equal(
     first, second = result["weights_sha256"]
     assert first == second
     assert (tmp_path / "ddp" / "best.safetensors").is_file()
+    # The ranks' validation shares add up to a validation of every episode exactly once.
+    policy, _ = load_checkpoint(tmp_path / "ddp" / "last.safetensors")
+    episodes = load_episodes(cfg.datasets)
+    _, val_ids = split_by_episode(len(episodes), cfg.val_fraction, cfg.seed)
+    assert len(val_ids) == 2
+    rows = window_rows([len(ep) for ep in episodes], val_ids, cfg.window, cfg.stride)
+    whole = _validate(policy, episodes, rows, cfg, _Dist())
+    assert result["history"][-1]["val_loss"] == pytest.approx(whole, rel=1e-6)
 
 
 def test_bad_configs_are_one_line_user_errors(
