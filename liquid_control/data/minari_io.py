@@ -43,7 +43,9 @@ Controller = Callable[[gym.Env], tuple[Any, Any]]
 class Episode:
     """One episode as numpy arrays, aligned step by step (``T`` steps).
 
-    obs: images ``(T, H, W, 3)`` uint8 or vectors ``(T, D)`` float32.
+    obs: images ``(T, H, W, 3)`` uint8 or vectors ``(T, D)`` float32; from
+        :func:`~liquid_control.data.streaming.load_lazy_episodes`, images are a
+        :class:`~liquid_control.data.streaming.StoredFrames` read as they are indexed.
     dt_s: seconds since the previous observation, ``(T,)`` float32.
     actions: executed actions ``(T, A)`` float32.
     labels: controller labels ``(T, A)`` float32 (the executed actions when none were stored).

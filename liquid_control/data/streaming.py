@@ -4,8 +4,8 @@
 objects as :func:`~liquid_control.data.minari_io.load_episodes`, with the same values,
 except that ``obs`` is a :class:`StoredFrames`: indexing it (``ep.obs[steps]``) reads
 only those steps from the episode's file, decodes them (JPEG included) and closes the
-file again. The per-step scalars (``dt_s``, actions, labels) are read up front: a few
-bytes a step, against ~40 kB for a 66x200 frame.
+file again. The per-step scalars (``dt_s``, actions, labels) and vector observations are
+read up front: a few bytes a step, against ~40 kB for a 66x200 frame.
 
 A read opens the file, takes what it needs and closes it, so nothing is shared between
 processes: a DataLoader worker (forked or spawned) reads for itself, and the memory a
@@ -218,7 +218,7 @@ def load_lazy_episodes(
     """Every episode of one or more datasets, observations left on disk (see module doc).
 
     Same arguments, order, values and errors as :func:`load_episodes`; the difference is
-    that ``Episode.obs`` is a :class:`StoredFrames`.
+    that an image dataset's ``Episode.obs`` is a :class:`StoredFrames`.
     """
     from minari import MinariDataset
 
@@ -240,9 +240,15 @@ def load_lazy_episodes(
                 if constant_dt is None:
                     constant_dt = _dataset_dt(dataset, storage.metadata, dt_s)
                 dt = np.full(steps, constant_dt, np.float32)
+            # Vector observations are a few floats a step, like the actions: loaded.
+            obs = (
+                StoredFrames(layout, episode_id, steps)
+                if layout.image
+                else _read_obs(layout, episode_id, 0, steps)
+            )
             episodes.append(
                 Episode(
-                    StoredFrames(layout, episode_id, steps),  # type: ignore[arg-type]
+                    obs,  # type: ignore[arg-type]
                     dt,
                     actions,
                     actions if labels is None else labels,
