@@ -107,26 +107,14 @@ def _real_dataset(dataset_id: str, episodes: int, track_length_m: float) -> Path
 def _copies(real: list[Any], episodes: int, seed: int) -> Iterator[Any]:
     """``episodes`` Minari episode buffers: the real episodes in turn, each copy's frames
     shifted in brightness by its own offset; one episode in memory at a time."""
-    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from liquid_control.data.minari_io import image_episode
 
     rng = np.random.default_rng(seed)
     for k in range(episodes):
         ep = real[k % len(real)]
         offset = 0 if k < len(real) else int(rng.integers(-40, 41))
-        frames = ep.obs[:].astype(np.int16) + offset
-        images = np.clip(frames, 0, 255).astype(np.uint8)
-        steps = len(ep)
-        images = np.concatenate([images, images[-1:]])  # Minari keeps T + 1 observations
-        dt = np.append(ep.dt_s, ep.dt_s[-1]).reshape(-1, 1)
-        nan = np.full((1, ep.labels.shape[1]), np.nan, np.float32)
-        yield EpisodeBuffer(
-            observations={"image": images, "dt": dt},
-            actions=ep.actions,
-            rewards=[0.0] * steps,
-            terminations=[False] * steps,
-            truncations=[False] * (steps - 1) + [True],
-            infos={"expert_action": np.concatenate([nan, ep.labels])},
-        )
+        images = np.clip(ep.obs[:].astype(np.int16) + offset, 0, 255).astype(np.uint8)
+        yield image_episode(images, ep.dt_s, ep.actions, ep.labels)
 
 
 def _scaled_dataset(source: Path, dataset_id: str, episodes: int, seed: int) -> Path:

@@ -216,6 +216,33 @@ def collect_dataset(
     return final
 
 
+def image_episode(
+    images: np.ndarray, dt_s: np.ndarray, actions: np.ndarray, labels: np.ndarray
+) -> Any:
+    """A recorded episode of ``T`` steps as a Minari ``EpisodeBuffer`` shaped like a
+    collected one: ``T + 1`` observations ``{"image", "dt"}`` (the last one repeated),
+    ``T`` actions, the labels in ``infos`` one per observation (NaN at the reset), so
+    :func:`load_episodes` gives back exactly ``images``, ``dt_s``, ``actions``, ``labels``.
+    """
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    steps = len(dt_s)
+    actions = np.asarray(actions, np.float32).reshape(steps, -1)
+    labels = np.asarray(labels, np.float32).reshape(steps, -1)
+    nan = np.full((1, labels.shape[1]), np.nan, np.float32)
+    return EpisodeBuffer(
+        observations={
+            "image": np.concatenate([images, images[-1:]]),
+            "dt": np.append(dt_s, dt_s[-1]).astype(np.float32).reshape(-1, 1),
+        },
+        actions=actions,
+        rewards=[0.0] * steps,
+        terminations=[False] * steps,
+        truncations=[False] * (steps - 1) + [True],
+        infos={LABEL_KEY: np.concatenate([nan, labels])},
+    )
+
+
 def _link_or_copy(source: str, target: str) -> None:
     """Hard-link episode files (written once, never changed) and copy the rest: Minari
     rewrites ``metadata.json`` files in place, which through a link would change the

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from minari.data_collector.episode_buffer import EpisodeBuffer
 
 from liquid_control.data import collect_dataset
+from liquid_control.data.minari_io import image_episode
 
 TINY_IMAGE_ID = "LiquidControlTest/TinyImage-v0"
 IMAGE_HEIGHT, IMAGE_WIDTH = 32, 40
@@ -122,17 +123,11 @@ def random_image_episodes(
     rng = np.random.default_rng(seed)
     for _ in range(episodes):
         actions = rng.uniform(-1, 1, (steps, 1)).astype(np.float32)
-        labels = np.concatenate([np.full((1, 1), np.nan, np.float32), actions * 0.5])
-        yield EpisodeBuffer(
-            observations={
-                "image": rng.integers(0, 256, (steps + 1, *shape, 3), dtype=np.uint8),
-                "dt": rng.uniform(0.02, 0.08, (steps + 1, 1)).astype(np.float32),
-            },
-            actions=actions,
-            rewards=[0.0] * steps,
-            terminations=[False] * steps,
-            truncations=[False] * (steps - 1) + [True],
-            infos={"expert_action": labels},
+        yield image_episode(
+            rng.integers(0, 256, (steps, *shape, 3), dtype=np.uint8),
+            rng.uniform(0.02, 0.08, steps).astype(np.float32),
+            actions,
+            actions * 0.5,
         )
 
 

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from minari.data_collector.episode_buffer import EpisodeBuffer
 
 from liquid_control.data.bags.reader import Frame, FrameSpill, ReadOptions, read_bag
 from liquid_control.data.bags.split import Split, labelled_episodes, segments
@@ -57,6 +56,7 @@ from liquid_control.data.minari_io import (
     IMAGE_ENCODINGS,
     _data_dir,
     datasets_root,
+    image_episode,
     write_episodes,
 )
 from liquid_control.errors import UserError
@@ -273,28 +273,13 @@ def _dt_s(frames: list[Frame]) -> np.ndarray:
     return dt_s
 
 
-def _episode_buffer(
-    frames: list[Frame], spill: FrameSpill, max_abs_curvature: float
-) -> EpisodeBuffer:
-    """One episode as Minari stores a collected one: ``T + 1`` observations (the last
-    frame repeated), ``T`` actions = the recorded curvature (clipped), which is also the
-    label (``infos``, one per observation, NaN at the reset)."""
-    steps = len(frames)
-    images = np.empty((steps + 1, *spill.shape), np.uint8)  # type: ignore[misc]
-    for t, frame in enumerate(frames):
-        images[t] = spill.read(frame.slot)
-    images[steps] = images[steps - 1]
-    dt_s = _dt_s(frames)
-    kappa = np.array([f.curvature for f in frames], np.float32).reshape(steps, 1)
+def _episode_buffer(frames: list[Frame], spill: FrameSpill, max_abs_curvature: float) -> Any:
+    """One episode: its frames read back from the spill; the recorded curvature (clipped)
+    is both the action and the label."""
+    images = np.stack([spill.read(frame.slot) for frame in frames])
+    kappa = np.array([f.curvature for f in frames], np.float32)
     np.clip(kappa, -max_abs_curvature, max_abs_curvature, out=kappa)
-    return EpisodeBuffer(
-        observations={"image": images, "dt": np.append(dt_s, dt_s[-1]).reshape(-1, 1)},
-        actions=kappa,
-        rewards=[0.0] * steps,
-        terminations=[False] * steps,
-        truncations=[False] * (steps - 1) + [True],
-        infos={"expert_action": np.concatenate([np.full((1, 1), np.nan, np.float32), kappa])},
-    )
+    return image_episode(images, _dt_s(frames), kappa, kappa)
 
 
 def _earlier_conversion(dataset_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
