@@ -124,7 +124,7 @@ _BENCH_OPTIONS = {
     "config": ("lane", "drone", "walker", "ood"),
     "shipped": ("lane", "drone"),
     "data": ("walker",),
-    "repeats": ("cores",),
+    "repeats": ("cores", "scale"),
     "device": ("cores",),
     "load": ("edge",),
     "seconds": ("edge",),
@@ -164,6 +164,10 @@ def _bench(args: argparse.Namespace) -> None:
         from liquid_control.bench import env
 
         env.run(args.out)
+    elif args.what == "scale":
+        from liquid_control.bench import scale
+
+        scale.run(args.out, repeats=args.repeats or 2)
     elif args.what == "soak":
         from liquid_control.bench import soak
 
@@ -329,7 +333,7 @@ def _bag2minari(args: argparse.Namespace) -> None:
     flat["time_source"] = args.time_source
     given = sorted("--" + k.replace("_", "-").removesuffix("-s") for k, v in flat.items() if v)
     if args.rerun:
-        if args.bags or args.mapping or given:
+        if args.bags or args.mapping or given or args.append:
             raise UserError("--rerun repeats the stored conversion: give no bags or options")
         summary = m.rerun_conversion(args.rerun, args.dataset_id)
     else:
@@ -340,7 +344,7 @@ def _bag2minari(args: argparse.Namespace) -> None:
         mapping = m.load_mapping(args.mapping) if args.mapping else m.mapping_from_options(**flat)
         source = str(args.mapping.absolute()) if args.mapping else ""
         dataset_id = args.dataset_id or "liquid_control/lane-bag-v0"
-        summary = m.convert_with_mapping(mapping, args.bags, dataset_id, source)
+        summary = m.convert_with_mapping(mapping, args.bags, dataset_id, source, args.append)
     print(json_text(summary, indent=2, default=str))
 
 
@@ -598,6 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="place messages by header stamp (log time where there is none) or by "
         "log time (default: header)",
     )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add the bags' episodes to the existing --dataset-id (converted with the same "
+        "mapping); a failure leaves it as it was",
+    )
     p.set_defaults(func=_bag2minari)
 
     p = sub.add_parser("collect", help="record expert driving as a Minari dataset")
@@ -736,7 +746,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak", "ood"],
+        choices=[
+            "cores",
+            "edge",
+            "env",
+            "lane",
+            "walker",
+            "drone",
+            "arena",
+            "soak",
+            "ood",
+            "scale",
+        ],
         help="which benchmark",
     )
     p.add_argument(
@@ -755,7 +776,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument(
-        "--repeats", type=positive_int, help="cores: timed repetitions per model (default: 20)"
+        "--repeats",
+        type=positive_int,
+        help="cores: timed repetitions per model (default: 20); scale: training runs per "
+        "path on 1x (default: 2)",
     )
     p.add_argument(
         "--device",
