@@ -367,6 +367,27 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/eval.json")
 
 
+def _explain(args: argparse.Namespace) -> None:
+    from liquid_control.explain.report import explain
+
+    summary = explain(
+        args.model,
+        args.out,
+        episodes=args.episodes,
+        perturb=args.perturb,
+        max_steps=args.steps,
+        trusted_keys=args.trusted_key,
+    )
+    for row in summary["episodes"]:
+        shares = row["attention"]
+        print(
+            f"episode seed {row['seed']}: {row['steps']} steps ({row['outcome']}); saliency on "
+            f"the task's objects (cover {shares['mask_area']:.0%} of the frame): "
+            + ", ".join(f"{m} {shares[m]:.0%}" for m in summary["methods"])
+        )
+    print(f"wrote {args.out}: {', '.join(summary['files'])}")
+
+
 def _arena(args: argparse.Namespace) -> None:
     from liquid_control.schema import parse
     from liquid_control.train.arena import ArenaConfig, config_from_mapping, run_arena
@@ -615,6 +636,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/eval"))
     _add_trusted_key(p)
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "explain",
+        help="wiring diagram, neuron traces and saliency video of a camera policy",
+        description="Drive EXPORT (lane keeping or drone, any core) in its simulator and write "
+        "wiring.png (NCP cores), neurons_K.csv/.png (every neuron under the commands), "
+        "saliency_K.mp4 (VisualBackprop and integrated gradients over the camera frames), "
+        "saliency_K.npz (the per-frame maps, frames and ground-truth task masks) and "
+        "explain.json.",
+    )
+    p.add_argument("model", help="export directory or manifest.json (or .safetensors checkpoint)")
+    p.add_argument("--episodes", type=positive_int, default=1, help="held-out episodes")
+    p.add_argument("--steps", type=positive_int, default=300, help="policy steps per episode")
+    p.add_argument(
+        "--perturb",
+        default="",
+        help="e.g. noise=0.2 | brightness=0.3 | ood=snow (drone: ood=urban)",
+    )
+    p.add_argument("--out", type=Path, default=Path("out/explain"), help="output directory")
+    _add_trusted_key(p)
+    p.set_defaults(func=_explain)
 
     p = sub.add_parser(
         "arena",
