@@ -100,7 +100,7 @@ def _info(args: argparse.Namespace) -> None:
 
 # The options only some benchmarks read; given to another, they are refused, not ignored.
 _BENCH_OPTIONS = {
-    "config": ("lane", "drone", "walker"),
+    "config": ("lane", "drone", "walker", "attention"),
     "shipped": ("lane", "drone"),
     "data": ("walker",),
     "repeats": ("cores",),
@@ -162,6 +162,12 @@ def _bench(args: argparse.Namespace) -> None:
 
         default = "config/bench_drone_shipped.yaml" if args.shipped else "config/bench_drone.yaml"
         results = drone.run(args.config or Path(default), args.out)
+        print((args.out / f"{results['config']['name']}.md").read_text())
+        return
+    elif args.what == "attention":
+        from liquid_control.bench import attention
+
+        results = attention.run(args.config or Path("config/bench_attention.yaml"), args.out)
         print((args.out / f"{results['config']['name']}.md").read_text())
         return
     elif args.what == "walker":
@@ -716,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak"],
+        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak", "attention"],
         help="which benchmark",
     )
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")

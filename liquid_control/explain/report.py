@@ -31,13 +31,16 @@ VIDEO_SCALE = {"lane": 3, "drone": 4}
 FPS = {"lane": 20, "drone": 10}
 
 
-def episode_saliency(policy: Policy, episode: Episode, methods=METHODS) -> dict[str, np.ndarray]:
-    """Maps ``(T, H, W)`` per method for every step of a recorded episode."""
+def episode_saliency(
+    policy: Policy, episode: Episode, methods=METHODS, every: int = 1
+) -> dict[str, np.ndarray]:
+    """Maps ``(T, H, W)`` per method for every ``every``-th step of a recorded episode."""
+    steps = range(0, len(episode), every)
     return {
         m: np.stack(
             [
-                saliency(m, policy, f, dt, h)
-                for f, dt, h in zip(episode.frames, episode.dt_s, episode.state_in, strict=True)
+                saliency(m, policy, episode.frames[i], episode.dt_s[i], episode.state_in[i])
+                for i in steps
             ]
         )
         for m in methods
@@ -45,12 +48,14 @@ def episode_saliency(policy: Policy, episode: Episode, methods=METHODS) -> dict[
 
 
 def attention_shares(maps: dict[str, np.ndarray], masks: list[np.ndarray]) -> dict[str, Any]:
-    """Per method, the mean share of saliency mass on the masks, and the masks' mean area."""
+    """Per method, the share of saliency mass on the masks (mean over frames, and each
+    frame's), and the share of the frame the masks cover (mean)."""
     stacked = np.stack(masks)
-    out: dict[str, Any] = {"mask_area": float(stacked.mean())}
+    out: dict[str, Any] = {"mask_area": float(stacked.mean()), "frames": len(stacked)}
     for method, m in maps.items():
-        shares = [mass_fraction(s, k) for s, k in zip(m, stacked, strict=True)]
-        out[method] = float(np.nanmean(shares)) if shares else float("nan")
+        shares = np.array([mass_fraction(s, k) for s, k in zip(m, stacked, strict=True)])
+        out[method] = float(np.nanmean(shares)) if shares.size else float("nan")
+        out[f"{method}_per_frame"] = shares
     return out
 
 
@@ -109,7 +114,11 @@ def explain(
                         "seed": episode.seed,
                         "steps": len(episode),
                         "outcome": episode.outcome or "step limit",
-                        "attention": attention_shares(maps, episode.masks),
+                        "attention": {
+                            k: v
+                            for k, v in attention_shares(maps, episode.masks).items()
+                            if not k.endswith("_per_frame")
+                        },
                     }
                 )
         finally:
