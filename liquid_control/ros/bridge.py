@@ -32,11 +32,94 @@ from typing import Any
 import numpy as np
 
 from liquid_control.errors import UserError
+from liquid_control.ros.params import Param
 
 COMMAND_MODES = ("curvature", "velocity", "vector")
 MIN_SPEED_MPS = 0.1
 # Sim time jumps this much at every reset, so a policy node's gap rule resets its state.
 RESET_GAP_S = 1.0
+
+NAME = "sim_bridge"
+PARAMS = [
+    Param("env_id", "LiquidControl/LaneKeeping-v0", "Gymnasium env id", read_only=True),
+    Param("env_kwargs", "{}", "JSON object of env keyword arguments", read_only=True),
+    Param(
+        "perturb",
+        "",
+        "perturbations, e.g. 'noise=0.2,drop=0.5' (empty: clean); at runtime the strengths "
+        "of the kinds set at start-up can change",
+    ),
+    Param(
+        "mode",
+        "sync",
+        "sync: one step per command answering the last frame; realtime: step on a timer",
+        choices=("sync", "realtime"),
+        read_only=True,
+    ),
+    Param("rate_hz", 20.0, "realtime step rate (Hz)", 0.1, 1000.0, read_only=True),
+    Param(
+        "sync_timeout_s",
+        1.0,
+        "sync mode: step with the fail-safe command after this wait for an answer",
+        0.01,
+        60.0,
+    ),
+    Param(
+        "command_mode",
+        "curvature",
+        "how a command maps to the env action",
+        choices=COMMAND_MODES,
+        read_only=True,
+    ),
+    Param(
+        "seed",
+        0,
+        "seed of the first episode (episode k uses seed + k)",
+        0,
+        2**31 - 1,
+        read_only=True,
+    ),
+    Param("camera_topic", "camera/image_raw", "camera image topic", read_only=True),
+    Param(
+        "observation_topic",
+        "observation",
+        "vector observation topic (sensor_msgs/JointState, position = observation)",
+        read_only=True,
+    ),
+    Param("command_topic", "cmd_vel", "command topic", read_only=True),
+    Param(
+        "render_camera",
+        False,
+        "envs without a camera observation (Walker2d): publish env.render() on camera_topic "
+        "(needs env_kwargs render_mode rgb_array)",
+        read_only=True,
+    ),
+    Param("frame_id", "camera", "frame of the camera images", read_only=True),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
+    Param(
+        "publish_compressed",
+        False,
+        "also publish every camera frame as jpeg (sensor_msgs/CompressedImage) on "
+        "<camera_topic>/compressed, as image_transport's compressed plugin does",
+        read_only=True,
+    ),
+    Param(
+        "autopilot",
+        "",
+        "expert: the privileged expert drives (commands are ignored) and its command is "
+        "published on <command_topic>_autopilot, for recording demonstrations",
+        choices=("", "expert"),
+        read_only=True,
+    ),
+    Param(
+        "max_episodes",
+        0,
+        "shut down after this many episodes (0: never)",
+        0,
+        1_000_000,
+        read_only=True,
+    ),
+]
 
 
 class CommandError(ValueError):
@@ -328,3 +411,55 @@ class AnswerTimes:
             "answer_p99_ms": float(np.percentile(delays, 99)) if delays.size else None,
             "answer_max_ms": float(delays.max()) if delays.size else None,
         }
+
+
+def mujoco_joints(env: Any) -> list[tuple[str, int, int]]:
+    """(name, qpos index, qvel index) of every hinge/slide joint of a MuJoCo env ([] if none)."""
+    model = getattr(env.unwrapped, "model", None)
+    if model is None or not hasattr(model, "njnt"):
+        return []
+    import mujoco
+
+    one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    return [
+        (model.joint(j).name, int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j]))
+        for j in range(model.njnt)
+        if int(model.jnt_type[j]) in one_dof
+    ]
+
+
+def expert_for(env: Any) -> Any:
+    """The privileged expert of the env's task (lane keeping or drone navigation)."""
+    from liquid_control.envs.drone import DroneNavEnv
+
+    if isinstance(env.unwrapped, DroneNavEnv):
+        from liquid_control.envs.drone_expert import DroneExpert
+
+        return DroneExpert()
+    from liquid_control.envs.expert import LaneExpert
+
+    return LaneExpert()
+
+
+def world_to_body(q: Any, v: Any) -> tuple[float, float, float]:
+    """Rotate a world-frame vector into the frame of unit quaternion ``q`` (nav_msgs/Odometry
+    gives the twist in ``child_frame_id``)."""
+    w, x, y, z = q.w, q.x, q.y, q.z
+    rotation = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    body = rotation.T @ np.asarray(v, dtype=np.float64)
+    return float(body[0]), float(body[1]), float(body[2])
+
+
+def fovy_deg(env: Any, view: str) -> float:
+    """Vertical field of view of the published image: the camera env's view, else (a
+    Gymnasium MuJoCo env's render) the model's free-camera ``fovy``."""
+    fovy = env.camera_fovy_deg(view) if hasattr(env, "camera_fovy_deg") else None
+    if fovy is None and hasattr(env, "model"):
+        fovy = float(env.model.vis.global_.fovy)
+    return 45.0 if fovy is None else fovy  # MuJoCo's default

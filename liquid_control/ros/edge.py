@@ -1,17 +1,170 @@
-"""Actions to commands for ``policy_node``, importable and testable without ROS.
+"""``policy_node``'s logic, importable and testable without ROS.
 
 The policy itself runs in :class:`liquid_control.models.stateful.StatefulPolicy` (state,
-dt from stamps, statistics); this module maps its actions to the Twist-like
+dt from stamps, statistics). This module holds the node's parameter table, the checks
+that a loaded export fits those parameters, the validation of vector observations, the
+node's health as reported on ``/diagnostics``, and the map from actions to the Twist-like
 :class:`Command` the node publishes, within the vehicle's limits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from liquid_control.models.export import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS
+from liquid_control.paths import DEFAULT_LANE_MODEL
+from liquid_control.ros.params import Param, ParameterError
+
 COMMAND_MODES = ("curvature", "velocity", "vector")
+
+NAME = "policy_node"
+IMAGE_TRANSPORTS = ("raw", "compressed")
+PARAMS = [
+    Param(
+        "model",
+        str(DEFAULT_LANE_MODEL),
+        "exported model directory or manifest.json",
+        read_only=True,
+    ),
+    Param("backend", DEFAULT_BACKEND, "inference backend", choices=BACKENDS, read_only=True),
+    Param(
+        "threads",
+        DEFAULT_THREADS,
+        "inference threads (0: library default; torch's are process-wide)",
+        0,
+        64,
+        read_only=True,
+    ),
+    Param(
+        "trusted_keys",
+        "",
+        "comma-separated Ed25519 public key files (PEM); when set, an export not signed by "
+        "one of them is refused before any model file is opened",
+        read_only=True,
+    ),
+    Param(
+        "autostart",
+        False,
+        "configure and activate at start-up (a model that cannot load exits the node)",
+        read_only=True,
+    ),
+    Param("image_topic", "camera/image_raw", "camera topic (sensor_msgs/Image)", read_only=True),
+    Param(
+        "image_transport",
+        "raw",
+        "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage "
+        "(jpeg, png) on <image_topic>/compressed, as image_transport publishes it",
+        choices=IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
+    Param(
+        "crop",
+        [0, 0, 0, 0],
+        "top, bottom, left, right pixels removed from every frame before it is resized to "
+        "the model's input (the crop of the dataset's bag2minari mapping)",
+        0,
+        100_000,
+        read_only=True,
+    ),
+    Param(
+        "command_topic",
+        "cmd_vel",
+        "command topic (geometry_msgs/TwistStamped; sensor_msgs/JointState for vector models)",
+        read_only=True,
+    ),
+    Param(
+        "command_mode",
+        "curvature",
+        "curvature: action is path curvature (1/m), yaw rate = "
+        "curvature * speed; velocity: action is [vx, vy, vz, yaw_rate]; vector: the raw "
+        "action as JointState effort (vector-input models)",
+        choices=COMMAND_MODES,
+        read_only=True,
+    ),
+    Param(
+        "observation_topic",
+        "observation",
+        "vector observation topic (sensor_msgs/JointState, position = observation; "
+        "vector-input models)",
+        read_only=True,
+    ),
+    Param("max_abs_action", 1.0, "vector mode: action limit (env action space)", 1e-3, 1e3),
+    Param(
+        "max_velocity",
+        [2.0, 1.0, 1.0, 1.0],
+        "velocity mode: limits of |vx|, |vy|, |vz| (m/s) and |yaw rate| (rad/s)",
+        1e-3,
+        100.0,
+    ),
+    Param("speed_mps", 10.0, "forward speed in curvature mode (m/s)", 0.0, 40.0),
+    Param("max_abs_curvature", 0.2, "steering limit in curvature mode (1/m)", 0.001, 10.0),
+    Param(
+        "timeout_s", 0.5, "no valid frame for this long publishes the fail-safe command", 0.01, 60.0
+    ),
+    Param("max_gap_s", 0.5, "a frame gap above this resets the recurrent state", 0.01, 60.0),
+    Param("frame_id", "base_link", "frame of the published command"),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
+]
+
+
+def watchdog_period_s(timeout_s: float) -> float:
+    """How often the watchdog looks: often enough to act within a quarter of the timeout."""
+    return min(timeout_s / 4, 0.05)
+
+
+def check_fits(policy: Any, image_input: bool, mode: str, model: str) -> None:
+    """Raise :class:`ParameterError` when ``command_mode`` cannot drive this export: a
+    vector model needs ``vector``, an image model ``curvature`` (1 action) or
+    ``velocity`` (4 actions)."""
+    vector = not image_input
+    if vector != (mode == "vector"):
+        raise ParameterError(
+            f"model {model} takes {'vectors' if vector else 'images'}: "
+            f"command_mode must be {'vector' if vector else 'curvature or velocity'}, "
+            f"got {mode!r}"
+        )
+    needed = {"curvature": 1, "velocity": 4}.get(mode)
+    if needed is not None and policy.action_dim != needed:
+        raise ParameterError(
+            f"model {model} outputs {policy.action_dim} actions: command_mode "
+            f"{mode!r} needs {needed}"
+        )
+
+
+def vector_observation(values: Any, size: int) -> tuple[np.ndarray | None, str]:
+    """A ``JointState.position`` as the model's float32 observation, or ``None`` and why
+    it is dropped (wrong length, non-finite values)."""
+    obs = np.asarray(values, dtype=np.float64)
+    if obs.size != size:
+        return None, f"dropped observation: {obs.size} values (model takes {size})"
+    if not np.all(np.isfinite(obs)):
+        return None, "dropped observation: non-finite values"
+    return obs.astype(np.float32), ""
+
+
+def health(
+    configure_error: str | None,
+    lifecycle: str,
+    active: bool,
+    failsafe: bool,
+    stats: dict[str, Any],
+) -> tuple[str, str]:
+    """The node's ``/diagnostics`` level (``OK``, ``WARN``, ``ERROR``) and message, the
+    worst condition first."""
+    if configure_error is not None:
+        return "ERROR", configure_error
+    if not active:
+        return "OK", lifecycle
+    if failsafe:
+        return "ERROR", "no valid input: fail-safe"
+    if stats.get("nonfinite_actions"):
+        return "WARN", "non-finite actions"
+    if stats.get("dropped_frames"):
+        return "WARN", "dropping malformed frames"
+    return "OK", "running"
 
 
 @dataclass

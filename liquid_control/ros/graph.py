@@ -124,12 +124,9 @@ def launch_arguments(task: str) -> list[LaunchArgument]:
 
 
 def _parameter_tables() -> dict[str, dict[str, Any]]:
-    from liquid_control.ros import policy_node, recorder, sim_bridge
+    from liquid_control.ros import bridge, edge, recording
 
-    return {
-        module.NAME: {p.name: p for p in module.PARAMS}
-        for module in (sim_bridge, policy_node, recorder)
-    }
+    return {module.NAME: {p.name: p for p in module.PARAMS} for module in (bridge, edge, recording)}
 
 
 def _as_text(value: Any) -> str:

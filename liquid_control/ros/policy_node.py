@@ -33,8 +33,10 @@ clipped to ``max_abs_action``; ``command_mode: vector``). Every command carries 
 header stamp of the input it answers, so dt comes from stamps for every model and
 ``sim_bridge`` in sync mode can tell an answer to its last frame from a stale one.
 
-Glue only: parameters come from :data:`PARAMS` (those not read-only take effect on the
-next message), frames are decoded by :mod:`liquid_control.ros.conversions`, and
+Glue only: parameters come from :data:`~liquid_control.ros.edge.PARAMS` (those not
+read-only take effect on the next message), frames are decoded by
+:mod:`liquid_control.ros.conversions`, :mod:`liquid_control.ros.edge` checks the model
+against the parameters, maps actions to commands and rates the node's health, and
 :class:`StatefulPolicy` owns the policy, its recurrent state and the statistics reported
 on ``/diagnostics``. A malformed frame is dropped with a throttled warning; a non-finite
 action, or no valid frame for ``timeout_s``, publishes the fail-safe command (stop;
@@ -48,16 +50,18 @@ import time
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import TwistStamped
+from lifecycle_msgs.msg import State
+from rclpy.clock import Clock, ClockType
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_srvs.srv import Trigger
 
 from liquid_control.errors import UserError
-from liquid_control.models.export import (
-    BACKENDS,
-    DEFAULT_BACKEND,
-    DEFAULT_THREADS,
-    set_torch_threads,
-)
+from liquid_control.models.export import set_torch_threads
 from liquid_control.models.stateful import StatefulPolicy
-from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.conversions import (
     ImageError,
     compressed_to_rgb,
@@ -65,421 +69,298 @@ from liquid_control.ros.conversions import (
     image_to_rgb,
     stamp_to_s,
 )
-from liquid_control.ros.edge import COMMAND_MODES, Command, action_to_command, failsafe_command
-from liquid_control.ros.params import Param, ParameterError, declare, set_period
+from liquid_control.ros.edge import (
+    NAME,
+    PARAMS,
+    Command,
+    action_to_command,
+    check_fits,
+    failsafe_command,
+    health,
+    vector_observation,
+    watchdog_period_s,
+)
+from liquid_control.ros.params import ParameterError, declare, set_period
 from liquid_control.ros.runtime import diagnostic_name, spin_single
 
-NAME = "policy_node"
-IMAGE_TRANSPORTS = ("raw", "compressed")
-PARAMS = [
-    Param(
-        "model",
-        str(DEFAULT_LANE_MODEL),
-        "exported model directory or manifest.json",
-        read_only=True,
-    ),
-    Param("backend", DEFAULT_BACKEND, "inference backend", choices=BACKENDS, read_only=True),
-    Param(
-        "threads",
-        DEFAULT_THREADS,
-        "inference threads (0: library default; torch's are process-wide)",
-        0,
-        64,
-        read_only=True,
-    ),
-    Param(
-        "trusted_keys",
-        "",
-        "comma-separated Ed25519 public key files (PEM); when set, an export not signed by "
-        "one of them is refused before any model file is opened",
-        read_only=True,
-    ),
-    Param(
-        "autostart",
-        False,
-        "configure and activate at start-up (a model that cannot load exits the node)",
-        read_only=True,
-    ),
-    Param("image_topic", "camera/image_raw", "camera topic (sensor_msgs/Image)", read_only=True),
-    Param(
-        "image_transport",
-        "raw",
-        "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage "
-        "(jpeg, png) on <image_topic>/compressed, as image_transport publishes it",
-        choices=IMAGE_TRANSPORTS,
-        read_only=True,
-    ),
-    Param(
-        "crop",
-        [0, 0, 0, 0],
-        "top, bottom, left, right pixels removed from every frame before it is resized to "
-        "the model's input (the crop of the dataset's bag2minari mapping)",
-        0,
-        100_000,
-        read_only=True,
-    ),
-    Param(
-        "command_topic",
-        "cmd_vel",
-        "command topic (geometry_msgs/TwistStamped; sensor_msgs/JointState for vector models)",
-        read_only=True,
-    ),
-    Param(
-        "command_mode",
-        "curvature",
-        "curvature: action is path curvature (1/m), yaw rate = "
-        "curvature * speed; velocity: action is [vx, vy, vz, yaw_rate]; vector: the raw "
-        "action as JointState effort (vector-input models)",
-        choices=COMMAND_MODES,
-        read_only=True,
-    ),
-    Param(
-        "observation_topic",
-        "observation",
-        "vector observation topic (sensor_msgs/JointState, position = observation; "
-        "vector-input models)",
-        read_only=True,
-    ),
-    Param("max_abs_action", 1.0, "vector mode: action limit (env action space)", 1e-3, 1e3),
-    Param(
-        "max_velocity",
-        [2.0, 1.0, 1.0, 1.0],
-        "velocity mode: limits of |vx|, |vy|, |vz| (m/s) and |yaw rate| (rad/s)",
-        1e-3,
-        100.0,
-    ),
-    Param("speed_mps", 10.0, "forward speed in curvature mode (m/s)", 0.0, 40.0),
-    Param("max_abs_curvature", 0.2, "steering limit in curvature mode (1/m)", 0.001, 10.0),
-    Param(
-        "timeout_s", 0.5, "no valid frame for this long publishes the fail-safe command", 0.01, 60.0
-    ),
-    Param("max_gap_s", 0.5, "a frame gap above this resets the recurrent state", 0.01, 60.0),
-    Param("frame_id", "base_link", "frame of the published command"),
-    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
-]
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+)
 
 
-def watchdog_period_s(timeout_s: float) -> float:
-    """How often the watchdog looks: often enough to act within a quarter of the timeout."""
-    return min(timeout_s / 4, 0.05)
+class PolicyNode(LifecycleNode):
+    """The lifecycle node of the module docstring; :mod:`liquid_control.ros.edge` decides
+    what fits, what is dropped and what is published."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NAME, **kwargs)
+        self.p = declare(self, PARAMS, on_change=self.on_parameter_change)
+        self.controller: StatefulPolicy | None = None
+        self.configure_error: str | None = None
+        self.refusal: Exception | None = None  # why the last configure failed
+        self.active = False
+        self.failsafe_active = False
+        self.last_valid: float | None = None  # monotonic time of the last valid input
+        self.cmd_pub: Any = None
+        self.input_sub: Any = None
+        self.watchdog: Any = None
+        self.requested_resets = 0
+        self.reset_srv = self.create_service(Trigger, "~/reset_state", self.on_reset_state)
+        # Steady clock: the watchdog and diagnostics must run even when (sim) time stops.
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.diag_timer = self.create_timer(
+            self.p["diagnostics_period_s"], self.publish_diagnostics, clock=self.steady
+        )
 
-def _make_node_class():
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from geometry_msgs.msg import TwistStamped
-    from rclpy.clock import Clock, ClockType
-    from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CompressedImage, Image, JointState
-    from std_srvs.srv import Trigger
-
-    sensor_qos = QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
-    )
-
-    class PolicyNode(LifecycleNode):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(NAME, **kwargs)
-            self.p = declare(self, PARAMS, on_change=self.on_parameter_change)
-            self.controller: StatefulPolicy | None = None
-            self.configure_error: str | None = None
-            self.refusal: Exception | None = None  # why the last configure failed
-            self.active = False
-            self.failsafe_active = False
-            self.last_valid: float | None = None  # monotonic time of the last valid input
-            self.cmd_pub: Any = None
-            self.input_sub: Any = None
-            self.watchdog: Any = None
-            self.requested_resets = 0
-            self.reset_srv = self.create_service(Trigger, "~/reset_state", self.on_reset_state)
-            # Steady clock: the watchdog and diagnostics must run even when (sim) time stops.
-            self.steady = Clock(clock_type=ClockType.STEADY_TIME)
-            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            self.diag_timer = self.create_timer(
-                self.p["diagnostics_period_s"], self.publish_diagnostics, clock=self.steady
+    # -- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.controller = self._load()
+        except (UserError, ParameterError) as e:
+            self.configure_error, self.refusal = str(e), e
+            if not self.p["autostart"]:  # else the executable exits with this line
+                self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = None
+        vector = self.controller.image_hw is None
+        self.input_topic = self.p["observation_topic" if vector else "image_topic"]
+        if vector:
+            self.input_sub = self.create_subscription(
+                JointState, self.input_topic, self.on_vector, SENSOR_QOS
             )
-
-        # -- lifecycle ------------------------------------------------------------------------
-        def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-            try:
-                self.controller = self._load()
-            except (UserError, ParameterError) as e:
-                self.configure_error, self.refusal = str(e), e
-                if not self.p["autostart"]:  # else the executable exits with this line
-                    self.get_logger().error(f"configure failed: {e}")
-                return TransitionCallbackReturn.FAILURE
-            self.configure_error = None
-            vector = self.controller.image_hw is None
-            self.input_topic = self.p["observation_topic" if vector else "image_topic"]
-            if vector:
-                self.input_sub = self.create_subscription(
-                    JointState, self.input_topic, self.on_vector, sensor_qos
-                )
-                self.cmd_pub = self.create_lifecycle_publisher(
-                    JointState, self.p["command_topic"], 10
-                )
-            else:
-                compressed = self.p["image_transport"] == "compressed"
-                if compressed:
-                    self.input_topic = self.input_topic.rstrip("/") + "/compressed"
-                self.decode = compressed_to_rgb if compressed else image_to_rgb
-                self.input_sub = self.create_subscription(
-                    CompressedImage if compressed else Image,
-                    self.input_topic,
-                    self.on_image,
-                    sensor_qos,
-                )
-                self.cmd_pub = self.create_lifecycle_publisher(
-                    TwistStamped, self.p["command_topic"], 10
-                )
-            self.get_logger().info(
-                f"configured: {self.p['model']} ({self.p['backend']}, {self.p['threads']} "
-                f"threads, first dt {self.controller.dt_s} s); input {self.input_topic}"
+            self.cmd_pub = self.create_lifecycle_publisher(JointState, self.p["command_topic"], 10)
+        else:
+            compressed = self.p["image_transport"] == "compressed"
+            if compressed:
+                self.input_topic = self.input_topic.rstrip("/") + "/compressed"
+            self.decode = compressed_to_rgb if compressed else image_to_rgb
+            self.input_sub = self.create_subscription(
+                CompressedImage if compressed else Image,
+                self.input_topic,
+                self.on_image,
+                SENSOR_QOS,
             )
-            return super().on_configure(state)
-
-        def _load(self) -> StatefulPolicy:
-            if self.p["backend"] != "onnxruntime":
-                set_torch_threads(self.p["threads"])
-            keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
-            controller = StatefulPolicy.load(
-                self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"], keys
+            self.cmd_pub = self.create_lifecycle_publisher(
+                TwistStamped, self.p["command_topic"], 10
             )
-            vector = controller.image_hw is None
-            mode = self.p["command_mode"]
-            if vector != (mode == "vector"):
-                raise ParameterError(
-                    f"model {self.p['model']} takes {'vectors' if vector else 'images'}: "
-                    f"command_mode must be {'vector' if vector else 'curvature or velocity'}, "
-                    f"got {mode!r}"
-                )
-            action_dim = controller.policy.action_dim
-            needed = {"curvature": 1, "velocity": 4}.get(mode)
-            if needed is not None and action_dim != needed:
-                raise ParameterError(
-                    f"model {self.p['model']} outputs {action_dim} actions: command_mode "
-                    f"{mode!r} needs {needed}"
-                )
-            self.obs_size = int(np.prod(controller.policy.obs_shape))
-            return controller
+        self.get_logger().info(
+            f"configured: {self.p['model']} ({self.p['backend']}, {self.p['threads']} "
+            f"threads, first dt {self.controller.dt_s} s); input {self.input_topic}"
+        )
+        return super().on_configure(state)
 
-        def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-            self.controller.reset()
-            self.last_valid = None  # the first valid input arms the watchdog
-            self.failsafe_active = False
-            self.watchdog = self.create_timer(
-                watchdog_period_s(self.p["timeout_s"]), self.on_watchdog, clock=self.steady
-            )
-            result = super().on_activate(state)  # activates the lifecycle publisher
-            self.active = True
-            self.get_logger().info("active: publishing commands")
-            return result
+    def _load(self) -> StatefulPolicy:
+        if self.p["backend"] != "onnxruntime":
+            set_torch_threads(self.p["threads"])
+        keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
+        controller = StatefulPolicy.load(
+            self.p["model"], self.p["backend"], self.p["threads"], self.p["max_gap_s"], keys
+        )
+        image_input = controller.image_hw is not None
+        check_fits(controller.policy, image_input, self.p["command_mode"], self.p["model"])
+        self.obs_size = int(np.prod(controller.policy.obs_shape))
+        return controller
 
-        def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.controller.reset()
+        self.last_valid = None  # the first valid input arms the watchdog
+        self.failsafe_active = False
+        self.watchdog = self.create_timer(
+            watchdog_period_s(self.p["timeout_s"]), self.on_watchdog, clock=self.steady
+        )
+        result = super().on_activate(state)  # activates the lifecycle publisher
+        self.active = True
+        self.get_logger().info("active: publishing commands")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_control()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.active:
             self._stop_control()
-            return super().on_deactivate(state)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
 
-        def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-            self._release()
-            return super().on_cleanup(state)
+    def _stop_control(self) -> None:
+        """Leave the robot safe: one fail-safe command, then silence."""
+        self.active = False
+        if self.watchdog is not None:
+            self.destroy_timer(self.watchdog)
+            self.watchdog = None
+        self.publish_failsafe()
+        self.controller.reset()
+        self.get_logger().info("inactive: fail-safe command published once")
 
-        def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-            if self.active:
-                self._stop_control()
-            self._release()
-            return TransitionCallbackReturn.SUCCESS
+    def _release(self) -> None:
+        if self.input_sub is not None:
+            self.destroy_subscription(self.input_sub)
+            self.input_sub = None
+        if self.cmd_pub is not None:
+            self.destroy_lifecycle_publisher(self.cmd_pub)
+            self.cmd_pub = None
+        self.controller = None
 
-        def _stop_control(self) -> None:
-            """Leave the robot safe: one fail-safe command, then silence."""
-            self.active = False
-            if self.watchdog is not None:
-                self.destroy_timer(self.watchdog)
-                self.watchdog = None
-            self.publish_failsafe()
-            self.controller.reset()
-            self.get_logger().info("inactive: fail-safe command published once")
+    def on_parameter_change(self, name: str, value: Any) -> None:
+        if name == "max_gap_s" and self.controller is not None:
+            self.controller.max_gap_s = value
+        elif name == "timeout_s" and self.watchdog is not None:
+            set_period(self.watchdog, watchdog_period_s(value))
+        elif name == "diagnostics_period_s":
+            set_period(self.diag_timer, value)
 
-        def _release(self) -> None:
-            if self.input_sub is not None:
-                self.destroy_subscription(self.input_sub)
-                self.input_sub = None
-            if self.cmd_pub is not None:
-                self.destroy_lifecycle_publisher(self.cmd_pub)
-                self.cmd_pub = None
-            self.controller = None
+    # -- control --------------------------------------------------------------------------
+    def on_image(self, msg: Image | CompressedImage) -> None:
+        if not self.active:
+            return
+        received = time.perf_counter()
+        try:
+            rgb = self.decode(msg)
+            if any(self.p["crop"]):
+                rgb = crop_frame(rgb, self.p["crop"])
+        except ImageError as e:
+            self.controller.stats.dropped += 1
+            self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)
+            return
+        self.act(rgb, msg.header.stamp, received)
 
-        def on_parameter_change(self, name: str, value: Any) -> None:
-            if name == "max_gap_s" and self.controller is not None:
-                self.controller.max_gap_s = value
-            elif name == "timeout_s" and self.watchdog is not None:
-                set_period(self.watchdog, watchdog_period_s(value))
-            elif name == "diagnostics_period_s":
-                set_period(self.diag_timer, value)
-
-        # -- control --------------------------------------------------------------------------
-        def on_image(self, msg: Image | CompressedImage) -> None:
-            if not self.active:
-                return
-            received = time.perf_counter()
-            try:
-                rgb = self.decode(msg)
-                if any(self.p["crop"]):
-                    rgb = crop_frame(rgb, self.p["crop"])
-            except ImageError as e:
-                self.controller.stats.dropped += 1
-                self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)
-                return
-            self.act(rgb, msg.header.stamp, received)
-
-        def on_reset_state(self, request: Trigger.Request, response: Trigger.Response) -> Any:
-            # The node's callbacks share one mutually exclusive group: no frame is mid-step.
-            if self.controller is None:
-                response.success, response.message = False, "not configured: no state to reset"
-                return response
-            self.controller.reset()
-            self.requested_resets += 1
-            self.get_logger().info(f"recurrent state reset: requested ({self.requested_resets})")
-            response.success, response.message = True, "recurrent state reset"
+    def on_reset_state(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+        # The node's callbacks share one mutually exclusive group: no frame is mid-step.
+        if self.controller is None:
+            response.success, response.message = False, "not configured: no state to reset"
             return response
+        self.controller.reset()
+        self.requested_resets += 1
+        self.get_logger().info(f"recurrent state reset: requested ({self.requested_resets})")
+        response.success, response.message = True, "recurrent state reset"
+        return response
 
-        def on_vector(self, msg: JointState) -> None:
-            if not self.active:
-                return
-            received = time.perf_counter()
-            obs = np.asarray(msg.position, dtype=np.float64)
-            size = self.obs_size
-            if obs.size != size or not np.all(np.isfinite(obs)):
-                self.controller.stats.dropped += 1
-                self.get_logger().warning(
-                    f"dropped observation: {obs.size} values (model takes {size})"
-                    if obs.size != size
-                    else "dropped observation: non-finite values",
-                    throttle_duration_sec=2.0,
-                )
-                return
-            self.act(obs.astype(np.float32), msg.header.stamp, received)
+    def on_vector(self, msg: JointState) -> None:
+        if not self.active:
+            return
+        received = time.perf_counter()
+        obs, problem = vector_observation(msg.position, self.obs_size)
+        if obs is None:
+            self.controller.stats.dropped += 1
+            self.get_logger().warning(problem, throttle_duration_sec=2.0)
+            return
+        self.act(obs, msg.header.stamp, received)
 
-        def act(self, obs: np.ndarray, stamp: Any, received: float) -> None:
-            action, reset = self.controller.on_frame(obs, stamp_to_s(stamp), received)
-            if reset:
-                self.get_logger().info(f"recurrent state reset: {reset}")
-            if not np.all(np.isfinite(action)):
-                # StatefulPolicy counted it and reset the state; the robot stops now.
-                self.publish_failsafe(stamp)
-                self.get_logger().error(
-                    "policy produced a non-finite action: fail-safe published, state reset",
-                    throttle_duration_sec=2.0,
-                )
-                return
-            if self.controller.image_hw is None:
-                limit = self.p["max_abs_action"]
-                self.publish_effort(np.clip(action, -limit, limit), stamp)
-            else:
-                command = action_to_command(
-                    action,
-                    self.p["command_mode"],
-                    self.p["speed_mps"],
-                    self.p["max_abs_curvature"],
-                    self.p["max_velocity"],
-                )
-                self.publish(command, stamp)
-            self.last_valid = time.monotonic()
-            if self.failsafe_active:
-                self.failsafe_active = False
-                self.get_logger().info("valid frames again; fail-safe cleared")
+    def act(self, obs: np.ndarray, stamp: Any, received: float) -> None:
+        action, reset = self.controller.on_frame(obs, stamp_to_s(stamp), received)
+        if reset:
+            self.get_logger().info(f"recurrent state reset: {reset}")
+        if not np.all(np.isfinite(action)):
+            # StatefulPolicy counted it and reset the state; the robot stops now.
+            self.publish_failsafe(stamp)
+            self.get_logger().error(
+                "policy produced a non-finite action: fail-safe published, state reset",
+                throttle_duration_sec=2.0,
+            )
+            return
+        if self.controller.image_hw is None:
+            limit = self.p["max_abs_action"]
+            self.publish_effort(np.clip(action, -limit, limit), stamp)
+        else:
+            command = action_to_command(
+                action,
+                self.p["command_mode"],
+                self.p["speed_mps"],
+                self.p["max_abs_curvature"],
+                self.p["max_velocity"],
+            )
+            self.publish(command, stamp)
+        self.last_valid = time.monotonic()
+        if self.failsafe_active:
+            self.failsafe_active = False
+            self.get_logger().info("valid frames again; fail-safe cleared")
 
-        def publish(self, command: Command, stamp: Any) -> None:
-            msg = TwistStamped()
-            msg.header.stamp = stamp
-            msg.header.frame_id = self.p["frame_id"]
-            msg.twist.linear.x = command.linear_x
-            msg.twist.linear.y = command.linear_y
-            msg.twist.linear.z = command.linear_z
-            msg.twist.angular.z = command.angular_z
-            self.cmd_pub.publish(msg)
+    def publish(self, command: Command, stamp: Any) -> None:
+        msg = TwistStamped()
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.p["frame_id"]
+        msg.twist.linear.x = command.linear_x
+        msg.twist.linear.y = command.linear_y
+        msg.twist.linear.z = command.linear_z
+        msg.twist.angular.z = command.angular_z
+        self.cmd_pub.publish(msg)
 
-        def publish_effort(self, effort: np.ndarray, stamp: Any) -> None:
-            msg = JointState()
-            msg.header.stamp = stamp
-            msg.header.frame_id = self.p["frame_id"]
-            msg.effort = [float(e) for e in effort]
-            self.cmd_pub.publish(msg)
+    def publish_effort(self, effort: np.ndarray, stamp: Any) -> None:
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.p["frame_id"]
+        msg.effort = [float(e) for e in effort]
+        self.cmd_pub.publish(msg)
 
-        def publish_failsafe(self, stamp: Any = None) -> None:
-            """Stop (lane), hover (drone) or zero torque (vector models)."""
-            stamp = stamp or self.get_clock().now().to_msg()
-            if self.controller.image_hw is None:
-                self.publish_effort(np.zeros(self.controller.policy.action_dim), stamp)
-            else:
-                self.publish(failsafe_command(), stamp)
+    def publish_failsafe(self, stamp: Any = None) -> None:
+        """Stop (lane), hover (drone) or zero torque (vector models)."""
+        stamp = stamp or self.get_clock().now().to_msg()
+        if self.controller.image_hw is None:
+            self.publish_effort(np.zeros(self.controller.policy.action_dim), stamp)
+        else:
+            self.publish(failsafe_command(), stamp)
 
-        def on_watchdog(self) -> None:
-            if not self.active or self.last_valid is None:
-                return
-            if time.monotonic() - self.last_valid < self.p["timeout_s"]:
-                return
-            if not self.failsafe_active:
-                self.failsafe_active = True
-                self.controller.reset()
-                self.get_logger().error(
-                    f"no valid input for {self.p['timeout_s']} s: publishing fail-safe command"
-                )
-            self.publish_failsafe()
+    def on_watchdog(self) -> None:
+        if not self.active or self.last_valid is None:
+            return
+        if time.monotonic() - self.last_valid < self.p["timeout_s"]:
+            return
+        if not self.failsafe_active:
+            self.failsafe_active = True
+            self.controller.reset()
+            self.get_logger().error(
+                f"no valid input for {self.p['timeout_s']} s: publishing fail-safe command"
+            )
+        self.publish_failsafe()
 
-        def publish_diagnostics(self) -> None:
-            status = DiagnosticStatus()
-            status.name = f"{diagnostic_name(self)}: inference"
-            status.hardware_id = self.p["backend"]
-            lifecycle = self._state_machine.current_state[1]
-            stats = self.controller.stats.summary() if self.controller is not None else {}
-            if self.configure_error is not None:
-                status.level, status.message = DiagnosticStatus.ERROR, self.configure_error
-            elif not self.active:
-                status.level, status.message = DiagnosticStatus.OK, lifecycle
-            elif self.failsafe_active:
-                status.level, status.message = DiagnosticStatus.ERROR, "no valid input: fail-safe"
-            elif stats.get("nonfinite_actions"):
-                status.level, status.message = DiagnosticStatus.WARN, "non-finite actions"
-            elif stats.get("dropped_frames"):
-                status.level, status.message = DiagnosticStatus.WARN, "dropping malformed frames"
-            else:
-                status.level, status.message = DiagnosticStatus.OK, "running"
-            values = {
-                **stats,
-                "requested_resets": self.requested_resets,
-                "lifecycle_state": lifecycle,
-                "backend": self.p["backend"],
-                "threads": self.p["threads"],
-                "failsafe": self.failsafe_active,
-            }
-            status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-            array = DiagnosticArray()
-            array.header.stamp = self.get_clock().now().to_msg()
-            array.status = [status]
-            self.diag_pub.publish(array)
+    def publish_diagnostics(self) -> None:
+        status = DiagnosticStatus()
+        status.name = f"{diagnostic_name(self)}: inference"
+        status.hardware_id = self.p["backend"]
+        lifecycle = self._state_machine.current_state[1]
+        stats = self.controller.stats.summary() if self.controller is not None else {}
+        level, status.message = health(
+            self.configure_error, lifecycle, self.active, self.failsafe_active, stats
+        )
+        status.level = getattr(DiagnosticStatus, level)
+        values = {
+            **stats,
+            "requested_resets": self.requested_resets,
+            "lifecycle_state": lifecycle,
+            "backend": self.p["backend"],
+            "threads": self.p["threads"],
+            "failsafe": self.failsafe_active,
+        }
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self.diag_pub.publish(array)
 
-        def stop(self) -> None:
-            """A clean stop (Ctrl-C, SIGTERM, the runner's end): the shutdown transition,
-            which leaves an active node's robot safe with one fail-safe command."""
-            if self._state_machine.current_state[1] in ("unconfigured", "inactive", "active"):
-                self.trigger_shutdown()
+    def stop(self) -> None:
+        """A clean stop (Ctrl-C, SIGTERM, the runner's end): the shutdown transition,
+        which leaves an active node's robot safe with one fail-safe command."""
+        if self._state_machine.current_state[1] in ("unconfigured", "inactive", "active"):
+            self.trigger_shutdown()
 
-        def autostart(self) -> None:
-            """configure + activate; a refused model raises the configure error."""
-            from lifecycle_msgs.msg import State
-
-            self.trigger_configure()
-            if self._state_machine.current_state[0] != State.PRIMARY_STATE_INACTIVE:
-                raise self.refusal or UserError("policy_node failed to configure")
-            self.trigger_activate()
-
-    return PolicyNode
+    def autostart(self) -> None:
+        """configure + activate; a refused model raises the configure error."""
+        self.trigger_configure()
+        if self._state_machine.current_state[0] != State.PRIMARY_STATE_INACTIVE:
+            raise self.refusal or UserError("policy_node failed to configure")
+        self.trigger_activate()
 
 
 def create_node(**kwargs: Any) -> Any:
     """A ``policy_node``; configured and activated when its ``autostart`` parameter is set
     (a model that cannot load raises its one-line error)."""
-    node = _make_node_class()(**kwargs)
+    node = PolicyNode(**kwargs)
     if node.p["autostart"]:
         try:
             node.autostart()

@@ -93,13 +93,12 @@ def spin_single(factory: Callable[..., Any], args: list[str] | None = None) -> i
     return status
 
 
-def node_entry_points(make_class: Callable[[], type]) -> tuple[Callable[..., Any], Callable]:
+def node_entry_points(node_class: type) -> tuple[Callable[..., Any], Callable]:
     """``create_node(**kwargs)`` (kwargs go to ``rclpy.node.Node``) and the executable's
-    ``main(args)`` for a node module whose class is built lazily by ``make_class`` (so the
-    module imports without ROS)."""
+    ``main(args)`` of a node class."""
 
     def create_node(**kwargs: Any) -> Any:
-        return make_class()(**kwargs)
+        return node_class(**kwargs)
 
     def main(args: list[str] | None = None) -> int:
         return spin_single(create_node, args)

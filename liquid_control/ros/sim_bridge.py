@@ -49,420 +49,345 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist, TwistStamped
+from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo, CompressedImage, JointState
+from sensor_msgs.msg import Image as ImageMsg
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
 
 from liquid_control.errors import UserError
-from liquid_control.ros.bridge import COMMAND_MODES, AnswerTimes, Frame, SimSession, make_env
+from liquid_control.ros.bridge import (
+    NAME,
+    PARAMS,
+    AnswerTimes,
+    Frame,
+    SimSession,
+    expert_for,
+    fovy_deg,
+    make_env,
+    mujoco_joints,
+    world_to_body,
+)
 from liquid_control.ros.conversions import rgb_to_compressed, rgb_to_image, s_to_stamp
-from liquid_control.ros.params import Param, ParameterError
+from liquid_control.ros.params import ParameterError, declare, set_period
 from liquid_control.ros.runtime import diagnostic_name, node_entry_points
 
-NAME = "sim_bridge"
 _HOLD: list[float] = []  # realtime: a step with the held command
-PARAMS = [
-    Param("env_id", "LiquidControl/LaneKeeping-v0", "Gymnasium env id", read_only=True),
-    Param("env_kwargs", "{}", "JSON object of env keyword arguments", read_only=True),
-    Param(
-        "perturb",
-        "",
-        "perturbations, e.g. 'noise=0.2,drop=0.5' (empty: clean); at runtime the strengths "
-        "of the kinds set at start-up can change",
-    ),
-    Param(
-        "mode",
-        "sync",
-        "sync: one step per command answering the last frame; realtime: step on a timer",
-        choices=("sync", "realtime"),
-        read_only=True,
-    ),
-    Param("rate_hz", 20.0, "realtime step rate (Hz)", 0.1, 1000.0, read_only=True),
-    Param(
-        "sync_timeout_s",
-        1.0,
-        "sync mode: step with the fail-safe command after this wait for an answer",
-        0.01,
-        60.0,
-    ),
-    Param(
-        "command_mode",
-        "curvature",
-        "how a command maps to the env action",
-        choices=COMMAND_MODES,
-        read_only=True,
-    ),
-    Param(
-        "seed",
-        0,
-        "seed of the first episode (episode k uses seed + k)",
-        0,
-        2**31 - 1,
-        read_only=True,
-    ),
-    Param("camera_topic", "camera/image_raw", "camera image topic", read_only=True),
-    Param(
-        "observation_topic",
-        "observation",
-        "vector observation topic (sensor_msgs/JointState, position = observation)",
-        read_only=True,
-    ),
-    Param("command_topic", "cmd_vel", "command topic", read_only=True),
-    Param(
-        "render_camera",
-        False,
-        "envs without a camera observation (Walker2d): publish env.render() on camera_topic "
-        "(needs env_kwargs render_mode rgb_array)",
-        read_only=True,
-    ),
-    Param("frame_id", "camera", "frame of the camera images", read_only=True),
-    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
-    Param(
-        "publish_compressed",
-        False,
-        "also publish every camera frame as jpeg (sensor_msgs/CompressedImage) on "
-        "<camera_topic>/compressed, as image_transport's compressed plugin does",
-        read_only=True,
-    ),
-    Param(
-        "autopilot",
-        "",
-        "expert: the privileged expert drives (commands are ignored) and its command is "
-        "published on <command_topic>_autopilot, for recording demonstrations",
-        choices=("", "expert"),
-        read_only=True,
-    ),
-    Param(
-        "max_episodes",
-        0,
-        "shut down after this many episodes (0: never)",
-        0,
-        1_000_000,
-        read_only=True,
-    ),
-]
 
 
-def _make_node_class():
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from geometry_msgs.msg import Twist, TwistStamped
-    from nav_msgs.msg import Odometry
-    from rclpy.clock import Clock, ClockType
-    from rclpy.node import Node
-    from rosgraph_msgs.msg import Clock as ClockMsg
-    from sensor_msgs.msg import CameraInfo, CompressedImage, JointState
-    from sensor_msgs.msg import Image as ImageMsg
-    from std_msgs.msg import Float64MultiArray, String
-    from std_srvs.srv import Trigger
+class SimBridge(Node):
+    """One env in closed loop over the topics of the module docstring; the env, sim time
+    and episodes are :class:`SimSession`'s."""
 
-    from liquid_control.ros.params import declare, set_period
-
-    class SimBridge(Node):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(NAME, **kwargs)
-            self.p = declare(self, PARAMS, self.on_parameter_change, self.apply_parameter)
-            # MuJoCo's GL context belongs to the thread that made it, and executors may run
-            # callbacks on any thread: one worker thread owns the env for its whole life.
-            self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
-            try:
-                self.session, first = self.worker.submit(self._start_session).result()
-            except BaseException:
-                self.worker.shutdown(wait=True)
-                super().destroy_node()
-                raise
-            self.done = threading.Event()
-            self.failure: BaseException | None = None  # what stopped the simulation
-            env = self.session.env
-            images = "image" in getattr(env.observation_space, "spaces", {})
-            if self.p["render_camera"] and getattr(env, "render_mode", None) != "rgb_array":
-                self.destroy_node()
-                raise ParameterError(
-                    'render_camera needs env_kwargs {"render_mode": "rgb_array"} (got '
-                    f"{getattr(env, 'render_mode', None)!r})"
-                )
-            # Only the topics this task publishes are advertised.
-            self.image_pub = self.info_pub = self.odom_pub = self.compressed_pub = None
-            self.obs_pub = self.joint_pub = self.autopilot_pub = None
-            if images or self.p["render_camera"]:
-                self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
-                if self.p["publish_compressed"]:
-                    self.compressed_pub = self.create_publisher(
-                        CompressedImage, self.p["camera_topic"] + "/compressed", 10
-                    )
-                info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
-                self.info_pub = self.create_publisher(CameraInfo, info_topic, 10)
-            if not images:
-                self.obs_pub = self.create_publisher(JointState, self.p["observation_topic"], 10)
-            self.joints = mujoco_joints(env)
-            if self.joints:
-                self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
-            if "x_m" in first.info:
-                self.odom_pub = self.create_publisher(Odometry, "odom", 10)
-            if self.p["autopilot"]:
-                self.autopilot_pub = self.create_publisher(
-                    TwistStamped, self.p["command_topic"] + "_autopilot", 10
-                )
-            self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
-            self.event_pub = self.create_publisher(String, "episode_events", 10)
-            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            # The topic a policy drives from: sync mode waits only once someone listens.
-            self.driver_topic = self.p["camera_topic" if images else "observation_topic"]
-            topic = self.p["command_topic"]
-            if self.p["command_mode"] == "vector":
-                self.create_subscription(JointState, topic, self.on_joint_command, 10)
-                self.create_subscription(
-                    Float64MultiArray, topic + "_unstamped", self.on_vector, 10
-                )
-            else:
-                self.create_subscription(TwistStamped, topic, self.on_twist_stamped, 10)
-                self.create_subscription(Twist, topic + "_unstamped", self.on_twist, 10)
-            self.create_service(Trigger, "~/reset", self.on_reset)
-            # Sync bookkeeping: the stamp of the published frame no command has answered yet
-            # (None while a step is in flight), guarded against the executor's threads.
-            self.gate = threading.Lock()
-            self.awaiting_ns: int | None = None
-            self.in_flight = False
-            self.sync_timeouts = 0
-            self.stale_commands = 0
-            self.skipped_ticks = 0
-            self.lag_origin: tuple[float, float] | None = None  # (wall, stepped sim) at start
-            self.lag_s = 0.0
-            realtime = self.p["mode"] == "realtime"
-            self.answers = AnswerTimes(1.0 / self.p["rate_hz"] if realtime else None)
-            self.fovy_deg: dict[str, float] = {}
-            steady = Clock(clock_type=ClockType.STEADY_TIME)
-            if realtime:
-                self.create_timer(1.0 / self.p["rate_hz"], self.on_tick, clock=steady)
-            else:
-                self.watchdog = self.create_timer(
-                    self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
-                )
-            self.diag_timer = self.create_timer(
-                self.p["diagnostics_period_s"], self.publish_diagnostics, clock=steady
-            )
-            self.submit(self.publish, first)
-            self.get_logger().info(
-                f"simulating {self.p['env_id']} ({self.p['mode']}): observations on "
-                f"{self.resolve_topic_name(self.driver_topic)}, commands on "
-                f"{self.resolve_topic_name(topic)}"
-            )
-
-        def on_parameter_change(self, name: str, value: Any) -> None:
-            if name == "sync_timeout_s" and self.p["mode"] == "sync":
-                set_period(self.watchdog, value)
-            elif name == "diagnostics_period_s":
-                set_period(self.diag_timer, value)
-
-        def apply_parameter(self, name: str, value: Any) -> str | None:
-            """Perturbation strengths change on the sim thread, between two steps."""
-            if name != "perturb":
-                return None
-            from liquid_control.envs.perturb import retune
-
-            try:
-                self.worker.submit(retune, self.session.env, value).result()
-            except UserError as e:
-                return str(e)
-            return None
-
-        def submit(self, fn: Any, *args: Any) -> Any:
-            """Run ``fn`` on the sim worker; a failure is logged and stops the bridge."""
-            future = self.worker.submit(fn, *args)
-            future.add_done_callback(self._report_failure)
-            return future
-
-        def _report_failure(self, future: Any) -> None:
-            if not future.cancelled() and future.exception() is not None:
-                e = future.exception()
-                self.get_logger().error(f"simulation step failed: {type(e).__name__}: {e}")
-                self.failure = self.failure or e
-                self.done.set()
-
-        def _start_session(self) -> tuple[SimSession, Frame]:
-            env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
-            autopilot = None
-            if self.p["autopilot"] == "expert":
-                autopilot = _expert_for(env)
-            session = SimSession(env, self.p["command_mode"], self.p["seed"], autopilot)
-            return session, session.reset("start")
-
-        def destroy_node(self) -> None:
-            self.done.set()
-            self.worker.submit(self.session.env.close)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NAME, **kwargs)
+        self.p = declare(self, PARAMS, self.on_parameter_change, self.apply_parameter)
+        # MuJoCo's GL context belongs to the thread that made it, and executors may run
+        # callbacks on any thread: one worker thread owns the env for its whole life.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
+        try:
+            self.session, first = self.worker.submit(self._start_session).result()
+        except BaseException:
             self.worker.shutdown(wait=True)
             super().destroy_node()
-
-        # -- commands -------------------------------------------------------------------------
-        def on_twist_stamped(self, msg: TwistStamped) -> None:
-            self.on_command(_twist_values(msg.twist), _stamp_ns(msg.header.stamp))
-
-        def on_twist(self, msg: Twist) -> None:
-            self.on_command(_twist_values(msg), None)
-
-        def on_joint_command(self, msg: JointState) -> None:
-            self.on_command(list(msg.effort), _stamp_ns(msg.header.stamp))
-
-        def on_vector(self, msg: Float64MultiArray) -> None:
-            self.on_command(list(msg.data), None)
-
-        def on_command(self, values: list[float], stamp_ns: int | None) -> None:
-            """Hold the command; in sync mode step if it answers the last frame (an
-            unstamped one answers it by convention)."""
-            if stamp_ns is not None:
-                self.answers.answer(stamp_ns, time.monotonic())
-            if self.p["mode"] == "realtime":
-                self.submit(self._take, values)
-                return
-            with self.gate:
-                answers = self.awaiting_ns is not None and stamp_ns in (None, self.awaiting_ns)
-                if answers:
-                    self.awaiting_ns = None
-                elif stamp_ns is not None:
-                    self.stale_commands += 1
-                    return
-            # An unstamped command while a step is in flight is held for the next one.
-            self.submit(self._step if answers else self._take, values)
-
-        def _take(self, values: list[float]) -> None:
-            problem = self.session.command(values)
-            if problem:
-                self.get_logger().warning(
-                    f"rejected command ({problem}); holding the safe command "
-                    f"[{self.session.rejected} rejected]",
-                    throttle_duration_sec=2.0,
+            raise
+        self.done = threading.Event()
+        self.failure: BaseException | None = None  # what stopped the simulation
+        env = self.session.env
+        images = "image" in getattr(env.observation_space, "spaces", {})
+        if self.p["render_camera"] and getattr(env, "render_mode", None) != "rgb_array":
+            self.destroy_node()
+            raise ParameterError(
+                'render_camera needs env_kwargs {"render_mode": "rgb_array"} (got '
+                f"{getattr(env, 'render_mode', None)!r})"
+            )
+        # Only the topics this task publishes are advertised.
+        self.image_pub = self.info_pub = self.odom_pub = self.compressed_pub = None
+        self.obs_pub = self.joint_pub = self.autopilot_pub = None
+        if images or self.p["render_camera"]:
+            self.image_pub = self.create_publisher(ImageMsg, self.p["camera_topic"], 10)
+            if self.p["publish_compressed"]:
+                self.compressed_pub = self.create_publisher(
+                    CompressedImage, self.p["camera_topic"] + "/compressed", 10
                 )
+            info_topic = self.p["camera_topic"].rsplit("/", 1)[0] + "/camera_info"
+            self.info_pub = self.create_publisher(CameraInfo, info_topic, 10)
+        if not images:
+            self.obs_pub = self.create_publisher(JointState, self.p["observation_topic"], 10)
+        self.joints = mujoco_joints(env)
+        if self.joints:
+            self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        if "x_m" in first.info:
+            self.odom_pub = self.create_publisher(Odometry, "odom", 10)
+        if self.p["autopilot"]:
+            self.autopilot_pub = self.create_publisher(
+                TwistStamped, self.p["command_topic"] + "_autopilot", 10
+            )
+        self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
+        self.event_pub = self.create_publisher(String, "episode_events", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # The topic a policy drives from: sync mode waits only once someone listens.
+        self.driver_topic = self.p["camera_topic" if images else "observation_topic"]
+        topic = self.p["command_topic"]
+        if self.p["command_mode"] == "vector":
+            self.create_subscription(JointState, topic, self.on_joint_command, 10)
+            self.create_subscription(Float64MultiArray, topic + "_unstamped", self.on_vector, 10)
+        else:
+            self.create_subscription(TwistStamped, topic, self.on_twist_stamped, 10)
+            self.create_subscription(Twist, topic + "_unstamped", self.on_twist, 10)
+        self.create_service(Trigger, "~/reset", self.on_reset)
+        # Sync bookkeeping: the stamp of the published frame no command has answered yet
+        # (None while a step is in flight), guarded against the executor's threads.
+        self.gate = threading.Lock()
+        self.awaiting_ns: int | None = None
+        self.in_flight = False
+        self.sync_timeouts = 0
+        self.stale_commands = 0
+        self.skipped_ticks = 0
+        self.lag_origin: tuple[float, float] | None = None  # (wall, stepped sim) at start
+        self.lag_s = 0.0
+        realtime = self.p["mode"] == "realtime"
+        self.answers = AnswerTimes(1.0 / self.p["rate_hz"] if realtime else None)
+        self.fovy_deg: dict[str, float] = {}
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        if realtime:
+            self.create_timer(1.0 / self.p["rate_hz"], self.on_tick, clock=steady)
+        else:
+            self.watchdog = self.create_timer(
+                self.p["sync_timeout_s"], self.on_sync_timeout, clock=steady
+            )
+        self.diag_timer = self.create_timer(
+            self.p["diagnostics_period_s"], self.publish_diagnostics, clock=steady
+        )
+        self.submit(self.publish, first)
+        self.get_logger().info(
+            f"simulating {self.p['env_id']} ({self.p['mode']}): observations on "
+            f"{self.resolve_topic_name(self.driver_topic)}, commands on "
+            f"{self.resolve_topic_name(topic)}"
+        )
 
-        def on_sync_timeout(self) -> None:
-            if not any(self.count_subscribers(t) for t in self.driver_topics()):
-                return  # nobody drives yet: wait instead of running the sim open loop
-            with self.gate:
-                if self.awaiting_ns is None:
-                    return  # a step (or reset) is in flight: the wait is the sim's, not ours
+    def on_parameter_change(self, name: str, value: Any) -> None:
+        if name == "sync_timeout_s" and self.p["mode"] == "sync":
+            set_period(self.watchdog, value)
+        elif name == "diagnostics_period_s":
+            set_period(self.diag_timer, value)
+
+    def apply_parameter(self, name: str, value: Any) -> str | None:
+        """Perturbation strengths change on the sim thread, between two steps."""
+        if name != "perturb":
+            return None
+        from liquid_control.envs.perturb import retune
+
+        try:
+            self.worker.submit(retune, self.session.env, value).result()
+        except UserError as e:
+            return str(e)
+        return None
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` on the sim worker; a failure is logged and stops the bridge."""
+        future = self.worker.submit(fn, *args)
+        future.add_done_callback(self._report_failure)
+        return future
+
+    def _report_failure(self, future: Any) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            e = future.exception()
+            self.get_logger().error(f"simulation step failed: {type(e).__name__}: {e}")
+            self.failure = self.failure or e
+            self.done.set()
+
+    def _start_session(self) -> tuple[SimSession, Frame]:
+        env = make_env(self.p["env_id"], self.p["env_kwargs"], self.p["perturb"])
+        autopilot = None
+        if self.p["autopilot"] == "expert":
+            autopilot = expert_for(env)
+        session = SimSession(env, self.p["command_mode"], self.p["seed"], autopilot)
+        return session, session.reset("start")
+
+    def destroy_node(self) -> None:
+        self.done.set()
+        self.worker.submit(self.session.env.close)
+        self.worker.shutdown(wait=True)
+        super().destroy_node()
+
+    # -- commands -------------------------------------------------------------------------
+    def on_twist_stamped(self, msg: TwistStamped) -> None:
+        self.on_command(_twist_values(msg.twist), _stamp_ns(msg.header.stamp))
+
+    def on_twist(self, msg: Twist) -> None:
+        self.on_command(_twist_values(msg), None)
+
+    def on_joint_command(self, msg: JointState) -> None:
+        self.on_command(list(msg.effort), _stamp_ns(msg.header.stamp))
+
+    def on_vector(self, msg: Float64MultiArray) -> None:
+        self.on_command(list(msg.data), None)
+
+    def on_command(self, values: list[float], stamp_ns: int | None) -> None:
+        """Hold the command; in sync mode step if it answers the last frame (an
+        unstamped one answers it by convention)."""
+        if stamp_ns is not None:
+            self.answers.answer(stamp_ns, time.monotonic())
+        if self.p["mode"] == "realtime":
+            self.submit(self._take, values)
+            return
+        with self.gate:
+            answers = self.awaiting_ns is not None and stamp_ns in (None, self.awaiting_ns)
+            if answers:
                 self.awaiting_ns = None
-                self.sync_timeouts += 1
-            self.submit(self._step, None)
+            elif stamp_ns is not None:
+                self.stale_commands += 1
+                return
+        # An unstamped command while a step is in flight is held for the next one.
+        self.submit(self._step if answers else self._take, values)
 
-        def driver_topics(self) -> list[str]:
-            """The topics a policy may drive from: the observation or camera topic, and the
-            compressed camera when it is published."""
-            if self.compressed_pub is None:
-                return [self.driver_topic]
-            return [self.driver_topic, self.compressed_pub.topic_name]
+    def _take(self, values: list[float]) -> None:
+        problem = self.session.command(values)
+        if problem:
+            self.get_logger().warning(
+                f"rejected command ({problem}); holding the safe command "
+                f"[{self.session.rejected} rejected]",
+                throttle_duration_sec=2.0,
+            )
 
-        def on_tick(self) -> None:
+    def on_sync_timeout(self) -> None:
+        if not any(self.count_subscribers(t) for t in self.driver_topics()):
+            return  # nobody drives yet: wait instead of running the sim open loop
+        with self.gate:
+            if self.awaiting_ns is None:
+                return  # a step (or reset) is in flight: the wait is the sim's, not ours
+            self.awaiting_ns = None
+            self.sync_timeouts += 1
+        self.submit(self._step, None)
+
+    def driver_topics(self) -> list[str]:
+        """The topics a policy may drive from: the observation or camera topic, and the
+        compressed camera when it is published."""
+        if self.compressed_pub is None:
+            return [self.driver_topic]
+        return [self.driver_topic, self.compressed_pub.topic_name]
+
+    def on_tick(self) -> None:
+        with self.gate:
+            if self.in_flight:
+                self.skipped_ticks += 1
+                return
+            self.in_flight = True
+        self.submit(self._step, _HOLD)
+
+    def on_reset(self, request: Any, response: Any) -> Any:
+        with self.gate:
+            self.awaiting_ns = None  # the frame the reset replaces needs no answer
+        self.submit(self._reset, "reset_service").result()
+        response.success = True
+        response.message = f"episode {self.session.episode} started"
+        return response
+
+    # -- stepping and publishing (on the worker thread) -------------------------------------
+    def _reset(self, reason: str) -> None:
+        self.publish(self.session.reset(reason))
+
+    def _step(self, values: list[float] | None) -> None:
+        """One step: ``values`` is the command that answered (sync), ``None`` the
+        fail-safe after a sync timeout, ``_HOLD`` the held command (realtime)."""
+        try:
+            if values is None:
+                self.session.fail_safe()
+            elif values is not _HOLD:
+                self._take(values)
+            if self.done.is_set():
+                return
+            frame = self.session.step()
+            if self.p["mode"] == "realtime":
+                self._measure_lag()
+            self.publish(frame)
+            limit = self.p["max_episodes"]
+            if limit and self.session.totals.episodes >= limit:
+                self.done.set()
+        finally:
+            self.in_flight = False
+
+    def _measure_lag(self) -> None:
+        """Realtime mode: how far sim time (steps only, resets left out) is behind the
+        wall time since the first step; sync mode runs as fast as the loop allows."""
+        now = time.monotonic()
+        if self.lag_origin is None:
+            self.lag_origin = (now, self.session.stepped_s)
+        wall0, sim0 = self.lag_origin
+        self.lag_s = (now - wall0) - (self.session.stepped_s - sim0)
+
+    def publish(self, frame: Frame) -> None:
+        stamp = s_to_stamp(frame.sim_time_s)
+        stamp_ns = _stamp_ns(stamp)
+        self.clock_pub.publish(ClockMsg(clock=stamp))
+        for event in frame.events:
+            self.event_pub.publish(String(data=_json(event)))
+        if self.odom_pub is not None:
+            self.odom_pub.publish(_odometry(Odometry(), stamp, frame.info))
+        if self.joint_pub is not None:
+            data = self.session.env.unwrapped.data
+            self.joint_pub.publish(_joint_state(JointState(), stamp, data, self.joints))
+        if self.autopilot_pub is not None and frame.command is not None:
+            speed = float(getattr(self.session.env.unwrapped, "speed_mps", 0.0))
+            self.autopilot_pub.publish(
+                _autopilot_twist(TwistStamped(), frame, self.p["command_mode"], speed)
+            )
+        image = None
+        if self.image_pub is not None:
+            rgb, view = frame.image, "observation"
+            if rgb is None:
+                rgb = self.session.env.render()  # on the sim thread, which owns GL
+                view = "render"
+            image = rgb_to_image(rgb, stamp, self.p["frame_id"])
+            if view not in self.fovy_deg:  # a camera's field of view never changes
+                self.fovy_deg[view] = fovy_deg(self.session.env.unwrapped, view)
+            self.info_pub.publish(_camera_info(CameraInfo(), image, self.fovy_deg[view]))
+        if self.p["mode"] == "sync":
+            # From here an answer may arrive; the timeout measures the wait for it,
+            # not the sim's own work (a reset rebuilding the road can take longer).
             with self.gate:
-                if self.in_flight:
-                    self.skipped_ticks += 1
-                    return
-                self.in_flight = True
-            self.submit(self._step, _HOLD)
+                self.awaiting_ns = stamp_ns
+            self.watchdog.reset()
+        self.answers.frame_sent(stamp_ns, time.monotonic())
+        if self.obs_pub is not None:
+            self.obs_pub.publish(_observation(JointState(), stamp, frame.vector))
+        if image is not None:
+            self.image_pub.publish(image)
+            if self.compressed_pub is not None:
+                self.compressed_pub.publish(rgb_to_compressed(rgb, stamp, self.p["frame_id"]))
 
-        def on_reset(self, request: Any, response: Any) -> Any:
-            with self.gate:
-                self.awaiting_ns = None  # the frame the reset replaces needs no answer
-            self.submit(self._reset, "reset_service").result()
-            response.success = True
-            response.message = f"episode {self.session.episode} started"
-            return response
-
-        # -- stepping and publishing (on the worker thread) -------------------------------------
-        def _reset(self, reason: str) -> None:
-            self.publish(self.session.reset(reason))
-
-        def _step(self, values: list[float] | None) -> None:
-            """One step: ``values`` is the command that answered (sync), ``None`` the
-            fail-safe after a sync timeout, ``_HOLD`` the held command (realtime)."""
-            try:
-                if values is None:
-                    self.session.fail_safe()
-                elif values is not _HOLD:
-                    self._take(values)
-                if self.done.is_set():
-                    return
-                frame = self.session.step()
-                if self.p["mode"] == "realtime":
-                    self._measure_lag()
-                self.publish(frame)
-                limit = self.p["max_episodes"]
-                if limit and self.session.totals.episodes >= limit:
-                    self.done.set()
-            finally:
-                self.in_flight = False
-
-        def _measure_lag(self) -> None:
-            """Realtime mode: how far sim time (steps only, resets left out) is behind the
-            wall time since the first step; sync mode runs as fast as the loop allows."""
-            now = time.monotonic()
-            if self.lag_origin is None:
-                self.lag_origin = (now, self.session.stepped_s)
-            wall0, sim0 = self.lag_origin
-            self.lag_s = (now - wall0) - (self.session.stepped_s - sim0)
-
-        def publish(self, frame: Frame) -> None:
-            stamp = s_to_stamp(frame.sim_time_s)
-            stamp_ns = _stamp_ns(stamp)
-            self.clock_pub.publish(ClockMsg(clock=stamp))
-            for event in frame.events:
-                self.event_pub.publish(String(data=_json(event)))
-            if self.odom_pub is not None:
-                self.odom_pub.publish(_odometry(Odometry(), stamp, frame.info))
-            if self.joint_pub is not None:
-                data = self.session.env.unwrapped.data
-                self.joint_pub.publish(_joint_state(JointState(), stamp, data, self.joints))
-            if self.autopilot_pub is not None and frame.command is not None:
-                speed = float(getattr(self.session.env.unwrapped, "speed_mps", 0.0))
-                self.autopilot_pub.publish(
-                    _autopilot_twist(TwistStamped(), frame, self.p["command_mode"], speed)
-                )
-            image = None
-            if self.image_pub is not None:
-                rgb, view = frame.image, "observation"
-                if rgb is None:
-                    rgb = self.session.env.render()  # on the sim thread, which owns GL
-                    view = "render"
-                image = rgb_to_image(rgb, stamp, self.p["frame_id"])
-                if view not in self.fovy_deg:  # a camera's field of view never changes
-                    self.fovy_deg[view] = _fovy_deg(self.session.env.unwrapped, view)
-                self.info_pub.publish(_camera_info(CameraInfo(), image, self.fovy_deg[view]))
-            if self.p["mode"] == "sync":
-                # From here an answer may arrive; the timeout measures the wait for it,
-                # not the sim's own work (a reset rebuilding the road can take longer).
-                with self.gate:
-                    self.awaiting_ns = stamp_ns
-                self.watchdog.reset()
-            self.answers.frame_sent(stamp_ns, time.monotonic())
-            if self.obs_pub is not None:
-                self.obs_pub.publish(_observation(JointState(), stamp, frame.vector))
-            if image is not None:
-                self.image_pub.publish(image)
-                if self.compressed_pub is not None:
-                    self.compressed_pub.publish(rgb_to_compressed(rgb, stamp, self.p["frame_id"]))
-
-        def publish_diagnostics(self) -> None:
-            realtime = self.p["mode"] == "realtime"
-            values = {
-                "mode": self.p["mode"],
-                "steps": self.session.steps,
-                "frames": self.answers.frames,
-                "answered": self.answers.answered,
-                "sync_timeouts": self.sync_timeouts,
-                "stale_commands": self.stale_commands,
-                "rejected_commands": self.session.rejected,
-                "skipped_ticks": self.skipped_ticks,
-                "lag_s": round(self.lag_s, 4),
-                "sim_time_s": round(self.session.sim_time_s, 3),
-                "episodes_finished": self.session.totals.episodes,
-            }
-            status = DiagnosticStatus(name=f"{diagnostic_name(self)}: simulation", hardware_id=NAME)
-            if self.failure is not None:
-                status.level, status.message = DiagnosticStatus.ERROR, "simulation failed"
-            elif realtime and self.lag_s > 1.0 / self.p["rate_hz"]:
-                status.level, status.message = DiagnosticStatus.WARN, "sim time behind wall time"
-            else:
-                status.level, status.message = DiagnosticStatus.OK, "running"
-            status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-            array = DiagnosticArray(status=[status])
-            array.header.stamp = self.get_clock().now().to_msg()
-            self.diag_pub.publish(array)
-
-    return SimBridge
+    def publish_diagnostics(self) -> None:
+        realtime = self.p["mode"] == "realtime"
+        values = {
+            "mode": self.p["mode"],
+            "steps": self.session.steps,
+            "frames": self.answers.frames,
+            "answered": self.answers.answered,
+            "sync_timeouts": self.sync_timeouts,
+            "stale_commands": self.stale_commands,
+            "rejected_commands": self.session.rejected,
+            "skipped_ticks": self.skipped_ticks,
+            "lag_s": round(self.lag_s, 4),
+            "sim_time_s": round(self.session.sim_time_s, 3),
+            "episodes_finished": self.session.totals.episodes,
+        }
+        status = DiagnosticStatus(name=f"{diagnostic_name(self)}: simulation", hardware_id=NAME)
+        if self.failure is not None:
+            status.level, status.message = DiagnosticStatus.ERROR, "simulation failed"
+        elif realtime and self.lag_s > 1.0 / self.p["rate_hz"]:
+            status.level, status.message = DiagnosticStatus.WARN, "sim time behind wall time"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(array)
 
 
 def _stamp_ns(stamp: Any) -> int:
@@ -481,40 +406,12 @@ def _observation(msg: Any, stamp: Any, vector: np.ndarray) -> Any:
     return msg
 
 
-def mujoco_joints(env: Any) -> list[tuple[str, int, int]]:
-    """(name, qpos index, qvel index) of every hinge/slide joint of a MuJoCo env ([] if none)."""
-    model = getattr(env.unwrapped, "model", None)
-    if model is None or not hasattr(model, "njnt"):
-        return []
-    import mujoco
-
-    one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-    return [
-        (model.joint(j).name, int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j]))
-        for j in range(model.njnt)
-        if int(model.jnt_type[j]) in one_dof
-    ]
-
-
 def _joint_state(msg: Any, stamp: Any, data: Any, joints: list[tuple[str, int, int]]) -> Any:
     msg.header.stamp = stamp
     msg.name = [name for name, _, _ in joints]
     msg.position = [float(data.qpos[q]) for _, q, _ in joints]
     msg.velocity = [float(data.qvel[v]) for _, _, v in joints]
     return msg
-
-
-def _expert_for(env: Any) -> Any:
-    """The privileged expert of the env's task (lane keeping or drone navigation)."""
-    from liquid_control.envs.drone import DroneNavEnv
-
-    if isinstance(env.unwrapped, DroneNavEnv):
-        from liquid_control.envs.drone_expert import DroneExpert
-
-        return DroneExpert()
-    from liquid_control.envs.expert import LaneExpert
-
-    return LaneExpert()
 
 
 def _autopilot_twist(msg: Any, frame: Frame, mode: str, speed: float) -> Any:
@@ -567,33 +464,9 @@ def _odometry(msg: Any, stamp: Any, info: dict[str, Any]) -> Any:
             float(w) for w in info["angular_velocity_rad_s"]
         )
     if "velocity_mps" in info:  # world-frame velocity, rotated into the child (body) frame
-        v = _world_to_body(msg.pose.pose.orientation, info["velocity_mps"])
+        v = world_to_body(msg.pose.pose.orientation, info["velocity_mps"])
         twist.linear.x, twist.linear.y, twist.linear.z = v
     return msg
-
-
-def _world_to_body(q: Any, v: Any) -> tuple[float, float, float]:
-    """Rotate a world-frame vector into the frame of unit quaternion ``q`` (nav_msgs/Odometry
-    gives the twist in ``child_frame_id``)."""
-    w, x, y, z = q.w, q.x, q.y, q.z
-    rotation = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-    body = rotation.T @ np.asarray(v, dtype=np.float64)
-    return float(body[0]), float(body[1]), float(body[2])
-
-
-def _fovy_deg(env: Any, view: str) -> float:
-    """Vertical field of view of the published image: the camera env's view, else (a
-    Gymnasium MuJoCo env's render) the model's free-camera ``fovy``."""
-    fovy = env.camera_fovy_deg(view) if hasattr(env, "camera_fovy_deg") else None
-    if fovy is None and hasattr(env, "model"):
-        fovy = float(env.model.vis.global_.fovy)
-    return 45.0 if fovy is None else fovy  # MuJoCo's default
 
 
 def _camera_info(msg: Any, image: Any, fovy_deg: float) -> Any:
@@ -611,7 +484,7 @@ def _camera_info(msg: Any, image: Any, fovy_deg: float) -> Any:
     return msg
 
 
-create_node, main = node_entry_points(_make_node_class)
+create_node, main = node_entry_points(SimBridge)
 
 
 if __name__ == "__main__":

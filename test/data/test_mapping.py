@@ -238,7 +238,7 @@ def test_the_readme_mapping_and_node_parameters_are_valid(tmp_path) -> None:
 
     import yaml
 
-    from liquid_control.ros.policy_node import PARAMS
+    from liquid_control.ros.edge import PARAMS
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Your own robot", 1)[1].split("\n## ", 1)[0]

@@ -179,7 +179,8 @@ def test_camera_info_projects_the_target_onto_its_image() -> None:
 
     from liquid_control.envs import DRONE_NAV_ID
     from liquid_control.envs.drone_world import Layout
-    from liquid_control.ros.sim_bridge import _camera_info, _fovy_deg
+    from liquid_control.ros.bridge import fovy_deg
+    from liquid_control.ros.sim_bridge import _camera_info
 
     env = gym.make(DRONE_NAV_ID)
     obs, _ = env.reset(options={"layout": Layout({"target": (7.0, 1.5)}, 1.8), "yaw_rad": 0.0})
@@ -187,7 +188,7 @@ def test_camera_info_projects_the_target_onto_its_image() -> None:
     info = _camera_info(
         CameraInfo(),
         rgb_to_image(obs["image"], s_to_stamp(0.0), "camera"),
-        _fovy_deg(env.unwrapped, "observation"),
+        fovy_deg(env.unwrapped, "observation"),
     )
     fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]
     cam = world.model.camera("fpv").id
