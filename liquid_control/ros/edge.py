@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.explain.saliency import METHODS as SALIENCY_METHODS
 from liquid_control.models.export import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS
 from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.ros.params import Param, ParameterError
@@ -107,6 +108,25 @@ PARAMS = [
     Param("max_gap_s", 0.5, "a frame gap above this resets the recurrent state", 0.01, 60.0),
     Param("frame_id", "base_link", "frame of the published command"),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", 0.05, 60.0),
+    Param(
+        "saliency_rate_hz",
+        0.0,
+        "camera models: publish a saliency overlay (sensor_msgs/Image on saliency_topic) of "
+        "the newest frame at most this often, computed on a thread of its own off the control "
+        "path; 0: off",
+        0.0,
+        30.0,
+        read_only=True,
+    ),
+    Param(
+        "saliency_method",
+        "visual_backprop",
+        "visual_backprop (the conv head's, cheap) or integrated_gradients (the action's, "
+        "about 10x the cost)",
+        choices=SALIENCY_METHODS,
+        read_only=True,
+    ),
+    Param("saliency_topic", "saliency/image_raw", "topic of the saliency overlay", read_only=True),
 ]
 
 

@@ -22,6 +22,13 @@ and counted like a malformed ``Image``.
 ``crop`` removes (top, bottom, left, right) pixels from every frame before it is resized to
 the model's input, as the dataset's ``bag2minari`` mapping cropped its frames.
 
+With ``saliency_rate_hz`` > 0 a camera model's node also publishes, at most that often, the
+newest frame with its saliency map over it (``sensor_msgs/Image`` on ``saliency_topic``,
+for rviz or Foxglove; method ``saliency_method``). The map is computed by a
+:class:`~liquid_control.explain.live.SaliencyWorker` on its own thread from an eager copy
+of the policy; the control path only hands it the frame (``bench saliency`` measures the
+control latency with it on and off).
+
 ``~/reset_state`` (``std_srvs/Trigger``) starts the recurrent state afresh, as a new node
 would (the next frame's dt is the export's ``dt_s``); each request is logged and counted
 in ``/diagnostics`` (``requested_resets``), apart from the automatic ``state_resets``.
@@ -67,6 +74,7 @@ from liquid_control.ros.conversions import (
     compressed_to_rgb,
     crop_frame,
     image_to_rgb,
+    rgb_to_image,
     stamp_to_s,
 )
 from liquid_control.ros.edge import (
@@ -105,6 +113,9 @@ class PolicyNode(LifecycleNode):
         self.input_sub: Any = None
         self.watchdog: Any = None
         self.requested_resets = 0
+        self.saliency: Any = None  # a SaliencyWorker when saliency_rate_hz > 0
+        self.saliency_pub: Any = None
+        self.image_frame_id = ""
         self.reset_srv = self.create_service(Trigger, "~/reset_state", self.on_reset_state)
         # Steady clock: the watchdog and diagnostics must run even when (sim) time stops.
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -117,6 +128,8 @@ class PolicyNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.controller = self._load()
+            if self.p["saliency_rate_hz"] > 0 and self.controller.image_hw is not None:
+                self.saliency = self._saliency_worker()
         except (UserError, ParameterError) as e:
             self.configure_error, self.refusal = str(e), e
             if not self.p["autostart"]:  # else the executable exits with this line
@@ -162,6 +175,30 @@ class PolicyNode(LifecycleNode):
         self.obs_size = int(np.prod(controller.policy.obs_shape))
         return controller
 
+    def _saliency_worker(self) -> Any:
+        from liquid_control.explain.live import SaliencyWorker
+        from liquid_control.models.export import load_exported
+
+        keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
+        policy = load_exported(self.p["model"], "eager", trusted_keys=keys).torch_policy
+        if self.p["backend"] == "onnxruntime":
+            # Torch runs only the saliency here: one thread, whose pool never spins on a core
+            # the control step needs.
+            set_torch_threads(1)
+        self.saliency_pub = self.create_lifecycle_publisher(Image, self.p["saliency_topic"], 1)
+        return SaliencyWorker(
+            policy,
+            self.p["saliency_method"],
+            self.p["saliency_rate_hz"],
+            self.publish_saliency,
+            self.controller.preprocess,
+            self.controller.dt_s,
+        )
+
+    def publish_saliency(self, rgb: np.ndarray, stamp: Any) -> None:
+        """Called from the saliency thread."""
+        self.saliency_pub.publish(rgb_to_image(rgb, stamp, self.image_frame_id))
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.controller.reset()
         self.last_valid = None  # the first valid input arms the watchdog
@@ -170,6 +207,8 @@ class PolicyNode(LifecycleNode):
             watchdog_period_s(self.p["timeout_s"]), self.on_watchdog, clock=self.steady
         )
         result = super().on_activate(state)  # activates the lifecycle publisher
+        if self.saliency is not None:
+            self.saliency.start()
         self.active = True
         self.get_logger().info("active: publishing commands")
         return result
@@ -191,6 +230,8 @@ class PolicyNode(LifecycleNode):
     def _stop_control(self) -> None:
         """Leave the robot safe: one fail-safe command, then silence."""
         self.active = False
+        if self.saliency is not None:
+            self.saliency.stop()
         if self.watchdog is not None:
             self.destroy_timer(self.watchdog)
             self.watchdog = None
@@ -205,6 +246,11 @@ class PolicyNode(LifecycleNode):
         if self.cmd_pub is not None:
             self.destroy_lifecycle_publisher(self.cmd_pub)
             self.cmd_pub = None
+        if self.saliency is not None:
+            self.saliency.stop()
+            self.saliency = None
+            self.destroy_lifecycle_publisher(self.saliency_pub)
+            self.saliency_pub = None
         self.controller = None
 
     def on_parameter_change(self, name: str, value: Any) -> None:
@@ -228,6 +274,7 @@ class PolicyNode(LifecycleNode):
             self.controller.stats.dropped += 1
             self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)
             return
+        self.image_frame_id = msg.header.frame_id
         self.act(rgb, msg.header.stamp, received)
 
     def on_reset_state(self, request: Trigger.Request, response: Trigger.Response) -> Any:
@@ -253,7 +300,10 @@ class PolicyNode(LifecycleNode):
         self.act(obs, msg.header.stamp, received)
 
     def act(self, obs: np.ndarray, stamp: Any, received: float) -> None:
+        state_in = self.controller.state  # replaced, never changed in place, by the step
         action, reset = self.controller.on_frame(obs, stamp_to_s(stamp), received)
+        if self.saliency is not None:
+            self.saliency.offer(obs, stamp, state_in)
         if reset:
             self.get_logger().info(f"recurrent state reset: {reset}")
         if not np.all(np.isfinite(action)):
@@ -337,6 +387,9 @@ class PolicyNode(LifecycleNode):
             "threads": self.p["threads"],
             "failsafe": self.failsafe_active,
         }
+        if self.saliency is not None:
+            values["saliency_published"] = self.saliency.published
+            values["saliency_errors"] = self.saliency.errors
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
