@@ -103,10 +103,10 @@ _BENCH_OPTIONS = {
     "config": ("lane", "drone", "walker", "attention"),
     "shipped": ("lane", "drone"),
     "data": ("walker",),
-    "repeats": ("cores",),
     "device": ("cores",),
     "load": ("edge",),
-    "seconds": ("edge",),
+    "seconds": ("edge", "saliency"),
+    "repeats": ("cores", "saliency"),
     "minutes": ("soak",),
 }
 
@@ -164,6 +164,14 @@ def _bench(args: argparse.Namespace) -> None:
         results = drone.run(args.config or Path(default), args.out)
         print((args.out / f"{results['config']['name']}.md").read_text())
         return
+    elif args.what == "saliency":
+        from liquid_control.bench import saliency
+
+        saliency.run(
+            args.out,
+            seconds=10.0 if args.seconds is None else args.seconds,
+            repeats=args.repeats or 3,
+        )
     elif args.what == "attention":
         from liquid_control.bench import attention
 
@@ -722,7 +730,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak", "attention"],
+        choices=[
+            "cores",
+            "edge",
+            "env",
+            "lane",
+            "walker",
+            "drone",
+            "arena",
+            "soak",
+            "attention",
+            "saliency",
+        ],
         help="which benchmark",
     )
     p.add_argument("--config", type=Path, help="benchmark config (lane: config/bench_lane.yaml)")
@@ -737,7 +756,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument(
-        "--repeats", type=positive_int, help="cores: timed repetitions per model (default: 20)"
+        "--repeats",
+        type=positive_int,
+        help="cores: timed repetitions per model (default: 20); saliency: alternating runs per "
+        "condition (default: 3)",
     )
     p.add_argument(
         "--device",
@@ -754,7 +776,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 2; 0: idle only)",
     )
     p.add_argument(
-        "--seconds", type=positive_float, help="edge: wall time per graph run (default: 15)"
+        "--seconds",
+        type=positive_float,
+        help="edge: wall time per graph run (default: 15); saliency: (default: 10)",
     )
     p.add_argument(
         "--minutes", type=positive_float, help="soak: how long the graph runs (default: 30)"

@@ -25,9 +25,9 @@ the model's input, as the dataset's ``bag2minari`` mapping cropped its frames.
 With ``saliency_rate_hz`` > 0 a camera model's node also publishes, at most that often, the
 newest frame with its saliency map over it (``sensor_msgs/Image`` on ``saliency_topic``,
 for rviz or Foxglove; method ``saliency_method``). The map is computed by a
-:class:`~liquid_control.explain.live.SaliencyWorker` on its own thread from an eager copy
-of the policy; the control path only hands it the frame (``bench saliency`` measures the
-control latency with it on and off).
+:class:`~liquid_control.explain.live.SaliencyWorker` in a process of its own (nicer, one
+torch thread) from an eager copy of the policy; the control path only hands it the frame
+(``bench saliency`` measures the control latency with it on and off).
 
 ``~/reset_state`` (``std_srvs/Trigger``) starts the recurrent state afresh, as a new node
 would (the next frame's dt is the export's ``dt_s``); each request is logged and counted
@@ -176,23 +176,19 @@ class PolicyNode(LifecycleNode):
         return controller
 
     def _saliency_worker(self) -> Any:
-        from liquid_control.explain.live import SaliencyWorker
-        from liquid_control.models.export import load_exported
+        from liquid_control.explain.live import SaliencyWorker, load_torch_policy
 
         keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
-        policy = load_exported(self.p["model"], "eager", trusted_keys=keys).torch_policy
-        if self.p["backend"] == "onnxruntime":
-            # Torch runs only the saliency here: one thread, whose pool never spins on a core
-            # the control step needs.
-            set_torch_threads(1)
+        load_torch_policy(self.p["model"], keys)  # refused here, in one line, if it cannot
         self.saliency_pub = self.create_lifecycle_publisher(Image, self.p["saliency_topic"], 1)
         return SaliencyWorker(
-            policy,
+            self.p["model"],
             self.p["saliency_method"],
             self.p["saliency_rate_hz"],
             self.publish_saliency,
             self.controller.preprocess,
             self.controller.dt_s,
+            trusted_keys=keys,
         )
 
     def publish_saliency(self, rgb: np.ndarray, stamp: Any) -> None:
@@ -390,6 +386,8 @@ class PolicyNode(LifecycleNode):
         if self.saliency is not None:
             values["saliency_published"] = self.saliency.published
             values["saliency_errors"] = self.saliency.errors
+            if self.saliency.last_error:
+                values["saliency_last_error"] = self.saliency.last_error
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()

@@ -10,7 +10,7 @@ import torch
 from sensor_msgs.msg import Image
 
 from liquid_control.explain.live import SaliencyWorker
-from liquid_control.models import CoreConfig, Policy, PolicyConfig
+from liquid_control.models import CoreConfig, Policy, PolicyConfig, save_checkpoint
 from liquid_control.ros.conversions import image_to_rgb, s_to_stamp
 
 from .conftest import wait_for
@@ -49,9 +49,10 @@ def test_saliency_is_off_by_default(ros, lane_export) -> None:
     assert "saliency_published" not in h.last_diag_values()
 
 
-def test_worker_publishes_the_newest_frame_at_most_once_per_period() -> None:
+def test_worker_publishes_the_newest_frame_at_most_once_per_period(tmp_path) -> None:
     torch.manual_seed(0)
     policy = Policy(PolicyConfig(core=CoreConfig(kind="gru", units=4))).eval()
+    checkpoint = save_checkpoint(tmp_path / "p.safetensors", policy)
     published: list[float] = []
     done = threading.Event()
 
@@ -61,18 +62,30 @@ def test_worker_publishes_the_newest_frame_at_most_once_per_period() -> None:
         done.set()
 
     # One overlay per 100 s: whatever else arrives waits for the next period.
-    worker = SaliencyWorker(policy, "visual_backprop", 0.01, publish, lambda f: f, 0.05, scale=1)
+    worker = SaliencyWorker(str(checkpoint), "visual_backprop", 0.01, publish, lambda f: f, 0.05, 1)
     frame = np.random.default_rng(0).integers(0, 256, (66, 200, 3), dtype=np.uint8)
     state = np.zeros(4, np.float32)
     for k in range(3):
         worker.offer(frame, float(k), state)  # before start: only the newest is kept
     worker.start()
     try:
-        assert done.wait(60.0)
+        assert done.wait(120.0), worker.last_error
         for k in range(3, 10):
             worker.offer(frame, float(k), state)
         time.sleep(0.3)
         assert published == [2.0] and worker.errors == 0
     finally:
         worker.stop()
-    assert worker._thread is None  # noqa: SLF001 - stopped and joined
+    assert worker._process is None and worker._thread is None  # noqa: SLF001 - all stopped
+
+
+def test_a_model_the_saliency_process_cannot_load_is_counted_not_raised(tmp_path) -> None:
+    worker = SaliencyWorker(
+        str(tmp_path / "missing"), "visual_backprop", 1.0, print, lambda f: f, 0.05
+    )
+    worker.start()
+    try:
+        assert wait_for(lambda: worker.errors == 1, timeout_s=120.0)
+        assert "missing" in worker.last_error
+    finally:
+        worker.stop()
