@@ -56,6 +56,7 @@ class AttentionBenchConfig:
     episodes: held-out episodes per model and condition.
     steps: policy steps per episode at most (lane 20 Hz, drone 10 Hz).
     stride: saliency is computed at every ``stride``-th step.
+    ig_steps: integrated gradients' path steps (explain uses 16).
     lane_conditions / drone_conditions: perturbation specs per task ("" is clean);
         ``latency`` is refused (the frame would not be the one the mask was rendered for).
     """
@@ -67,6 +68,7 @@ class AttentionBenchConfig:
     episodes: PositiveInt = 2
     steps: PositiveInt = 200
     stride: PositiveInt = 4
+    ig_steps: PositiveInt = 16
     lane_conditions: list[PerturbSpec] = field(default_factory=lambda: list(LANE_CONDITIONS))
     drone_conditions: list[PerturbSpec] = field(default_factory=lambda: list(DRONE_CONDITIONS))
 
@@ -96,7 +98,7 @@ def measure(model: str, conditions: dict[str, list[str]], cfg: AttentionBenchCon
             for k in range(cfg.episodes):
                 episode = record_episode(env, runner, recorder, k, cfg.steps, condition, masks=True)
                 outcomes[episode.outcome or "step limit"] += 1
-                maps = episode_saliency(policy, episode, every=cfg.stride)
+                maps = episode_saliency(policy, episode, every=cfg.stride, ig_steps=cfg.ig_steps)
                 shares = attention_shares(maps, episode.masks[:: cfg.stride])
                 per_frame["mask_area"] += [float(m.mean()) for m in episode.masks[:: cfg.stride]]
                 for method in maps:
@@ -135,6 +137,7 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             "episodes": cfg.episodes,
             "steps": cfg.steps,
             "stride": cfg.stride,
+            "ig_steps": cfg.ig_steps,
             "models": cfg.models,
             "conditions": conditions,
         },
@@ -152,7 +155,8 @@ def table(results: dict[str, Any]) -> str:
         "Share of saliency mass on the task's objects (lane: road surface and lane markings; "
         "drone: target and obstacles), from MuJoCo's segmentation pass, pooled over "
         f"{c['episodes']} held-out episodes of up to {c['steps']} steps per row, every "
-        f"{c['stride']}th frame. *area*: the share of the frame those objects cover (a uniform "
+        f"{c['stride']}th frame (integrated gradients: {c['ig_steps']} path steps). *area*: "
+        "the share of the frame those objects cover (a uniform "
         "map's score); *x*: share / area. VBP: VisualBackprop; IG: integrated gradients. "
         "Written by `liquid-control bench attention`.",
         "",

@@ -24,7 +24,7 @@ import numpy as np
 from liquid_control.atomic import atomic_dir, write_json
 from liquid_control.explain.episode import Episode, load_runner, make_env, record_episode, task_of
 from liquid_control.explain.neurons import activity, draw_wiring, neuron_table, wiring_of
-from liquid_control.explain.saliency import METHODS, mass_fraction, overlay, saliency
+from liquid_control.explain.saliency import IG_STEPS, METHODS, mass_fraction, overlay, saliency
 from liquid_control.models.policy import Policy
 
 VIDEO_SCALE = {"lane": 3, "drone": 4}
@@ -32,14 +32,16 @@ FPS = {"lane": 20, "drone": 10}
 
 
 def episode_saliency(
-    policy: Policy, episode: Episode, methods=METHODS, every: int = 1
+    policy: Policy, episode: Episode, methods=METHODS, every: int = 1, ig_steps: int = IG_STEPS
 ) -> dict[str, np.ndarray]:
     """Maps ``(T, H, W)`` per method for every ``every``-th step of a recorded episode."""
     steps = range(0, len(episode), every)
     return {
         m: np.stack(
             [
-                saliency(m, policy, episode.frames[i], episode.dt_s[i], episode.state_in[i])
+                saliency(
+                    m, policy, episode.frames[i], episode.dt_s[i], episode.state_in[i], ig_steps
+                )
                 for i in steps
             ]
         )

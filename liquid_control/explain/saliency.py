@@ -144,13 +144,18 @@ def integrated_gradients(
 
 
 def saliency(
-    method: str, policy: Policy, frame: np.ndarray, dt_s: float, state: np.ndarray
+    method: str,
+    policy: Policy,
+    frame: np.ndarray,
+    dt_s: float,
+    state: np.ndarray,
+    ig_steps: int = IG_STEPS,
 ) -> np.ndarray:
-    """One map by name (``METHODS``)."""
+    """One map by name (``METHODS``); ``ig_steps``: integrated gradients' path steps."""
     if method == "visual_backprop":
         return visual_backprop(policy, frame)
     if method == "integrated_gradients":
-        return integrated_gradients(policy, frame, dt_s, state)
+        return integrated_gradients(policy, frame, dt_s, state, ig_steps)
     raise ValueError(f"unknown saliency method {method!r}; choose one of {METHODS}")
 
 
