@@ -6,28 +6,25 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
+from exports import untrained_export
 
 from liquid_control.bench import attention
 from liquid_control.cli import main
 from liquid_control.errors import UserError
-from liquid_control.models import Policy, PolicyConfig, save_checkpoint
-from liquid_control.models.export import export_policy
+from liquid_control.models import PolicyConfig
 from liquid_control.models.frontends import FrontendConfig
 from liquid_control.models.policy import CoreConfig
 
 
 def test_tiny_attention_bench_writes_json_and_table(tmp_path: Path, capsys) -> None:
-    torch.manual_seed(0)
     cfg = PolicyConfig(
         name="tiny",
         frontend=FrontendConfig(kind="drone", image_height=72, image_width=128),
         core=CoreConfig(kind="gru", units=4),
         action_dim=4,
     )
-    ckpt = save_checkpoint(tmp_path / "tiny.safetensors", Policy(cfg))
-    export = export_policy(ckpt, tmp_path / "export", onnx=False).parent
+    export = untrained_export(tmp_path, cfg)
     bench = {
         "name": "attention_tiny",
         "models": {"tiny GRU": str(export)},

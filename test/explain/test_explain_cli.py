@@ -9,11 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from exports import untrained_export
 
 from liquid_control.cli import main
-from liquid_control.models import Policy, PolicyConfig, save_checkpoint
-from liquid_control.models.export import export_policy
+from liquid_control.models import PolicyConfig
 from liquid_control.models.frontends import FrontendConfig
 from liquid_control.models.policy import CoreConfig
 
@@ -21,10 +20,8 @@ STEPS = 3
 
 
 def tiny_export(tmp: Path, frontend: FrontendConfig, core: CoreConfig, action_dim: int) -> Path:
-    torch.manual_seed(0)
-    policy = Policy(PolicyConfig(name="tiny", frontend=frontend, core=core, action_dim=action_dim))
-    ckpt = save_checkpoint(tmp / "tiny.safetensors", policy)
-    return export_policy(ckpt, tmp / "export", onnx=False).parent
+    cfg = PolicyConfig(name="tiny", frontend=frontend, core=core, action_dim=action_dim)
+    return untrained_export(tmp, cfg)
 
 
 def read_video_frames(path: Path) -> int:
