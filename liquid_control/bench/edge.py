@@ -144,6 +144,7 @@ def graph_run(
         # The last frame of a run may still be on its way: not a miss.
         "unanswered_frames": max(answers["frames"] - answers["answered"] - 1, 0),
         "answer_p99_ms": answers["answer_p99_ms"],
+        "saliency_published": policy["saliency_published"],
     }
 
 

@@ -37,7 +37,7 @@ def run(out: Path, seconds: float = 10.0, repeats: int = 3, rate_hz: float = 2.0
             runs[name].append(row)
             print(
                 f"{name}: p50 {row['latency_p50_ms']:.2f} ms, p99 {row['latency_p99_ms']:.2f} "
-                f"ms, {row['steps_per_s']:.0f} steps/s",
+                f"ms, {row['steps_per_s']:.0f} steps/s, {row['saliency_published']} overlays",
                 flush=True,
             )
     summary = {
@@ -45,6 +45,7 @@ def run(out: Path, seconds: float = 10.0, repeats: int = 3, rate_hz: float = 2.0
             "p50_ms": float(np.median([r["latency_p50_ms"] for r in rows])),
             "p99_ms": float(np.median([r["latency_p99_ms"] for r in rows])),
             "steps_per_s": float(np.median([r["steps_per_s"] for r in rows])),
+            "overlays": int(sum(r["saliency_published"] for r in rows)),
         }
         for name, rows in runs.items()
     }
@@ -77,16 +78,17 @@ def markdown(r: dict[str, Any]) -> str:
         f"Written by `liquid-control bench saliency`. Lane graph, sync mode, shipped export, "
         f"backend {r['backend']}; {r['repeats']} alternating runs of {r['seconds_per_run']:.0f} s "
         f"per condition; overlay at {r['rate_hz']:g} Hz. policy_node's input-to-command "
-        "latency (decode, resize, inference), medians over the runs.",
+        "latency (decode, resize, inference), medians over the runs; *overlays*: saliency images "
+        "published in all runs together.",
         "",
-        "| saliency | p50 ms | p99 ms | p99 / off | steps/s | p99 per run (ms) |",
-        "|---|---:|---:|---:|---:|---|",
+        "| saliency | p50 ms | p99 ms | p99 / off | steps/s | overlays | p99 per run (ms) |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in r["summary"].items():
         per_run = ", ".join(f"{x['latency_p99_ms']:.2f}" for x in r["runs"][name])
         lines.append(
             f"| {name} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {row['p99_over_off']:.2f} | "
-            f"{row['steps_per_s']:.0f} | {per_run} |"
+            f"{row['steps_per_s']:.0f} | {row['overlays']} | {per_run} |"
         )
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {t} | {'yes' if ok else '**no**'} |" for t, ok in r["targets"].items()]

@@ -1,17 +1,18 @@
 """Saliency beside a control loop: the newest frame's map, computed off the control path.
 
-:class:`SaliencyWorker` computes maps in a process of its own, at a lower CPU priority
-(``nice``) and with one torch thread, so neither the interpreter lock nor a core is taken
-from the control loop. The control loop hands it each frame with
-:meth:`~SaliencyWorker.offer`, which only keeps a reference to the newest one (no copy, no
-compute). A pump thread wakes at most ``rate_hz`` times a second, sends the newest frame
-(resized to the model's input) to the process, waits for its overlay (the wait releases
-the lock) and hands it to ``publish``. Frames that arrive meanwhile replace each other, so
-a slow map never queues work. ``policy_node`` uses it for its saliency topic.
+:class:`SaliencyWorker` computes maps in a process of its own that runs only on CPU time
+nothing else wants (Linux ``SCHED_IDLE``) and with one torch thread, so neither the
+interpreter lock nor a core is taken from the control loop. The control loop hands it each
+frame with :meth:`~SaliencyWorker.offer`, which only keeps a reference to the newest one
+(no copy, no compute). A pump thread wakes at most ``rate_hz`` times a second, sends the
+newest frame (resized to the model's input) to the process, waits for its overlay (the wait
+releases the lock) and hands it to ``publish``. Frames that arrive meanwhile replace each
+other, so a slow map never queues work. ``policy_node`` uses it for its saliency topic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -23,8 +24,8 @@ import numpy as np
 
 from liquid_control.models.policy import Policy
 
-# The saliency process runs this much nicer than the control loop.
-NICENESS = 10
+# The saliency process starts this much nicer than the node (then SCHED_IDLE, where there is).
+NICENESS = 19
 
 
 def load_torch_policy(model: str, trusted_keys: Sequence[str] = ()) -> Policy:
@@ -35,10 +36,20 @@ def load_torch_policy(model: str, trusted_keys: Sequence[str] = ()) -> Policy:
     return load_exported(model, "eager", trusted_keys=trusted_keys).torch_policy
 
 
+def _yield_the_cpu() -> None:
+    """From now on run only on CPU time nothing else wants (Linux's SCHED_IDLE class; where
+    it is missing, ``nice`` is all there is)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def _serve(
     conn: Any, model: str, trusted_keys: Sequence[str], method: str, dt_s: float, scale: int
 ) -> None:
-    """The saliency process: (frame, state) in, ("ok", overlay) or ("error", why) out."""
+    """The saliency process: (frame, state) in, ("ok", overlay) or ("error", why) out.
+
+    Start-up (torch, the model) runs at the lowest ``nice``, so that it finishes on a busy
+    machine too; the maps run in SCHED_IDLE."""
     os.nice(NICENESS)
     import torch
 
@@ -50,6 +61,7 @@ def _serve(
     except Exception as e:  # reported to the node, which counts it
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
+    _yield_the_cpu()
     conn.send(("ready", None))
     while True:
         try:

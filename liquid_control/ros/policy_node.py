@@ -115,6 +115,7 @@ class PolicyNode(LifecycleNode):
         self.requested_resets = 0
         self.saliency: Any = None  # a SaliencyWorker when saliency_rate_hz > 0
         self.saliency_pub: Any = None
+        self.saliency_published = 0  # overlays published since start
         self.image_frame_id = ""
         self.reset_srv = self.create_service(Trigger, "~/reset_state", self.on_reset_state)
         # Steady clock: the watchdog and diagnostics must run even when (sim) time stops.
@@ -194,6 +195,7 @@ class PolicyNode(LifecycleNode):
     def publish_saliency(self, rgb: np.ndarray, stamp: Any) -> None:
         """Called from the saliency thread."""
         self.saliency_pub.publish(rgb_to_image(rgb, stamp, self.image_frame_id))
+        self.saliency_published += 1
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.controller.reset()
@@ -384,7 +386,7 @@ class PolicyNode(LifecycleNode):
             "failsafe": self.failsafe_active,
         }
         if self.saliency is not None:
-            values["saliency_published"] = self.saliency.published
+            values["saliency_published"] = self.saliency_published
             values["saliency_errors"] = self.saliency.errors
             if self.saliency.last_error:
                 values["saliency_last_error"] = self.saliency.last_error
