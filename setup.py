@@ -134,6 +134,8 @@ setup(
         "pillow",
         "stable-baselines3>=2.3",
         "cryptography>=42",  # Ed25519 signatures of export manifests
+        "captum>=0.8",  # integrated gradients (liquid_control/explain/saliency.py)
+        "networkx",  # the NCP wiring diagram (ncps's Wiring.get_graph)
     ],
     extras_require={"test": ["pytest", "ruff", "hypothesis"]},
     entry_points={

@@ -122,13 +122,13 @@ def _info(args: argparse.Namespace) -> None:
 
 # The options only some benchmarks read; given to another, they are refused, not ignored.
 _BENCH_OPTIONS = {
-    "config": ("lane", "drone", "walker", "ood"),
+    "config": ("lane", "drone", "walker", "ood", "attention"),
     "shipped": ("lane", "drone"),
     "data": ("walker",),
-    "repeats": ("cores",),
     "device": ("cores",),
     "load": ("edge",),
-    "seconds": ("edge",),
+    "seconds": ("edge", "saliency"),
+    "repeats": ("cores", "scale", "saliency"),
     "minutes": ("soak",),
 }
 
@@ -165,6 +165,10 @@ def _bench(args: argparse.Namespace) -> None:
         from liquid_control.bench import env
 
         env.run(args.out)
+    elif args.what == "scale":
+        from liquid_control.bench import scale
+
+        scale.run(args.out, repeats=args.repeats or 2)
     elif args.what == "soak":
         from liquid_control.bench import soak
 
@@ -190,6 +194,20 @@ def _bench(args: argparse.Namespace) -> None:
         from liquid_control.bench import ood
 
         ood.run(args.config or Path("config/bench_ood.yaml"), args.out)
+    elif args.what == "saliency":
+        from liquid_control.bench import saliency
+
+        saliency.run(
+            args.out,
+            seconds=10.0 if args.seconds is None else args.seconds,
+            repeats=args.repeats or 3,
+        )
+    elif args.what == "attention":
+        from liquid_control.bench import attention
+
+        results = attention.run(args.config or Path("config/bench_attention.yaml"), args.out)
+        print((args.out / f"{results['config']['name']}.md").read_text())
+        return
     elif args.what == "walker":
         from liquid_control.bench import walker
 
@@ -331,7 +349,7 @@ def _bag2minari(args: argparse.Namespace) -> None:
     flat["time_source"] = args.time_source
     given = sorted("--" + k.replace("_", "-").removesuffix("-s") for k, v in flat.items() if v)
     if args.rerun:
-        if args.bags or args.mapping or given:
+        if args.bags or args.mapping or given or args.append:
             raise UserError("--rerun repeats the stored conversion: give no bags or options")
         summary = m.rerun_conversion(args.rerun, args.dataset_id)
     else:
@@ -342,7 +360,7 @@ def _bag2minari(args: argparse.Namespace) -> None:
         mapping = m.load_mapping(args.mapping) if args.mapping else m.mapping_from_options(**flat)
         source = str(args.mapping.absolute()) if args.mapping else ""
         dataset_id = args.dataset_id or "liquid_control/lane-bag-v0"
-        summary = m.convert_with_mapping(mapping, args.bags, dataset_id, source)
+        summary = m.convert_with_mapping(mapping, args.bags, dataset_id, source, args.append)
     print(json_text(summary, indent=2, default=str))
 
 
@@ -392,6 +410,27 @@ def _eval(args: argparse.Namespace) -> None:
     result = evaluate_model(args.model, cfg, args.out, trusted_keys=args.trusted_key)
     print(json_text(result["metrics"], indent=2))  # a metric without episodes is null
     print(f"wrote {args.out}/eval.json")
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from liquid_control.explain.report import explain
+
+    summary = explain(
+        args.model,
+        args.out,
+        episodes=args.episodes,
+        perturb=args.perturb,
+        max_steps=args.steps,
+        trusted_keys=args.trusted_key,
+    )
+    for row in summary["episodes"]:
+        shares = row["attention"]
+        print(
+            f"episode seed {row['seed']}: {row['steps']} steps ({row['outcome']}); saliency on "
+            f"the task's objects (cover {shares['mask_area']:.0%} of the frame): "
+            + ", ".join(f"{m} {shares[m]:.0%}" for m in summary["methods"])
+        )
+    print(f"wrote {args.out}: {', '.join(summary['files'])}")
 
 
 def _arena(args: argparse.Namespace) -> None:
@@ -600,6 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="place messages by header stamp (log time where there is none) or by "
         "log time (default: header)",
     )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add the bags' episodes to the existing --dataset-id (converted with the same "
+        "mapping); a failure leaves it as it was",
+    )
     p.set_defaults(func=_bag2minari)
 
     p = sub.add_parser("collect", help="record expert driving as a Minari dataset")
@@ -681,6 +726,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_eval)
 
     p = sub.add_parser(
+        "explain",
+        help="wiring diagram, neuron traces and saliency video of a camera policy",
+        description="Drive EXPORT (lane keeping or drone, any core) in its simulator and write "
+        "wiring.png (NCP cores), neurons_K.csv/.png (every neuron under the commands), "
+        "saliency_K.mp4 (VisualBackprop and integrated gradients over the camera frames), "
+        "saliency_K.npz (the per-frame maps, frames and ground-truth task masks) and "
+        "explain.json.",
+    )
+    p.add_argument("model", help="export directory or manifest.json (or .safetensors checkpoint)")
+    p.add_argument("--episodes", type=positive_int, default=1, help="held-out episodes")
+    p.add_argument("--steps", type=positive_int, default=300, help="policy steps per episode")
+    p.add_argument(
+        "--perturb",
+        default="",
+        help="e.g. noise=0.2 | brightness=0.3 | ood=snow (drone: ood=urban)",
+    )
+    p.add_argument("--out", type=Path, default=Path("out/explain"), help="output directory")
+    _add_trusted_key(p)
+    p.set_defaults(func=_explain)
+
+    p = sub.add_parser(
         "arena",
         help="run a model open-loop over recorded bags against the recorded commands",
         description="Play the camera frames of rosbag2 recordings through the model as "
@@ -738,7 +804,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark; writes bench/results/<name>.json + .md")
     p.add_argument(
         "what",
-        choices=["cores", "edge", "env", "lane", "walker", "drone", "arena", "soak", "ood"],
+        choices=[
+            "cores",
+            "edge",
+            "env",
+            "lane",
+            "walker",
+            "drone",
+            "arena",
+            "soak",
+            "ood",
+            "scale",
+            "attention",
+            "saliency",
+        ],
         help="which benchmark",
     )
     p.add_argument(
@@ -757,7 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
     p.add_argument(
-        "--repeats", type=positive_int, help="cores: timed repetitions per model (default: 20)"
+        "--repeats",
+        type=positive_int,
+        help="cores: timed repetitions per model (default: 20); scale: training runs per "
+        "path on 1x (default: 2); saliency: alternating runs per condition (default: 3)",
     )
     p.add_argument(
         "--device",
@@ -774,7 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 2; 0: idle only)",
     )
     p.add_argument(
-        "--seconds", type=positive_float, help="edge: wall time per graph run (default: 15)"
+        "--seconds",
+        type=positive_float,
+        help="edge: wall time per graph run (default: 15); saliency: (default: 10)",
     )
     p.add_argument(
         "--minutes", type=positive_float, help="soak: how long the graph runs (default: 30)"

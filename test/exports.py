@@ -19,3 +19,10 @@ def constant_export(tmp: Path, cfg: PolicyConfig, action: float) -> str:
         policy.readout.bias.fill_(action / cfg.action_scale)
     ckpt = save_checkpoint(tmp / f"{cfg.name}.safetensors", policy)
     return str(export_policy(ckpt, tmp / f"{cfg.name}-export").parent)
+
+
+def untrained_export(tmp: Path, cfg: PolicyConfig) -> Path:
+    """An export (TorchScript only) of a freshly initialised policy, seed 0."""
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp / f"{cfg.name}.safetensors", Policy(cfg))
+    return export_policy(ckpt, tmp / f"{cfg.name}-export", onnx=False).parent

@@ -40,7 +40,10 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["bench", "cores", "--threads", "-1"], "--threads: must be an integer >= 0"),
         (["bench", "cores", "--config", "x.yaml"], "--config applies to bench lane, drone"),
         (["bench", "walker", "--shipped"], "--shipped applies to bench lane, drone, not walker"),
-        (["bench", "lane", "--repeats", "3"], "--repeats applies to bench cores, not lane"),
+        (
+            ["bench", "lane", "--repeats", "3"],
+            "--repeats applies to bench cores, scale, saliency, not lane",
+        ),
         (["bench", "walker", "--device", "cuda"], "--device applies to bench cores, not walker"),
         (["drive", "--record-storage", "sqlite3"], "--record-storage needs --record DIR"),
         (["train", "missing.yaml"], "training config missing.yaml does not exist"),

@@ -18,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from liquid_control.bench.attention import AttentionBenchConfig
 from liquid_control.bench.common import load_bench_config
 from liquid_control.bench.drone import DroneBenchConfig
 from liquid_control.bench.lane import LaneBenchConfig, ShippedBenchConfig
@@ -36,6 +37,7 @@ BENCH_SCHEMAS = {
     "bench_drone": DroneBenchConfig,
     "bench_walker": WalkerBenchConfig,
     "bench_ood": OodBenchConfig,
+    "bench_attention": AttentionBenchConfig,
 }
 
 

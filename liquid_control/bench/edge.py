@@ -109,17 +109,25 @@ def step_latency(model: str | Path, backend: str, threads: int, steps: int) -> d
 
 
 def graph_run(
-    task: str, backend: str, mode: str, seconds: float, model: str = "", jpeg: bool = False
+    task: str,
+    backend: str,
+    mode: str,
+    seconds: float,
+    model: str = "",
+    jpeg: bool = False,
+    extra: dict[str, str] | None = None,
 ) -> dict:
     """One graph with one backend for ``seconds`` of closed loop (sync or realtime), and
     at least :data:`MIN_STEPS` steps however slow the machine is; with ``jpeg`` the bridge
-    also publishes jpeg frames and the node takes those instead."""
+    also publishes jpeg frames and the node takes those instead. ``extra``: more launch
+    arguments."""
     from liquid_control.ros.runner import drive
 
     overrides = {**(LANE_GRAPH if task == "lane" else {}), "backend": backend, "mode": mode}
     overrides["model"] = model
     if jpeg:
         overrides.update(publish_compressed="true", image_transport="compressed")
+    overrides.update(extra or {})
     summary = drive(
         task, overrides, duration_s=seconds, episodes=None, print_every_s=1e9, min_steps=MIN_STEPS
     )
@@ -136,6 +144,7 @@ def graph_run(
         # The last frame of a run may still be on its way: not a miss.
         "unanswered_frames": max(answers["frames"] - answers["answered"] - 1, 0),
         "answer_p99_ms": answers["answer_p99_ms"],
+        "saliency_published": policy["saliency_published"],
     }
 
 

@@ -6,6 +6,14 @@ from liquid_control.data.minari_io import (
     datasets_root,
     load_episodes,
     make_dataset_id,
+    write_episodes,
 )
 
-__all__ = ["Episode", "collect_dataset", "datasets_root", "make_dataset_id", "load_episodes"]
+__all__ = [
+    "Episode",
+    "collect_dataset",
+    "datasets_root",
+    "make_dataset_id",
+    "load_episodes",
+    "write_episodes",
+]

@@ -134,13 +134,22 @@ def load_mapping(path: str | Path) -> BagMapping:
 
 
 def convert_with_mapping(
-    mapping: BagMapping, bags: Sequence[str | Path], dataset_id: str, source: str = ""
+    mapping: BagMapping,
+    bags: Sequence[str | Path],
+    dataset_id: str,
+    source: str = "",
+    append: bool = False,
 ) -> dict[str, Any]:
-    """Apply ``mapping`` to ``bags`` into one new dataset (``bag2minari``'s summary);
-    the mapping and ``source`` (its file) are stored in the dataset's metadata."""
+    """Apply ``mapping`` to ``bags`` into one new dataset, or with ``append`` into an
+    existing one (``bag2minari``'s summary); the mapping and ``source`` (its file) are
+    stored in the dataset's metadata."""
     provenance = {"mapping": _jsonable(dataclasses.asdict(mapping)), "mapping_file": source}
     return bag2minari(
-        bags, dataset_id=dataset_id, provenance=provenance, **mapping.bag2minari_arguments()
+        bags,
+        dataset_id=dataset_id,
+        provenance=provenance,
+        append=append,
+        **mapping.bag2minari_arguments(),
     )
 
 

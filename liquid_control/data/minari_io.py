@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,9 @@ Controller = Callable[[gym.Env], tuple[Any, Any]]
 class Episode:
     """One episode as numpy arrays, aligned step by step (``T`` steps).
 
-    obs: images ``(T, H, W, 3)`` uint8 or vectors ``(T, D)`` float32.
+    obs: images ``(T, H, W, 3)`` uint8 or vectors ``(T, D)`` float32; from
+        :func:`~liquid_control.data.streaming.load_lazy_episodes`, images are a
+        :class:`~liquid_control.data.streaming.StoredFrames` read as they are indexed.
     dt_s: seconds since the previous observation, ``(T,)`` float32.
     actions: executed actions ``(T, A)`` float32.
     labels: controller labels ``(T, A)`` float32 (the executed actions when none were stored).
@@ -209,15 +211,146 @@ def collect_dataset(
             extra = {**(metadata or {}), **({DT_METADATA_KEY: dt} if dt is not None else {})}
             if extra:
                 dataset.storage.update_metadata(extra)
-        # Minari marks namespaces with a metadata file; give the real root one if missing.
-        marker = Path(match["namespace"]) / "namespace_metadata.json"
-        if (staging / marker).exists() and not (root / marker).exists():
-            (root / marker).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(staging / marker, root / marker)
+        _copy_namespace_marker(staging, root, dataset_id)
         os.rename(staging / dataset_id, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def image_episode(
+    images: np.ndarray, dt_s: np.ndarray, actions: np.ndarray, labels: np.ndarray
+) -> Any:
+    """A recorded episode of ``T`` steps as a Minari ``EpisodeBuffer`` shaped like a
+    collected one: ``T + 1`` observations ``{"image", "dt"}`` (the last one repeated),
+    ``T`` actions, the labels in ``infos`` one per observation (NaN at the reset), so
+    :func:`load_episodes` gives back exactly ``images``, ``dt_s``, ``actions``, ``labels``.
+    """
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    steps = len(dt_s)
+    actions = np.asarray(actions, np.float32).reshape(steps, -1)
+    labels = np.asarray(labels, np.float32).reshape(steps, -1)
+    nan = np.full((1, labels.shape[1]), np.nan, np.float32)
+    return EpisodeBuffer(
+        observations={
+            "image": np.concatenate([images, images[-1:]]),
+            "dt": np.append(dt_s, dt_s[-1]).astype(np.float32).reshape(-1, 1),
+        },
+        actions=actions,
+        rewards=[0.0] * steps,
+        terminations=[False] * steps,
+        truncations=[False] * (steps - 1) + [True],
+        infos={LABEL_KEY: np.concatenate([nan, labels])},
+    )
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link episode files (written once, never changed) and copy the rest: Minari
+    rewrites ``metadata.json`` files in place, which through a link would change the
+    original dataset."""
+    if source.endswith(".json"):
+        shutil.copy2(source, target)
+    else:
+        os.link(source, target)
+
+
+def write_episodes(
+    dataset_id: str,
+    episodes: Iterable[Any],
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    image_encoding: str = "lossless",
+    append: bool = False,
+    algorithm_name: str | None = None,
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write Minari ``EpisodeBuffer`` s to a new dataset, or append them to one, one at a time.
+
+    ``episodes`` may be a generator: each episode is encoded and written before the next
+    is asked for, so memory holds one episode whatever the dataset's length. The dataset
+    is built (or, with ``append``, hard-linked and extended) in a hidden staging directory
+    and renamed in at the end: an error, or a kill, part-way leaves the dataset as it was
+    (absent, or with its old episodes). ``metadata`` keys are set on the dataset's
+    metadata (an append replaces the keys it names).
+
+    Returns the dataset directory (``<root>/<namespace>/<name>-v<N>``).
+    """
+    import minari
+    from minari.dataset.minari_storage import MinariStorage
+
+    if DATASET_ID_RE.fullmatch(dataset_id) is None:
+        raise UserError(
+            f"dataset id {dataset_id!r} is malformed; use namespace/name-v<N>, e.g. "
+            "my_robot/lane-bags-v0"
+        )
+    if image_encoding not in IMAGE_ENCODINGS:
+        raise UserError(f"image_encoding {image_encoding!r} unknown; use one of {IMAGE_ENCODINGS}")
+    root = datasets_root()
+    final = root / dataset_id
+    if append and not (final / "data" / "metadata.json").is_file():
+        raise UserError(f"dataset {dataset_id} does not exist at {final}; nothing to append to")
+    if not append and final.exists():
+        raise UserError(
+            f"dataset {dataset_id} already exists at {final}; bump its version, delete it "
+            "or append to it"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        with _minari_root(staging), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is set to None.*")
+            warnings.filterwarnings("ignore", message="env_spec is None")
+            if append:
+                shutil.copytree(final, staging / dataset_id, copy_function=_link_or_copy)
+                storage = MinariStorage.read(staging / dataset_id / "data")
+                wanted = (observation_space, action_space, image_encoding == "jpeg")
+                have = (storage.observation_space, storage.action_space, storage.jpeg_encoding)
+                if wanted != have:
+                    raise UserError(
+                        f"dataset {dataset_id} holds {have[0]} -> {have[1]} (jpeg: {have[2]}); "
+                        f"the new episodes are {wanted[0]} -> {wanted[1]} (jpeg: {wanted[2]}); "
+                        "append only episodes of the same spaces and encoding"
+                    )
+                storage.update_episodes(episodes)
+            else:
+                dataset = minari.create_dataset_from_buffers(
+                    dataset_id,
+                    episodes,  # type: ignore[arg-type]  (iterated once, lazily)
+                    observation_space=observation_space,
+                    action_space=action_space,
+                    algorithm_name=algorithm_name,
+                    description=description,
+                    data_format="arrow",
+                    jpeg_encoding=image_encoding == "jpeg",
+                )
+                storage = dataset.storage
+            if storage.total_episodes == 0:
+                raise UserError(f"no episode to write to {dataset_id}")
+            if metadata:
+                storage.update_metadata(metadata)
+            if append and description is not None:
+                storage.update_metadata({"description": description})
+        _copy_namespace_marker(staging, root, dataset_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if append:
+            old = staging / ".replaced"
+            os.rename(final, old)
+        os.rename(staging / dataset_id, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _copy_namespace_marker(staging: Path, root: Path, dataset_id: str) -> None:
+    """Minari marks a namespace with a metadata file: give the real root the one Minari
+    wrote under ``staging`` for the dataset's namespace, if the root has none yet."""
+    marker = Path(dataset_id).parent / "namespace_metadata.json"
+    if (staging / marker).exists() and not (root / marker).exists():
+        (root / marker).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(staging / marker, root / marker)
 
 
 def _data_dir(ref: str | Path) -> Path:

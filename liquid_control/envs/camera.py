@@ -28,6 +28,27 @@ class CameraViews:
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_FOG] = 1
             self._renderers[view] = renderer
 
+    def segmentation(self, view: str) -> np.ndarray:
+        """Geom id of every pixel of a view at the current state, -1 where no geom is seen
+        (sky); MuJoCo's segmentation pass of the same renderer, camera and options."""
+        renderer = self._renderers[view]
+        renderer.enable_segmentation_rendering()
+        try:
+            ids = self.render(view)
+        finally:
+            renderer.disable_segmentation_rendering()
+        return np.where(ids[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, ids[..., 0], -1)
+
+    def task_mask(self, view: str) -> np.ndarray:
+        """Pixels (bool, H x W) of a view that show ``task_geoms``: what a policy should
+        look at (ground truth for ``bench attention``)."""
+        return np.isin(self.segmentation(view), np.fromiter(self.task_geoms, int))
+
+    @property
+    def task_geoms(self) -> frozenset[int]:
+        """Geom ids of the objects the task is about; each world says which."""
+        raise NotImplementedError
+
     def fovy_deg(self, view: str) -> float:
         """Vertical field of view (degrees) of a view: its model camera's, else the free
         camera's (the model's global ``fovy``)."""

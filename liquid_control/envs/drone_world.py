@@ -181,6 +181,14 @@ class DroneWorld(CameraViews):
         self._ball_z = float(self.model.geom_pos[self._target_ball][2])
         self._make_renderers(views)
 
+    @property
+    def task_geoms(self) -> frozenset[int]:
+        """Every geom of the target (ball and pole) and of the obstacles."""
+        bodies = {self.model.body(n).id for n in self.mocap_names}
+        return frozenset(
+            int(g) for g in np.flatnonzero(np.isin(self.model.geom_bodyid, list(bodies)))
+        )
+
     def set_layout(self, layout: Layout) -> None:
         """Move target and obstacles; bodies missing from ``layout`` are parked far away."""
         lift = layout.target_height_m - self._ball_z

@@ -549,6 +549,16 @@ class LaneWorld(CameraViews):
         self.track = track
         self.set_track(track, force=True)
 
+    @property
+    def task_geoms(self) -> frozenset[int]:
+        """The road surface (with its patches) and the lane markings."""
+        names = ("road", "line_right", "line_left", "line_centre", "patches")
+        return frozenset(
+            self.model.geom(n).id
+            for n in names
+            if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, n) >= 0
+        )
+
     def accepts(self, track: Track) -> bool:
         """Whether ``track`` can be swapped in without rebuilding the world."""
         return track.num_points == self.num_points

@@ -343,6 +343,16 @@ class EdgePolicy:
                 raise UserError(f"checkpoint {path} does not match the manifest's config")
             self._policy, _ = load_checkpoint(path)
 
+    @property
+    def torch_policy(self) -> Policy:
+        """The eager policy itself (backend ``eager``), for what needs its gradients or
+        feature maps (saliency)."""
+        if self.backend != "eager":
+            raise UserError(
+                f"{self.root}: the torch policy needs backend eager, not {self.backend}"
+            )
+        return self._policy
+
     def initial_state(self) -> np.ndarray:
         return np.zeros(self.state_shape, dtype=np.float32)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-# Old import path of the decoders, kept while data/bags.py still imports them from here.
+# The decoders' old import path, kept for callers that still use it.
 from liquid_control.image import (
     ImageError,
     compressed_to_rgb,

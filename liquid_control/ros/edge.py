@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.explain.saliency import METHODS as SALIENCY_METHODS
 from liquid_control.models.export import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS
 from liquid_control.models.ood import DEFAULT_MIN_SPEED_SCALE, OOD_ACTIONS
 from liquid_control.paths import DEFAULT_LANE_MODEL
@@ -130,6 +131,25 @@ PARAMS = [
         "std_msgs/Float32: every frame's out-of-distribution score (exports with OOD statistics)",
         read_only=True,
     ),
+    Param(
+        "saliency_rate_hz",
+        0.0,
+        "camera models: publish a saliency overlay (sensor_msgs/Image on saliency_topic) of "
+        "the newest frame at most this often, computed in a process of its own off the control "
+        "path; 0: off",
+        0.0,
+        30.0,
+        read_only=True,
+    ),
+    Param(
+        "saliency_method",
+        "visual_backprop",
+        "visual_backprop (the conv head's, cheap) or integrated_gradients (the action's, "
+        "about 10x the cost)",
+        choices=SALIENCY_METHODS,
+        read_only=True,
+    ),
+    Param("saliency_topic", "saliency/image_raw", "topic of the saliency overlay", read_only=True),
 ]
 
 

@@ -62,6 +62,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "autostart": ("policy_node", "autostart"),
     "trusted_keys": ("policy_node", "trusted_keys"),
     "image_transport": ("policy_node", "image_transport"),
+    "saliency_rate_hz": ("policy_node", "saliency_rate_hz"),
+    "saliency_method": ("policy_node", "saliency_method"),
     "perturb": ("sim_bridge", "perturb"),
     "mode": ("sim_bridge", "mode"),
     "env_kwargs": ("sim_bridge", "env_kwargs"),
@@ -153,12 +155,14 @@ def node_parameters(task: str, overrides: dict[str, str] | None = None) -> dict[
         n.name: dict(data.get(n.name, {}).get("ros__parameters", {}))
         for n in GRAPHS[task].active_nodes(record=True)
     }
+    tables = _parameter_tables()
     for arg, value in (overrides or {}).items():
         if arg not in LAUNCH_ARGUMENTS:
             raise UserError(f"unknown launch argument {arg!r}")
         node, param = LAUNCH_ARGUMENTS[arg]
         if value != "":
-            params[node][param] = _typed_like(params[node].get(param), value, arg)
+            current = params[node].get(param, tables[node][param].default)
+            params[node][param] = _typed_like(current, value, arg)
     policy = params.get(POLICY.name)
     if policy is not None and not policy.get("model"):
         policy["model"] = str(DEFAULT_MODELS[task])  # the task's shipped policy

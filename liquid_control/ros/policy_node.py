@@ -22,6 +22,13 @@ and counted like a malformed ``Image``.
 ``crop`` removes (top, bottom, left, right) pixels from every frame before it is resized to
 the model's input, as the dataset's ``bag2minari`` mapping cropped its frames.
 
+With ``saliency_rate_hz`` > 0 a camera model's node also publishes, at most that often, the
+newest frame with its saliency map over it (``sensor_msgs/Image`` on ``saliency_topic``,
+for rviz or Foxglove; method ``saliency_method``). The map is computed by a
+:class:`~liquid_control.explain.live.SaliencyWorker` in a process of its own (nicer, one
+torch thread) from an eager copy of the policy; the control path only hands it the frame
+(``bench saliency`` measures the control latency with it on and off).
+
 ``~/reset_state`` (``std_srvs/Trigger``) starts the recurrent state afresh, as a new node
 would (the next frame's dt is the export's ``dt_s``); each request is logged and counted
 in ``/diagnostics`` (``requested_resets``), apart from the automatic ``state_resets``.
@@ -73,7 +80,7 @@ from liquid_control.image import ImageError, compressed_to_rgb, crop_frame, imag
 from liquid_control.models.export import set_torch_threads
 from liquid_control.models.ood import speed_scale
 from liquid_control.models.stateful import StatefulPolicy
-from liquid_control.ros.conversions import stamp_to_s
+from liquid_control.ros.conversions import rgb_to_image, stamp_to_s
 from liquid_control.ros.edge import (
     NAME,
     PARAMS,
@@ -115,6 +122,10 @@ class PolicyNode(LifecycleNode):
         self.input_sub: Any = None
         self.watchdog: Any = None
         self.requested_resets = 0
+        self.saliency: Any = None  # a SaliencyWorker when saliency_rate_hz > 0
+        self.saliency_pub: Any = None
+        self.saliency_published = 0  # overlays published since start
+        self.image_frame_id = ""
         self.reset_srv = self.create_service(Trigger, "~/reset_state", self.on_reset_state)
         # Steady clock: the watchdog and diagnostics must run even when (sim) time stops.
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -127,6 +138,8 @@ class PolicyNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.controller = self._load()
+            if self.p["saliency_rate_hz"] > 0 and self.controller.image_hw is not None:
+                self.saliency = self._saliency_worker()
         except (UserError, ParameterError) as e:
             self.configure_error, self.refusal = str(e), e
             if not self.p["autostart"]:  # else the executable exits with this line
@@ -177,6 +190,27 @@ class PolicyNode(LifecycleNode):
         self.obs_size = int(np.prod(controller.policy.obs_shape))
         return controller
 
+    def _saliency_worker(self) -> Any:
+        from liquid_control.explain.live import SaliencyWorker, load_torch_policy
+
+        keys = [k.strip() for k in self.p["trusted_keys"].split(",") if k.strip()]
+        load_torch_policy(self.p["model"], keys)  # refused here, in one line, if it cannot
+        self.saliency_pub = self.create_lifecycle_publisher(Image, self.p["saliency_topic"], 1)
+        return SaliencyWorker(
+            self.p["model"],
+            self.p["saliency_method"],
+            self.p["saliency_rate_hz"],
+            self.publish_saliency,
+            self.controller.preprocess,
+            self.controller.dt_s,
+            trusted_keys=keys,
+        )
+
+    def publish_saliency(self, rgb: np.ndarray, stamp: Any) -> None:
+        """Called from the saliency thread."""
+        self.saliency_pub.publish(rgb_to_image(rgb, stamp, self.image_frame_id))
+        self.saliency_published += 1
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.controller.reset()
         self.last_valid = None  # the first valid input arms the watchdog
@@ -185,6 +219,8 @@ class PolicyNode(LifecycleNode):
             watchdog_period_s(self.p["timeout_s"]), self.on_watchdog, clock=self.steady
         )
         result = super().on_activate(state)  # activates the lifecycle publisher
+        if self.saliency is not None:
+            self.saliency.start()
         self.active = True
         self.get_logger().info("active: publishing commands")
         return result
@@ -206,6 +242,8 @@ class PolicyNode(LifecycleNode):
     def _stop_control(self) -> None:
         """Leave the robot safe: one fail-safe command, then silence."""
         self.active = False
+        if self.saliency is not None:
+            self.saliency.stop()
         if self.watchdog is not None:
             self.destroy_timer(self.watchdog)
             self.watchdog = None
@@ -221,6 +259,11 @@ class PolicyNode(LifecycleNode):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self.cmd_pub = self.ood_pub = None
+        if self.saliency is not None:
+            self.saliency.stop()
+            self.saliency = None
+            self.destroy_lifecycle_publisher(self.saliency_pub)
+            self.saliency_pub = None
         self.controller = None
 
     def check_parameter(self, name: str, value: Any) -> str | None:
@@ -250,6 +293,7 @@ class PolicyNode(LifecycleNode):
             self.controller.stats.dropped += 1
             self.get_logger().warning(f"dropped frame: {e}", throttle_duration_sec=2.0)
             return
+        self.image_frame_id = msg.header.frame_id
         self.act(rgb, msg.header.stamp, received)
 
     def on_reset_state(self, request: Trigger.Request, response: Trigger.Response) -> Any:
@@ -275,7 +319,10 @@ class PolicyNode(LifecycleNode):
         self.act(obs, msg.header.stamp, received)
 
     def act(self, obs: np.ndarray, stamp: Any, received: float) -> None:
+        state_in = self.controller.state  # replaced, never changed in place, by the step
         action, reset = self.controller.on_frame(obs, stamp_to_s(stamp), received)
+        if self.saliency is not None:
+            self.saliency.offer(obs, stamp, state_in)
         if reset:
             self.get_logger().info(f"recurrent state reset: {reset}")
         if not np.all(np.isfinite(action)):
@@ -386,6 +433,11 @@ class PolicyNode(LifecycleNode):
             "failsafe": self.failsafe_active,
             "ood_action": self.p["ood_action"],
         }
+        if self.saliency is not None:
+            values["saliency_published"] = self.saliency_published
+            values["saliency_errors"] = self.saliency.errors
+            if self.saliency.last_error:
+                values["saliency_last_error"] = self.saliency.last_error
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()

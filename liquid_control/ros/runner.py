@@ -162,6 +162,7 @@ def summarise(nodes: dict[str, Any], wall_s: float) -> dict[str, Any]:
     if policy is not None:
         summary["policy"] = policy.controller.stats.summary()
         summary["policy"]["backend"] = policy.p["backend"]
+        summary["policy"]["saliency_published"] = policy.saliency_published
     return summary
 
 

@@ -224,11 +224,11 @@ def _frames(path: Path, cfg: ArenaConfig) -> Iterator[tuple[np.ndarray, float, i
     recorded curvature or NaN); None for a frame that cannot be decoded."""
     from rosbags.highlevel import AnyReader
 
-    from liquid_control.data import bags
+    from liquid_control.data.bags import reader as bags
     from liquid_control.image import ImageError, crop_frame
     from liquid_control.ros.conversions import stamp_to_s
 
-    opts = bags._Options(
+    opts = bags.ReadOptions(
         None,
         cfg.command_kind,
         cfg.time_source,
@@ -236,28 +236,28 @@ def _frames(path: Path, cfg: ArenaConfig) -> Iterator[tuple[np.ndarray, float, i
         cfg.min_speed_mps,
         curvature_sign=cfg.curvature_sign,
     )
-    errors = bags._bag_errors()
+    errors = bags.bag_errors()
     try:
         reader = AnyReader([path], default_typestore=bags.typestore())
         reader.open()
     except errors as e:
-        raise bags._unreadable(path, e) from None
+        raise bags.unreadable(path, e) from None
     try:
         topics = reader.topics
-        image_name = bags._find_topic(topics, cfg.image_topic, bags.IMAGE_TYPES, path)
-        command_name = bags._find_topic(
-            topics, cfg.command_topic, bags._command_types(cfg.command_kind), path
+        image_name = bags.find_topic(topics, cfg.image_topic, bags.IMAGE_TYPES, path)
+        command_name = bags.find_topic(
+            topics, cfg.command_topic, bags.command_types(cfg.command_kind), path
         )
         recorded = _read_commands(reader, command_name, opts, path)
         tolerance_ns = int(round(cfg.tolerance_s * 1e9))
         connections = [c for c in reader.connections if c.topic == image_name]
-        for connection, log_ns, raw in bags._guarded(reader.messages(connections), path):
+        for connection, log_ns, raw in bags.guarded(reader.messages(connections), path):
             try:
                 msg = reader.deserialize(raw, connection.msgtype)
             except errors:
                 yield None
                 continue
-            rgb = bags._decode_image(msg, connection.msgtype)
+            rgb = bags.decode_image(msg, connection.msgtype)
             if rgb is not None and any(cfg.crop):
                 try:
                     rgb = crop_frame(rgb, cfg.crop)
@@ -266,27 +266,25 @@ def _frames(path: Path, cfg: ArenaConfig) -> Iterator[tuple[np.ndarray, float, i
             if rgb is None:
                 yield None
                 continue
-            kappa = recorded.match(
-                bags._time_ns(msg, log_ns, opts), log_ns, cfg.match, tolerance_ns
-            )
+            kappa = recorded.match(bags.time_ns(msg, log_ns, opts), log_ns, cfg.match, tolerance_ns)
             yield rgb, stamp_to_s(msg.header.stamp), log_ns, kappa
     finally:
         reader.close()
 
 
 def _read_commands(reader: Any, topic: str, opts: Any, path: Path) -> _Recorded:
-    from liquid_control.data import bags
+    from liquid_control.data.bags import reader as bags
 
     stamps, logs, curvatures = [], [], []
     connections = [c for c in reader.connections if c.topic == topic]
-    for connection, log_ns, raw in bags._guarded(reader.messages(connections), path):
+    for connection, log_ns, raw in bags.guarded(reader.messages(connections), path):
         try:
             msg = reader.deserialize(raw, connection.msgtype)
-        except bags._bag_errors():
+        except bags.bag_errors():
             continue
-        stamps.append(bags._time_ns(msg, log_ns, opts))
+        stamps.append(bags.time_ns(msg, log_ns, opts))
         logs.append(log_ns)
-        curvatures.append(bags._curvature(msg, connection.msgtype, opts))
+        curvatures.append(bags.curvature(msg, connection.msgtype, opts))
     order = np.argsort(np.asarray(logs, np.int64), kind="stable")  # readers yield log order
     return _Recorded(
         np.asarray(stamps, np.int64)[order],

@@ -4,14 +4,22 @@ Read top to bottom: load episodes, split them by episode, cut windows, then per 
 train on shuffled window batches and validate; checkpoints, metrics and a resume file
 are written under ``out_dir`` (atomically, by rank 0 only).
 
+With ``stream`` (the default) frames stay in Minari storage: only per-step scalars
+(dt, actions, labels) are loaded, and each batch reads its windows' frames from disk
+(:mod:`liquid_control.data.streaming`), in the DataLoader workers when there are any, so
+the memory a run needs does not grow with the dataset. ``stream: false`` loads every
+frame first; both give the same batches, hence the same weights.
+
 Every random draw is derived from ``(seed, epoch, step)``: the epoch's window order, the
 frame drop and augmentation of a batch, and torch's generator (dropout) for a step.
 Resuming therefore needs only the weights, the optimiser state and the position, and a
 run killed at any point and resumed ends with the same weights as an uninterrupted one.
 
-Runs unchanged under ``torchrun`` (gloo on CPU, NCCL on GPU): ranks shard each epoch's
-windows, gradients are averaged by DistributedDataParallel, validation losses are summed
-over ranks.
+Runs unchanged under ``torchrun`` (gloo on CPU, NCCL on GPU), on one machine or several:
+each epoch the training episodes are shuffled and dealt to the ranks (each rank reads
+only its own episodes' frames), each rank shuffles its windows, gradients are averaged by
+DistributedDataParallel, validation episodes are split between ranks and their losses
+summed.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from tqdm import tqdm
 
 from liquid_control.atomic import atomic_path, write_json
 from liquid_control.data.minari_io import Episode, load_episodes
+from liquid_control.data.streaming import load_lazy_episodes
 from liquid_control.data.windows import (
     ImageAugment,
     Target,
@@ -110,6 +119,9 @@ class TrainConfig:
     """Write resume.pt every this many optimiser steps (and at every epoch end)."""
     num_workers: NonNegativeInt = 0
     """DataLoader worker processes building batches (0: in the training process)."""
+    stream: bool = True
+    """Read each batch's frames from the dataset files as training goes (memory does not
+    grow with the dataset); false: load every frame into memory first. Same weights."""
     dt_s: PositiveFloat | None = None
     """Frame period for datasets that record none (vector datasets without a dt)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -282,10 +294,19 @@ def _load_frontend(policy: Policy, path: str) -> None:
 
 
 def _set_vector_statistics(policy: Policy, episodes: Sequence[Episode]) -> None:
-    obs = np.concatenate([ep.obs for ep in episodes]).astype(np.float64)
+    """Mean and std of the observations, one episode in memory at a time (Chan et al.'s
+    pairwise update), so a streamed run never holds the whole dataset."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for ep in episodes:
+        obs = np.asarray(ep.obs[:], np.float64)
+        n, ep_mean = len(obs), obs.mean(0)
+        delta = ep_mean - mean
+        mean = mean + delta * n / (count + n)
+        m2 = m2 + ((obs - ep_mean) ** 2).sum(0) + delta**2 * count * n / (count + n)
+        count += n
     policy.frontend.set_statistics(
-        torch.as_tensor(obs.mean(0), dtype=torch.float32),
-        torch.as_tensor(obs.std(0), dtype=torch.float32),
+        torch.as_tensor(mean, dtype=torch.float32),
+        torch.as_tensor(np.sqrt(m2 / count), dtype=torch.float32),
     )
 
 
@@ -299,15 +320,35 @@ def _init_readout(policy: Policy, episodes: Sequence[Episode], cfg: TrainConfig)
         policy.readout.bias.copy_(mean)
 
 
+def shard_episodes(rows: np.ndarray, seed: int, epoch: int, world: int) -> list[np.ndarray]:
+    """Each rank's episodes for ``epoch``: the episodes of ``rows`` in a seeded shuffle,
+    each dealt to the rank with the fewest windows so far (disjoint, covering all)."""
+    episodes, windows = np.unique(rows[:, 0], return_counts=True)
+    if len(episodes) < world:
+        raise UserError(
+            f"{len(episodes)} training episodes cannot feed {world} ranks; "
+            "use fewer processes or more episodes"
+        )
+    load = np.zeros(world, np.int64)
+    owner = np.empty(len(episodes), np.int64)
+    for k in np.random.default_rng([seed, epoch]).permutation(len(episodes)):
+        owner[k] = int(np.argmin(load))
+        load[owner[k]] += windows[k]
+    return [episodes[owner == rank] for rank in range(world)]
+
+
 def _epoch_rows(rows: np.ndarray, seed: int, epoch: int, ctx: _Dist) -> np.ndarray:
-    """This rank's share of the epoch's shuffled windows (padded to a multiple of ranks)."""
-    order = np.random.default_rng([seed, epoch]).permutation(len(rows))
-    order = np.resize(order, math.ceil(len(order) / ctx.world) * ctx.world)
-    return rows[order[ctx.rank :: ctx.world]]
+    """This rank's windows for ``epoch``: those of its episodes (:func:`shard_episodes`),
+    shuffled, repeated up to the largest rank's count so every rank takes as many steps."""
+    shards = shard_episodes(rows, seed, epoch, ctx.world)
+    mine = rows[np.isin(rows[:, 0], shards[ctx.rank])]
+    mine = mine[np.random.default_rng([seed, epoch, ctx.rank]).permutation(len(mine))]
+    most = max(int(np.isin(rows[:, 0], shard).sum()) for shard in shards)
+    return mine[np.resize(np.arange(len(mine)), most)]
 
 
-def _steps_in_epoch(n_rows: int, cfg: TrainConfig, ctx: _Dist) -> int:
-    steps = math.ceil(math.ceil(n_rows / ctx.world) / cfg.batch_size)
+def _steps_in_epoch(n_rows: int, cfg: TrainConfig) -> int:
+    steps = math.ceil(n_rows / cfg.batch_size)
     return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
 
 
@@ -317,8 +358,12 @@ def _validate(
 ) -> float:
     if len(rows) == 0:
         return float("nan")
+    # ``model`` is the bare policy, not its DDP wrapper: ranks validate different numbers
+    # of batches, and a DDP forward may wait on the other ranks.
     model.eval()
-    batches = _EpochBatches(episodes, rows[ctx.rank :: ctx.world], cfg, None)
+    # Each rank validates its own share of the episodes (every world-th one).
+    mine = np.isin(rows[:, 0], np.unique(rows[:, 0])[ctx.rank :: ctx.world])
+    batches = _EpochBatches(episodes, rows[mine], cfg, None)
     totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     for batch in _loader(batches, 0, len(batches), cfg.num_workers):
         batch = _to(batch, ctx.device)
@@ -404,7 +449,15 @@ def _epoch_start(epoch: int, history: list[dict[str, float]], best: float) -> di
 
 
 # Fields that do not change the weights a run produces; a resume may change them.
-_NOT_TRAJECTORY = ("out_dir", "epochs", "progress", "num_workers", "export", "resume_every_steps")
+_NOT_TRAJECTORY = (
+    "out_dir",
+    "epochs",
+    "progress",
+    "num_workers",
+    "export",
+    "resume_every_steps",
+    "stream",
+)
 
 
 def _trajectory_key(cfg: TrainConfig) -> str:
@@ -450,7 +503,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.seed)
 
-    episodes = load_episodes(cfg.datasets, dt_s=cfg.dt_s)
+    episodes = (load_lazy_episodes if cfg.stream else load_episodes)(cfg.datasets, dt_s=cfg.dt_s)
     train_ids, val_ids = split_by_episode(len(episodes), cfg.val_fraction, cfg.seed)
     lengths = [len(ep) for ep in episodes]
     train_rows = window_rows(lengths, train_ids, cfg.window, cfg.stride)
@@ -513,7 +566,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
         rows = _epoch_rows(train_rows, cfg.seed, epoch, ctx)
-        n_steps = _steps_in_epoch(len(train_rows), cfg, ctx)
+        n_steps = _steps_in_epoch(len(rows), cfg)
         batches = _EpochBatches(episodes, rows, cfg, (cfg.seed, epoch, ctx.rank))
         started = time.perf_counter()
         bar = tqdm(
@@ -554,7 +607,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
             )
             dist.all_reduce(sums)
             train_loss = float(sums[0] / sums[1].clamp(min=1.0))
-        val_loss = _validate(model, episodes, val_rows, cfg, ctx)
+        val_loss = _validate(policy, episodes, val_rows, cfg, ctx)
         seconds = state["seconds"] + time.perf_counter() - started
         lr = optimizer.param_groups[0]["lr"]
         row = {

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from minari.data_collector.episode_buffer import EpisodeBuffer
 
 from liquid_control.data import collect_dataset
+from liquid_control.data.minari_io import image_episode
 
 TINY_IMAGE_ID = "LiquidControlTest/TinyImage-v0"
 IMAGE_HEIGHT, IMAGE_WIDTH = 32, 40
@@ -110,3 +113,30 @@ def image_dataset(
     )
     env.close()
     return expert
+
+
+def random_image_episodes(
+    episodes: int, steps: int, shape: tuple[int, int] = (32, 40), seed: int = 0
+) -> Iterator[EpisodeBuffer]:
+    """Minari episode buffers of random frames (dict image + dt observations), labels in
+    ``infos`` like a collected dataset; one episode in memory at a time."""
+    rng = np.random.default_rng(seed)
+    for _ in range(episodes):
+        actions = rng.uniform(-1, 1, (steps, 1)).astype(np.float32)
+        yield image_episode(
+            rng.integers(0, 256, (steps, *shape, 3), dtype=np.uint8),
+            rng.uniform(0.02, 0.08, steps).astype(np.float32),
+            actions,
+            actions * 0.5,
+        )
+
+
+def image_spaces(shape: tuple[int, int] = (32, 40)) -> tuple[spaces.Dict, spaces.Box]:
+    """The observation and action spaces of :func:`random_image_episodes`."""
+    observation = spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, (*shape, 3), np.uint8),
+            "dt": spaces.Box(0.0, np.inf, (1,), np.float32),
+        }
+    )
+    return observation, spaces.Box(-1.0, 1.0, (1,), np.float32)

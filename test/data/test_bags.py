@@ -133,7 +133,7 @@ def test_a_dataset_may_be_named_under_any_namespace(tmp_path, minari_root) -> No
     summary = bag2minari([bag], IMAGE, CMD, "my_robot/hallway_day1-v2", image_size=None)
     assert summary["episodes"] == 1
     assert [len(e) for e in load_episodes("my_robot/hallway_day1-v2")] == [5]
-    assert (minari_root / "my_robot" / "namespace_metadata.json").is_file()
+    assert (minari_root / "my_robot" / "hallway_day1-v2" / "data").is_dir()
 
 
 def test_frames_are_resized_to_image_size(tmp_path) -> None:
@@ -428,3 +428,100 @@ def test_jumps_are_reported_and_late_or_repeated_frames_dropped(tmp_path) -> Non
 
     description = minari.load_dataset(DATASET).storage.metadata["description"]
     assert "episodes split within a bag: stamp_jumped 1" in description
+
+
+def test_appending_two_bags_gives_the_union_of_their_episodes(tmp_path, minari_root) -> None:
+    first = write_bag(tmp_path / "a", sim_drive(drive_times(2, 12)))
+    second = write_bag(tmp_path / "b", sim_drive(drive_times(1, 15, start_s=100.0)))
+    bag2minari(first, IMAGE, CMD, DATASET, image_size=None)
+    summary = bag2minari(second, IMAGE, CMD, DATASET, image_size=None, append=True)
+    assert summary["episodes"] == 1
+    both = "liquid_control/lane-both-v0"
+    bag2minari([first, second], IMAGE, CMD, both, image_size=None)
+    appended, together = load_episodes(DATASET), load_episodes(both)
+    assert [len(e) for e in appended] == [12, 12, 15]
+    for a, b in zip(appended, together, strict=True):
+        np.testing.assert_array_equal(a.obs, b.obs)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.dt_s, b.dt_s)
+    metadata = json.loads((minari_root / DATASET / "data" / "metadata.json").read_text())
+    bags = metadata["liquid_control_bag2minari"]["bags"]
+    assert bags == [str(first.absolute()), str(second.absolute())]
+    with pytest.raises(UserError, match="other gap_s"):
+        bag2minari(second, IMAGE, CMD, DATASET, image_size=None, gap_s=2.0, append=True)
+    with pytest.raises(UserError, match="does not exist"):
+        bag2minari(second, IMAGE, CMD, "liquid_control/lane-none-v0", append=True)
+
+
+def test_a_corrupt_bag_appended_is_one_line_and_leaves_the_dataset_as_it_was(
+    tmp_path, minari_root
+) -> None:
+    good = write_bag(tmp_path / "good", sim_drive(drive_times(1, 10)))
+    bad = write_bag(tmp_path / "bad", sim_drive(drive_times(1, 40, start_s=50.0)))
+    (data,) = [p for p in bad.iterdir() if p.suffix == ".mcap"]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    bag2minari(good, IMAGE, CMD, DATASET, image_size=None)
+    files = sorted(p.relative_to(minari_root) for p in minari_root.rglob("*"))
+    with pytest.raises(UserError, match="cannot read bag") as error:
+        bag2minari([good, bad], IMAGE, CMD, DATASET, image_size=None, append=True)
+    assert "\n" not in str(error.value)
+    assert sorted(p.relative_to(minari_root) for p in minari_root.rglob("*")) == files
+    assert [len(e) for e in load_episodes(DATASET)] == [10]
+
+
+def test_a_long_stretch_is_cut_at_max_episode_frames_and_reported(tmp_path) -> None:
+    bag = write_bag(tmp_path / "long", sim_drive(drive_times(1, 50)))
+    summary = bag2minari(bag, IMAGE, CMD, DATASET, image_size=None, max_episode_frames=20)
+    assert [len(e) for e in load_episodes(DATASET)] == [20, 20, 10]
+    assert [s["kind"] for s in summary["splits"]] == ["length", "length"]
+
+
+_CONVERT_PEAK_RSS = """
+import json, sys
+from liquid_control.data.bags import bag2minari
+bag2minari(sys.argv[1], "/camera/image_raw", "/cmd_vel", sys.argv[2], image_size=None,
+           gap_s=10.0, max_episode_frames=int(sys.argv[3]))
+status = open("/proc/self/status").read()  # VmHWM: ru_maxrss carries over from pytest
+print(json.dumps(int(status.split("VmHWM:")[1].split()[0]) * 1024))
+"""
+
+
+def test_conversion_memory_does_not_grow_with_the_bag(tmp_path, minari_root) -> None:
+    import os
+    import subprocess
+    import sys
+
+    size = (120, 160)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (*size, 3), np.uint8)
+
+    def drive(frames: int) -> list[tuple[str, str, int, Any]]:
+        messages = []
+        for i in range(frames):
+            t = 10.0 + 0.05 * i
+            log_ns = int(t * 1e9) + 1000
+            rgb = np.roll(frame, i, axis=1)
+            messages.append((IMAGE, "sensor_msgs/msg/Image", log_ns, image_msg(t, rgb)))
+            twist_msg = twist_stamped(t, 8.0, curvature_of(i))
+            messages.append((CMD, "geometry_msgs/msg/TwistStamped", log_ns + 1, twist_msg))
+        return messages
+
+    peaks = []
+    for name, frames in [("short", 150), ("long", 1200)]:
+        bag = write_bag(tmp_path / name, drive(frames))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+        done = subprocess.run(
+            [sys.executable, "-c", _CONVERT_PEAK_RSS, str(bag), f"liquid_control/{name}-bag-v0"]
+            + ["100"],  # max_episode_frames
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        peaks.append(int(done.stdout.split()[-1]))
+        assert len(load_episodes(f"liquid_control/{name}-bag-v0")) == frames // 100 + (
+            frames % 100 > 0
+        )
+    extra_frames = (1200 - 150) * size[0] * size[1] * 3  # ~60 MB more frames in the long bag
+    assert peaks[1] - peaks[0] < 0.2 * extra_frames, peaks

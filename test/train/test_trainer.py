@@ -17,11 +17,11 @@ import torch
 import yaml
 
 from liquid_control.data.minari_io import load_episodes
-from liquid_control.data.windows import split_by_episode
+from liquid_control.data.windows import split_by_episode, window_rows
 from liquid_control.errors import UserError
 from liquid_control.models import Policy, load_checkpoint
 from liquid_control.train import TrainConfig, train
-from liquid_control.train.trainer import main
+from liquid_control.train.trainer import _Dist, _epoch_rows, _validate, main, shard_episodes
 
 REPO = Path(__file__).resolve().parents[2]
 MakeConfig = Callable[..., TrainConfig]
@@ -109,11 +109,82 @@ def test_image_policy_trains_with_frame_drop_and_augmentation(
     assert info["epoch"] == 3 and policy.obs_shape == (32, 40, 3)
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(
-    vector_config: MakeConfig, tmp_path: Path
+def test_streamed_and_in_memory_runs_train_the_same_weights(
+    datasets: dict[str, Path], tmp_path: Path
 ) -> None:
-    settings = {"epochs": 4, "batch_size": 2, "stride": 2, "resume_every_steps": 3}
+    settings = {
+        "datasets": [str(datasets["image"])],
+        "policy": {
+            "frontend": {
+                "kind": "pilotnet",
+                "image_height": 32,
+                "image_width": 40,
+                "convs": [[4, 3, 2]],
+                "features": 4,
+            },
+            "core": {"kind": "cfc", "units": 6},
+            "action_dim": 1,
+        },
+        "window": 6,
+        "stride": 3,
+        "batch_size": 4,
+        "epochs": 2,
+        "max_steps_per_epoch": 4,
+        "frame_drop": 0.3,
+        "augment_brightness": 0.2,
+        "augment_noise_std": 3.0,
+        "val_fraction": 0.25,
+        "progress": False,
+    }
+    memory = train(
+        TrainConfig.from_dict({**settings, "out_dir": str(tmp_path / "m"), "stream": False})
+    )
+    streamed = train(
+        TrainConfig.from_dict(
+            {**settings, "out_dir": str(tmp_path / "s"), "stream": True, "num_workers": 1}
+        )
+    )
+    assert streamed["weights_sha256"] == memory["weights_sha256"]
+    assert streamed["history"] == [
+        {**row, "seconds": streamed_row["seconds"]}
+        for row, streamed_row in zip(memory["history"], streamed["history"], strict=True)
+    ]
+
+
+def test_episodes_are_dealt_to_ranks_disjoint_covering_and_seeded() -> None:
+    lengths = [40, 12, 25, 60, 8, 33, 17]
+    rows = window_rows(lengths, range(len(lengths)), 8, 4)
+    shards = shard_episodes(rows, seed=3, epoch=0, world=3)
+    assert sorted(np.concatenate(shards).tolist()) == list(range(len(lengths)))
+    assert all(len(s) for s in shards)
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert not set(shards[a]) & set(shards[b])
+    same = shard_episodes(rows, seed=3, epoch=0, world=3)
+    assert all(np.array_equal(x, y) for x, y in zip(shards, same, strict=True))
+    other_epochs = [shard_episodes(rows, seed=3, epoch=e, world=3) for e in range(1, 6)]
+    assert any(not np.array_equal(s[0], shards[0]) for s in other_epochs)
+    # Each rank trains only on its own episodes, and every rank takes as many steps.
+    per_rank = [_epoch_rows(rows, 3, 0, _Dist(rank=r, world=3)) for r in range(3)]
+    assert len({len(r) for r in per_rank}) == 1
+    for rank, r in enumerate(per_rank):
+        assert set(r[:, 0]) == set(shards[rank])
+    with pytest.raises(UserError, match="cannot feed 8 ranks"):
+        shard_episodes(rows, seed=0, epoch=0, world=8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "in_memory"])
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(
+    vector_config: MakeConfig, tmp_path: Path, stream: bool
+) -> None:
+    settings = {
+        "epochs": 4,
+        "batch_size": 2,
+        "stride": 2,
+        "resume_every_steps": 3,
+        "stream": stream,
+        "num_workers": int(stream),  # streamed: a worker process reads the windows
+    }
     reference = train(vector_config(out_dir=str(tmp_path / "whole"), **settings))
     cfg = vector_config(out_dir=str(tmp_path / "killed"), **settings)
     config_path = _write_config(cfg, tmp_path / "killed.yaml")
@@ -142,7 +213,14 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(
 def test_two_ddp_processes_on_cpu_keep_their_replicas_equal(
     vector_config: MakeConfig, tmp_path: Path
 ) -> None:
-    cfg = vector_config(out_dir=str(tmp_path / "ddp"), epochs=2, max_steps_per_epoch=4)
+    # Streamed, a DataLoader worker per rank; two validation episodes, one per rank.
+    cfg = vector_config(
+        out_dir=str(tmp_path / "ddp"),
+        epochs=2,
+        max_steps_per_epoch=4,
+        val_fraction=0.34,
+        num_workers=1,
+    )
     config_path = _write_config(cfg, tmp_path / "ddp.yaml")
     command = [
         sys.executable,
@@ -162,6 +240,14 @@ def test_two_ddp_processes_on_cpu_keep_their_replicas_equal(
     first, second = result["weights_sha256"]
     assert first == second
     assert (tmp_path / "ddp" / "best.safetensors").is_file()
+    # The ranks' validation shares add up to a validation of every episode exactly once.
+    policy, _ = load_checkpoint(tmp_path / "ddp" / "last.safetensors")
+    episodes = load_episodes(cfg.datasets)
+    _, val_ids = split_by_episode(len(episodes), cfg.val_fraction, cfg.seed)
+    assert len(val_ids) == 2
+    rows = window_rows([len(ep) for ep in episodes], val_ids, cfg.window, cfg.stride)
+    whole = _validate(policy, episodes, rows, cfg, _Dist())
+    assert result["history"][-1]["val_loss"] == pytest.approx(whole, rel=1e-6)
 
 
 def test_bad_configs_are_one_line_user_errors(
