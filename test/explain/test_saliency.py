@@ -63,9 +63,13 @@ class _LeftHalfOnly(nn.Module):
         self.convs = frontend.convs
 
     def forward(self, images: Tensor) -> Tensor:
+        return self.encode(images)[0]
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """What Policy.step calls: (features, OOD features), of the left half only."""
         images = images.clone()
         images[:, :, W // 2 :] = 0
-        return self.inner(images)
+        return self.inner.encode(images)
 
 
 def left_share(saliency_map: np.ndarray) -> float:
