@@ -50,6 +50,7 @@ class LaneBenchConfig:
     difficulty: v1's difficulty in [0, 1].
     exports: name -> export directory of a model already trained, evaluated as it is
         (after the trained ``models``), e.g. the shipped policies on v1's ladders.
+    workers: processes driving the evaluations in parallel (one (model, spec) each).
     baseline: a model (trained or exported) the first model's targets compare against:
         zero departures clean, departures/km no worse than the baseline's at every rung,
         and fewer with separated 95 % intervals on at least two ladders ("" skips them).
@@ -71,6 +72,7 @@ class LaneBenchConfig:
     env_id: LaneEnvId = "LiquidControl/LaneKeeping-v1"
     difficulty: Probability = 1.0
     exports: dict[str, str] = field(default_factory=dict)
+    workers: PositiveInt = 1
     baseline: str = ""
     results_name: str = "lane"
     out_dir: str = "runs/bench_lane"
@@ -92,18 +94,36 @@ def evaluate_spec(export: str, bench: LaneBenchConfig, spec: str) -> dict[str, f
     return evaluate_model(export, cfg)["metrics"]
 
 
-def _evaluate(export: str, bench: LaneBenchConfig) -> dict[str, Any]:
-    """Metrics of every condition and of every ladder rung (in rung order). Each distinct
-    spec is driven once: the evaluation is seeded, so the clean rung that starts every
-    ladder is the clean condition."""
-    specs = {*bench.conditions.values(), *(s for rungs in bench.ladders.values() for s in rungs)}
-    metrics = {spec: evaluate_spec(export, bench, spec) for spec in sorted(specs)}
-    return {
-        "eval": {name: metrics[spec] for name, spec in bench.conditions.items()},
-        "ladders": {
-            name: [metrics[spec] for spec in rungs] for name, rungs in bench.ladders.items()
-        },
-    }
+def _evaluate(exports: list[str], bench: LaneBenchConfig) -> list[dict[str, Any]]:
+    """Metrics of every condition and of every ladder rung (in rung order), per export.
+    Each distinct spec is driven once: the evaluation is seeded, so the clean rung that
+    starts every ladder is the clean condition. With ``bench.workers`` > 1 the (export, spec)
+    drives run in that many processes; the results are the same."""
+    specs = sorted(
+        {*bench.conditions.values(), *(s for rungs in bench.ladders.values() for s in rungs)}
+    )
+    jobs = [(export, spec) for export in exports for spec in specs]
+    if bench.workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a forked copy of a process that has run torch/onnxruntime/GL can hang.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(bench.workers, len(jobs)), mp_context=context) as pool:
+            futures = [pool.submit(evaluate_spec, e, bench, spec) for e, spec in jobs]
+            done = [f.result() for f in futures]
+    else:
+        done = [evaluate_spec(e, bench, spec) for e, spec in jobs]
+    metrics = dict(zip(jobs, done, strict=True))
+    return [
+        {
+            "eval": {name: metrics[e, spec] for name, spec in bench.conditions.items()},
+            "ladders": {
+                name: [metrics[e, spec] for spec in rungs] for name, rungs in bench.ladders.items()
+            },
+        }
+        for e in exports
+    ]
 
 
 def run(config: str | Path, out: Path) -> dict[str, Any]:
@@ -123,14 +143,15 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             trained = train_model(bench, name, core, seed)
             runs.append(
                 {"seed": seed, "train": _train_summary(trained)}
-                | _evaluate(trained["export_manifest"], bench)
+                | _evaluate([trained["export_manifest"]], bench)[0]
             )
         policy_cfg = PolicyConfig.from_dict({**base_policy(bench), "name": name, "core": core})
         rows[name] = _model_row(core, Policy(policy_cfg).parameter_report(), runs, bench)
-    for name, export in bench.exports.items():
+    evaluated = _evaluate(list(bench.exports.values()), bench)
+    for (name, export), result in zip(bench.exports.items(), evaluated, strict=True):
         manifest, _ = read_manifest(export)
         policy = Policy(PolicyConfig.from_dict(manifest["config"]))
-        runs = [{"seed": None, "export": export} | _evaluate(export, bench)]
+        runs = [{"seed": None, "export": export} | result]
         rows[name] = _model_row(manifest["config"]["core"], policy.parameter_report(), runs, bench)
     results = {"config": bench.__dict__, "models": rows, "targets": targets(bench, rows)}
     plots = plot_ladders(Path(out) / f"{bench.results_name}_ladders", bench.ladders, rows)

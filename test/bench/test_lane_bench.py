@@ -72,6 +72,7 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
         "conditions": {"clean": ""},
         "ladders": {"pixel noise": ["", "noise=0.2"], "frame drops": ["", "drop=0.5"]},
         "results_name": "lane_shipped",
+        "workers": 2,
     }
     (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
     checked = lane.run(tmp_path / "shipped.yaml", tmp_path / "results")
@@ -96,7 +97,7 @@ def test_tiny_v1_ladder_bench_writes_intervals_tables_and_plots(
     dataset = "liquid_control/lane-benchtest-v1"
     argv = ["collect", "lane", "--env", "v1", "--episodes", "2", "--track-length", "40"]
     assert main([*argv, "--dataset-id", dataset]) == 0
-    train = yaml.safe_load(Path("config/train_lane_v1.yaml").read_text())
+    train = yaml.safe_load(Path("config/train_lane_v1_scratch.yaml").read_text())
     train.update(
         datasets=[dataset], window=6, stride=6, warmup_steps=2, batch_size=2, val_fraction=0.5,
         num_workers=0,
