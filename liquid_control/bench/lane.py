@@ -274,7 +274,7 @@ def markdown(results: dict[str, Any]) -> str:
         p = row["parameters"]
         lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
     for metric, title, fmt in (
-        ("departures_per_km", "Lane departures per km (lower is better)", "{:.2f}"),
+        ("departures_per_km", "Lane departures per km [95 % interval] (lower is better)", "{:.2f}"),
         ("mean_abs_offset_m", "Mean |lateral offset| in m", "{:.3f}"),
         ("success_rate", "Success rate (finished without departure)", "{:.2f}"),
     ):
@@ -287,6 +287,14 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for name, row in results["models"].items():
             cells = [fmt.format(row["eval_mean"][c][metric]) for c in conditions]
+            if metric == "departures_per_km":  # pooled over seeds, with the 95 % interval
+                pooled = [rung_summary([r["eval"][c] for r in row["runs"]]) for c in conditions]
+                cells = [
+                    f"{p['departures_per_km']:.2f} [{p['departures_per_km_ci'][0]:.2f}, "
+                    f"{p['departures_per_km_ci'][1]:.2f}] ({p['departures']} in "
+                    f"{p['km_driven']:.1f} km)"
+                    for p in pooled
+                ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if cfg["ladders"]:
         lines += ladder_markdown(
