@@ -58,6 +58,14 @@ positive_float = _number(float, 0.0, False, "a number > 0")
 non_negative_float = _number(float, 0.0, True, "a number >= 0")
 
 
+def probability(text: str) -> float:
+    """An argparse ``type=``: a number in [0, 1]."""
+    value = non_negative_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
 def _export(args: argparse.Namespace) -> None:
     from liquid_control.models.export import export_policy
 
@@ -176,11 +184,8 @@ def _bench(args: argparse.Namespace) -> None:
     elif args.what == "lane":
         from liquid_control.bench import lane
 
-        if args.shipped:
-            lane.run_shipped(args.config or Path("config/bench_lane_shipped.yaml"), args.out)
-            print((args.out / "lane_shipped.md").read_text())
-            return
-        results = lane.run(args.config or Path("config/bench_lane.yaml"), args.out)
+        default = "config/bench_lane_v1_shipped.yaml" if args.shipped else "config/bench_lane.yaml"
+        results = lane.run(args.config or Path(default), args.out)
         print((args.out / f"{results['config']['results_name']}.md").read_text())
         return
     elif args.what == "drone":
@@ -397,6 +402,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from liquid_control.envs import LANE_KEEPING_ID, LANE_KEEPING_V1_ID
     from liquid_control.train.evaluate import EvalConfig, evaluate_model
 
     cfg = EvalConfig(
@@ -406,6 +412,8 @@ def _eval(args: argparse.Namespace) -> None:
         backend=args.backend,
         seed=args.seed,
         video=not args.no_video,
+        env_id=LANE_KEEPING_V1_ID if args.env == "v1" else LANE_KEEPING_ID,
+        difficulty=args.difficulty,
     )
     result = evaluate_model(args.model, cfg, args.out, trusted_keys=args.trusted_key)
     print(json_text(result["metrics"], indent=2))  # a metric without episodes is null
@@ -717,6 +725,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-length", type=positive_float, default=1000.0, help="metres per track")
     p.add_argument("--perturb", default="", help="e.g. noise=0.2 | drop=0.5 | ood=snow")
     p.add_argument(
+        "--env",
+        choices=["v0", "v1"],
+        default="v1",
+        help="LaneKeeping-v1 (the shipped policy's, default) or the easier v0",
+    )
+    p.add_argument("--difficulty", type=probability, default=1.0, help="v1's difficulty in [0, 1]")
+    p.add_argument(
         "--backend", default="onnxruntime", choices=["torchscript", "onnxruntime", "eager"]
     )
     p.add_argument("--seed", type=int, default=0)
@@ -828,8 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shipped",
         action="store_true",
-        help="lane/drone: check the shipped policy's targets "
-        "(config/bench_lane_shipped.yaml, config/bench_drone_shipped.yaml)",
+        help="lane/drone: the shipped policies as exported, checked against their targets "
+        "(config/bench_lane_v1_shipped.yaml, config/bench_drone_shipped.yaml)",
     )
     p.add_argument(
         "--data", action="store_true", help="walker: only describe the expert and datasets"

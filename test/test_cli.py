@@ -55,6 +55,7 @@ def test_collect_train_eval_export_info(tmp_path: Path, monkeypatch, capsys) -> 
     )
     result = json.loads((out / "eval.json").read_text())
     assert result["metrics"]["episodes"] == 1 and result["metrics"]["km_driven"] > 0
+    assert result["config"]["env_id"] == "LiquidControl/LaneKeeping-v1"  # the shipped one's
     for artifact in ("trajectories.png", "offset.png", "episode0.mp4"):
         assert (out / artifact).stat().st_size > 1000, artifact
     capsys.readouterr()

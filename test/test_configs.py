@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from liquid_control.bench.attention import AttentionBenchConfig
 from liquid_control.bench.common import load_bench_config
 from liquid_control.bench.drone import DroneBenchConfig
-from liquid_control.bench.lane import LaneBenchConfig, ShippedBenchConfig
+from liquid_control.bench.lane import LaneBenchConfig
 from liquid_control.bench.ood import OodBenchConfig
 from liquid_control.bench.walker import WalkerBenchConfig
 from liquid_control.errors import UserError
@@ -32,7 +32,6 @@ CONFIG = Path(__file__).resolve().parents[1] / "config"
 NODE_CONFIGS = ("drive.yaml", "fly.yaml", "walker.yaml")
 ROS_BUILTIN_PARAMETERS = ("use_sim_time",)  # every rclpy node declares these itself
 BENCH_SCHEMAS = {
-    "bench_lane_shipped.yaml": ShippedBenchConfig,
     "bench_lane": LaneBenchConfig,
     "bench_drone": DroneBenchConfig,
     "bench_walker": WalkerBenchConfig,
@@ -156,7 +155,7 @@ def test_the_bench_configs_share_one_model_schema(tmp_path: Path) -> None:
         (DroneBenchConfig, "models: {M: {core: {}, export: d}}", r"give exactly one"),
         (WalkerBenchConfig, "closed_loop: {models: {}}", r"closed_loop\.train_config: is required"),
         (WalkerBenchConfig, "drop_fractions: [0.5, 1.0]", r"drop_fractions\[1\]: must be less"),
-        (ShippedBenchConfig, "modelz: {}", r"modelz: unknown key; known keys: models, baseline"),
+        (LaneBenchConfig, "modelz: {}", r"modelz: unknown key; known keys: train_config, models"),
     ],
 )
 def test_bad_bench_yaml_is_one_line_naming_the_key(
@@ -177,7 +176,7 @@ def test_models_stay_the_dicts_written_with_checked_values(tmp_path: Path) -> No
 # -- property tests -------------------------------------------------------------------------
 
 SCHEMAS = [TrainConfig, PolicyConfig, CoreConfig, LaneBenchConfig, DroneBenchConfig]
-SCHEMAS += [WalkerBenchConfig, ShippedBenchConfig]
+SCHEMAS += [WalkerBenchConfig]
 
 yaml_scalars = st.one_of(
     st.none(),

@@ -9,6 +9,9 @@ ladder (a perturbation at increasing strength; statistics and plots in
 a markdown table with parameter counts (conv head vs recurrent part) next to the
 closed-loop metrics, and one robustness-curve PNG per ladder in ``lane_ladders/``.
 The env is LaneKeeping-v1 unless the config names v0 (the published v0 results).
+Exports are evaluated as they are (``bench lane --shipped``: the shipped CfC-NCP and LSTM
+from ``liquid_control/assets``, no training), and with a ``baseline`` the first model is
+checked against the shipped-policy targets.
 """
 
 from __future__ import annotations
@@ -51,7 +54,11 @@ class LaneBenchConfig:
     env_id: the evaluation env: LaneKeeping-v1 (default) or v0.
     difficulty: v1's difficulty in [0, 1].
     exports: name -> export directory of a model already trained, evaluated as it is
-        (after the trained ``models``), e.g. the shipped policy on v1's ladders.
+        (after the trained ``models``), e.g. the shipped policies on v1's ladders.
+    workers: processes driving the evaluations in parallel (one (model, spec) each).
+    baseline: a model (trained or exported) the first model's targets compare against:
+        zero departures clean, departures/km no worse than the baseline's at every rung,
+        and fewer with separated 95 % intervals on at least two ladders ("" skips them).
     results_name: stem of the results: ``<out>/<name>.json``, ``.md``, ``<name>_ladders/``.
     out_dir: where runs (checkpoints, logs) go.
     """
@@ -70,6 +77,8 @@ class LaneBenchConfig:
     env_id: LaneEnvId = "LiquidControl/LaneKeeping-v1"
     difficulty: Probability = 1.0
     exports: dict[str, str] = field(default_factory=dict)
+    workers: PositiveInt = 1
+    baseline: str = ""
     results_name: str = "lane"
     out_dir: str = "runs/bench_lane"
 
@@ -90,16 +99,36 @@ def evaluate_spec(export: str, bench: LaneBenchConfig, spec: str) -> dict[str, f
     return evaluate_model(export, cfg)["metrics"]
 
 
-def evaluate_conditions(export: str, bench: LaneBenchConfig) -> dict[str, dict[str, float]]:
-    return {name: evaluate_spec(export, bench, spec) for name, spec in bench.conditions.items()}
+def _evaluate(exports: list[str], bench: LaneBenchConfig) -> list[dict[str, Any]]:
+    """Metrics of every condition and of every ladder rung (in rung order), per export.
+    Each distinct spec is driven once: the evaluation is seeded, so the clean rung that
+    starts every ladder is the clean condition. With ``bench.workers`` > 1 the (export, spec)
+    drives run in that many processes; the results are the same."""
+    specs = sorted(
+        {*bench.conditions.values(), *(s for rungs in bench.ladders.values() for s in rungs)}
+    )
+    jobs = [(export, spec) for export in exports for spec in specs]
+    if bench.workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-
-def evaluate_ladders(export: str, bench: LaneBenchConfig) -> dict[str, list[dict[str, float]]]:
-    """Metrics at every rung of every ladder, in rung order."""
-    return {
-        name: [evaluate_spec(export, bench, spec) for spec in rungs]
-        for name, rungs in bench.ladders.items()
-    }
+        # spawn: a forked copy of a process that has run torch/onnxruntime/GL can hang.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(bench.workers, len(jobs)), mp_context=context) as pool:
+            futures = [pool.submit(evaluate_spec, e, bench, spec) for e, spec in jobs]
+            done = [f.result() for f in futures]
+    else:
+        done = [evaluate_spec(e, bench, spec) for e, spec in jobs]
+    metrics = dict(zip(jobs, done, strict=True))
+    return [
+        {
+            "eval": {name: metrics[e, spec] for name, spec in bench.conditions.items()},
+            "ladders": {
+                name: [metrics[e, spec] for spec in rungs] for name, rungs in bench.ladders.items()
+            },
+        }
+        for e in exports
+    ]
 
 
 def run(config: str | Path, out: Path) -> dict[str, Any]:
@@ -107,6 +136,11 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
     from liquid_control.models.export import read_manifest
 
     bench = load_bench_config(LaneBenchConfig, config)
+    if bench.baseline and bench.baseline not in {**bench.models, **bench.exports}:
+        raise UserError(
+            f"bench config {config}: baseline {bench.baseline!r} is not one of the models "
+            f"{[*bench.models, *bench.exports]}"
+        )
     rows: dict[str, Any] = {}
     for name, core in bench.models.items():
         runs = []
@@ -114,24 +148,66 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             trained = train_model(bench, name, core, seed)
             runs.append(
                 {"seed": seed, "train": _train_summary(trained)}
-                | _evaluate(trained["export_manifest"], bench)
+                | _evaluate([trained["export_manifest"]], bench)[0]
             )
         policy_cfg = PolicyConfig.from_dict({**base_policy(bench), "name": name, "core": core})
         rows[name] = _model_row(core, Policy(policy_cfg).parameter_report(), runs, bench)
-    for name, export in bench.exports.items():
+    evaluated = _evaluate(list(bench.exports.values()), bench)
+    for (name, export), result in zip(bench.exports.items(), evaluated, strict=True):
         manifest, _ = read_manifest(export)
         policy = Policy(PolicyConfig.from_dict(manifest["config"]))
-        runs = [{"seed": None, "export": export} | _evaluate(export, bench)]
+        runs = [{"seed": None, "export": export} | result]
         rows[name] = _model_row(manifest["config"]["core"], policy.parameter_report(), runs, bench)
-    results = {"config": bench.__dict__, "models": rows}
+    results = {"config": bench.__dict__, "models": rows, "targets": targets(bench, rows)}
     plots = plot_ladders(Path(out) / f"{bench.results_name}_ladders", bench.ladders, rows)
     results["plots"] = [str(p) for p in plots]
     write_results(out, bench.results_name, results, markdown(results))
     return results
 
 
-def _evaluate(export: str, bench: LaneBenchConfig) -> dict[str, Any]:
-    return {"eval": evaluate_conditions(export, bench), "ladders": evaluate_ladders(export, bench)}
+def separated_below(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether rung summary ``a`` has fewer departures/km than ``b`` with the two 95 %
+    intervals apart (a's upper bound below b's lower bound)."""
+    return a["departures_per_km_ci"][1] < b["departures_per_km_ci"][0]
+
+
+def targets(bench: LaneBenchConfig, rows: dict[str, Any]) -> dict[str, bool]:
+    """The shipped-policy targets of the first model against ``bench.baseline`` (none
+    without a baseline): zero departures clean, no more departures/km than the baseline at
+    any rung, and fewer with separated intervals on at least two ladders."""
+    if not bench.baseline:
+        return {}
+    first, base = next(iter(rows.values())), rows[bench.baseline]
+    out = {}
+    if "clean" in bench.conditions:
+        out["zero departures clean"] = first["eval_mean"]["clean"]["departures"] == 0
+    if bench.ladders:
+        pairs = {
+            ladder: list(zip(first["ladders"][ladder], base["ladders"][ladder], strict=True))
+            for ladder in bench.ladders
+        }
+        out[f"departures/km no worse than {bench.baseline} at every rung"] = all(
+            a["departures_per_km"] <= b["departures_per_km"]
+            for rungs in pairs.values()
+            for a, b in rungs
+        )
+        better = [n for n, rungs in pairs.items() if any(separated_below(a, b) for a, b in rungs)]
+        key = f"fewer departures/km than {bench.baseline}, intervals separated, on >= 2 ladders"
+        out[key] = len(better) >= 2
+    return out
+
+
+def separations(ladders: dict[str, list[str]], rows: dict[str, Any]) -> list[str]:
+    """Every rung where one model has fewer departures/km than another with separated 95 %
+    intervals, as "ladder, rung: better < worse"; the only places a model is called better."""
+    out = []
+    for ladder, rungs in ladders.items():
+        for i, rung in enumerate(rungs):
+            for a, row_a in rows.items():
+                for b, row_b in rows.items():
+                    if separated_below(row_a["ladders"][ladder][i], row_b["ladders"][ladder][i]):
+                        out.append(f"{ladder}, {rung or 'clean'}: {a} < {b}")
+    return out
 
 
 def _model_row(
@@ -191,7 +267,7 @@ def markdown(results: dict[str, Any]) -> str:
         p = row["parameters"]
         lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
     for metric, title, fmt in (
-        ("departures_per_km", "Lane departures per km (lower is better)", "{:.2f}"),
+        ("departures_per_km", "Lane departures per km [95 % interval] (lower is better)", "{:.2f}"),
         ("mean_abs_offset_m", "Mean |lateral offset| in m", "{:.3f}"),
         ("success_rate", "Success rate (finished without departure)", "{:.2f}"),
     ):
@@ -204,95 +280,32 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for name, row in results["models"].items():
             cells = [fmt.format(row["eval_mean"][c][metric]) for c in conditions]
+            if metric == "departures_per_km":  # pooled over seeds, with the 95 % interval
+                pooled = [rung_summary([r["eval"][c] for r in row["runs"]]) for c in conditions]
+                cells = [
+                    f"{p['departures_per_km']:.2f} [{p['departures_per_km_ci'][0]:.2f}, "
+                    f"{p['departures_per_km_ci'][1]:.2f}] ({p['departures']} in "
+                    f"{p['km_driven']:.1f} km)"
+                    for p in pooled
+                ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if cfg["ladders"]:
         lines += ladder_markdown(
             cfg["ladders"], results["models"], f"{cfg['results_name']}_ladders"
         )
-    lines.append("")
-    return "\n".join(lines)
-
-
-@dataclass
-class ShippedBenchConfig:
-    """Closed-loop check of trained exports against the shipped-policy targets.
-
-    models: name -> export directory; the first is the policy under test.
-    baseline: name of the model the robustness targets compare against.
-    episodes / track_length_m: held-out tracks per condition.
-    conditions: name -> perturbation spec; must include clean, noise 0.2 and drop 50%.
-    """
-
-    __pydantic_config__ = SCHEMA_CONFIG
-
-    models: dict[str, str] = field(default_factory=dict)
-    baseline: str = ""
-    episodes: PositiveInt = 20
-    track_length_m: PositiveFloat = 1000.0
-    conditions: dict[str, PerturbSpec] = field(default_factory=dict)
-
-
-def run_shipped(config: str | Path, out: Path) -> dict[str, Any]:
-    """Evaluate exports on held-out tracks and check the shipped policy's targets."""
-    from liquid_control.models import Policy, PolicyConfig
-    from liquid_control.models.export import read_manifest
-
-    bench = load_bench_config(ShippedBenchConfig, config)
-    if bench.baseline not in bench.models:
-        raise UserError(f"bench config {config}: baseline {bench.baseline!r} is not a model")
-    missing = {"clean", "noise 0.2", "drop 50%"} - set(bench.conditions)
-    if missing:
-        raise UserError(f"bench config {config}: conditions lack {sorted(missing)}")
-    as_lane = LaneBenchConfig(
-        episodes=bench.episodes,
-        track_length_m=bench.track_length_m,
-        conditions=bench.conditions,
-        env_id="LiquidControl/LaneKeeping-v0",  # the shipped policy is trained on v0
-    )
-    rows: dict[str, Any] = {}
-    for name, export in bench.models.items():
-        manifest, _ = read_manifest(export)
-        rows[name] = {
-            "export": export,
-            "parameters": Policy(PolicyConfig.from_dict(manifest["config"])).parameter_report(),
-            "eval": evaluate_conditions(export, as_lane),
-        }
-    shipped, base = rows[next(iter(bench.models))]["eval"], rows[bench.baseline]["eval"]
-    targets = {
-        "zero departures clean": shipped["clean"]["departures"] == 0,
-        "mean abs offset <= 0.25 m clean": shipped["clean"]["mean_abs_offset_m"] <= 0.25,
-    }
-    for condition in ("noise 0.2", "drop 50%"):
-        targets[f"fewer departures/km than {bench.baseline} under {condition}"] = (
-            shipped[condition]["departures_per_km"] < base[condition]["departures_per_km"]
-        )
-    results = {"config": bench.__dict__, "models": rows, "targets": targets}
-    write_results(out, "lane_shipped", results, shipped_markdown(results))
-    return results
-
-
-def shipped_markdown(results: dict[str, Any]) -> str:
-    cfg = results["config"]
-    conditions = list(cfg["conditions"])
-    lines = [
-        "# Shipped lane policy on held-out tracks",
-        "",
-        f"{cfg['episodes']} held-out tracks of {cfg['track_length_m']:.0f} m per condition. "
-        "Written by `liquid-control bench lane --shipped`.",
-        "",
-        "| model | condition | km | departures | departures/km | mean abs offset m | "
-        "p95 abs offset m | smoothness 1/(m s) | success |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, row in results["models"].items():
-        for c in conditions:
-            m = row["eval"][c]
-            lines.append(
-                f"| {name} | {c} | {m['km_driven']:.1f} | {m['departures']} | "
-                f"{m['departures_per_km']:.2f} | {m['mean_abs_offset_m']:.3f} | "
-                f"{m['p95_abs_offset_m']:.3f} | {m['steering_smoothness_per_m_s']:.3f} | "
-                f"{m['success_rate']:.2f} |"
-            )
-    lines += ["", *target_table(results["targets"])]
+        apart = separations(cfg["ladders"], results["models"])
+        lines += [
+            "",
+            "### Where the intervals separate",
+            "",
+            "Rungs where one model has fewer departures/km than another with the two 95 % "
+            "intervals apart (elsewhere the ladders do not rank them):",
+            "",
+        ]
+        lines += [f"- {line}" for line in apart] or ["- none"]
+    if results["targets"]:
+        first = next(iter(results["models"]))
+        lines += ["", f"## Targets of {first} (baseline {cfg['baseline']})", ""]
+        lines += target_table(results["targets"])
     lines.append("")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from liquid_control.bench.edge import graph_run
-from liquid_control.bench.report import write_results
+from liquid_control.bench.report import target_table, write_results
 from liquid_control.explain.saliency import METHODS
 from liquid_control.models.export import DEFAULT_BACKEND
 from liquid_control.paths import DEFAULT_LANE_MODEL
@@ -92,6 +92,5 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {row['p99_over_off']:.2f} | "
             f"{row['steps_per_s']:.0f} | {row['overlays']} | {per_run} |"
         )
-    lines += ["", "| target | met |", "|---|---|"]
-    lines += [f"| {t} | {'yes' if ok else '**no**'} |" for t, ok in r["targets"].items()]
+    lines += ["", *target_table(r["targets"])]
     return "\n".join([*lines, ""])

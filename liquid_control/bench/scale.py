@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from liquid_control.bench.report import met as report_met
 from liquid_control.bench.report import write_results
 
 LANE_EPISODES = 40  # the lane dataset: liquid-control collect lane --episodes 40
@@ -328,7 +329,6 @@ def run(
 
 
 def _table(r: dict[str, Any]) -> str:
-    yes = {True: "yes", False: "**no**"}
     cfg = r["config"]
     lines = [
         "# Scale: training and bag conversion past one machine's memory",
@@ -366,14 +366,14 @@ def _table(r: dict[str, Any]) -> str:
         "| target | measured | met |",
         "|---|---:|---|",
         f"| train peak RSS 10x / 1x (streamed) <= {TRAIN_RSS_RATIO_TARGET} | "
-        f"{r['train_peak_rss_ratio_10x_over_1x']:.3f} | {yes[met['train_rss']]} |",
+        f"{r['train_peak_rss_ratio_10x_over_1x']:.3f} | {report_met(met['train_rss'])} |",
         f"| streamed / in-memory throughput on 1x >= {1 - THROUGHPUT_TOLERANCE:.2f} (best "
         f"run of each) | {r['streamed_over_in_memory_throughput_1x']:.3f} | "
-        f"{yes[met['throughput']]} |",
+        f"{report_met(met['throughput'])} |",
         f"| bag2minari peak RSS on a {bag['bag_bytes'] / 1e9:.2f} GB bag ({bag['frames']} "
         f"{BAG_SIZE[0]}x{BAG_SIZE[1]} frames, {bag['episodes']} episodes) <= "
         f"{BAG_RSS_TARGET_MB:.0f} MB | {bag['bag2minari_peak_rss_mb']:.0f} MB "
-        f"({bag['bag2minari_wall_s']:.0f} s) | {yes[met['bag2minari_rss']]} |",
+        f"({bag['bag2minari_wall_s']:.0f} s) | {report_met(met['bag2minari_rss'])} |",
         "",
     ]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from liquid_control.bench.common import load_bench_config
-from liquid_control.bench.lane import LaneBenchConfig, ShippedBenchConfig
+from liquid_control.bench.lane import LaneBenchConfig
 from liquid_control.bench.walker import WalkerBenchConfig, build_predictor
 from liquid_control.models import Policy, PolicyConfig
 
@@ -36,10 +36,15 @@ def test_v1_bench_configs_climb_ladders_that_start_clean() -> None:
     assert published.env_id == "LiquidControl/LaneKeeping-v0"  # its results were measured there
 
 
-def test_shipped_bench_config_names_its_baseline() -> None:
-    bench = load_bench_config(ShippedBenchConfig, CONFIG / "bench_lane_shipped.yaml")
-    assert bench.baseline in bench.models
-    assert {"clean", "noise 0.2", "drop 50%"} <= set(bench.conditions)
+def test_shipped_lane_bench_needs_nothing_but_the_repo() -> None:
+    # `bench lane --shipped` runs on a fresh clone: every model is a shipped asset, no training.
+    for name in ("bench_lane_v1_shipped.yaml", "bench_lane_v1_shipped_clean.yaml"):
+        bench = load_bench_config(LaneBenchConfig, CONFIG / name)
+        assert not bench.models and bench.baseline in bench.exports
+        assert all(e.startswith("liquid_control/assets/") for e in bench.exports.values())
+        assert all((CONFIG.parent / e / "manifest.json").is_file() for e in bench.exports.values())
+        assert next(iter(bench.exports.values())) == "liquid_control/assets/lane_default"
+        assert "clean" in bench.conditions
 
 
 def test_walker_bench_config_builds_every_model() -> None:

@@ -53,3 +53,19 @@ def test_one_plot_per_ladder(tmp_path: Path) -> None:
     models = {"a": {"ladders": {"noise": [rung, rung]}}, "b": {"ladders": {"noise": [rung, rung]}}}
     paths = plot_ladders(tmp_path, {"noise": ["", "noise=0.2"]}, models)
     assert [p.name for p in paths] == ["noise.png"] and paths[0].stat().st_size > 1000
+
+
+def test_a_model_is_better_only_where_the_intervals_separate() -> None:
+    from liquid_control.bench.lane import separated_below, separations
+
+    none_in_20 = rung_summary([metrics(0, 20.0, 20, 1.0, 0.05)])  # [0, 0.18] per km
+    two_in_20 = rung_summary([metrics(2, 19.0, 20, 0.9, 0.07)])  # overlaps [0, 0.18]
+    ten_in_8 = rung_summary([metrics(10, 8.0, 20, 0.5, 0.3)])  # [0.6, 2.3] per km
+    assert not separated_below(none_in_20, two_in_20)
+    assert separated_below(none_in_20, ten_in_8) and separated_below(two_in_20, ten_in_8)
+    assert not separated_below(ten_in_8, none_in_20)
+    rows = {
+        "A": {"ladders": {"noise": [none_in_20, none_in_20]}},
+        "B": {"ladders": {"noise": [two_in_20, ten_in_8]}},
+    }
+    assert separations({"noise": ["", "noise=0.4"]}, rows) == ["noise, noise=0.4: A < B"]

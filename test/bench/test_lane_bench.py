@@ -11,6 +11,7 @@ import yaml
 
 from liquid_control.bench import lane
 from liquid_control.cli import main
+from liquid_control.errors import UserError
 
 pytestmark = pytest.mark.slow  # trains and drives lane policies
 
@@ -63,18 +64,32 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
         name: str(Path(row["runs"][0]["train"]["export_manifest"]).parent)
         for name, row in results["models"].items()
     }
+    # Exports as they are (the shipped-policy bench), checked against the baseline's.
     shipped = {
-        "models": exports,
+        "exports": exports,
         "baseline": "LSTM",
+        "env_id": "LiquidControl/LaneKeeping-v0",
         "episodes": 1,
         "track_length_m": 30.0,
-        "conditions": {"clean": "", "noise 0.2": "noise=0.2", "drop 50%": "drop=0.5"},
+        "conditions": {"clean": ""},
+        "ladders": {"pixel noise": ["", "noise=0.2"], "frame drops": ["", "drop=0.5"]},
+        "results_name": "lane_shipped",
+        "workers": 2,
     }
     (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
-    checked = lane.run_shipped(tmp_path / "shipped.yaml", tmp_path / "results")
-    assert len(checked["targets"]) == 4
-    assert all(isinstance(ok, bool) for ok in checked["targets"].values())
-    assert "| target | met |" in (tmp_path / "results" / "lane_shipped.md").read_text()
+    checked = lane.run(tmp_path / "shipped.yaml", tmp_path / "results")
+    assert all(row["runs"][0]["seed"] is None for row in checked["models"].values())
+    clean = checked["models"]["CfC NCP"]["eval_mean"]["clean"]
+    assert checked["targets"]["zero departures clean"] == (clean["departures"] == 0)
+    assert len(checked["targets"]) == 3
+    report = (tmp_path / "results" / "lane_shipped.md").read_text()
+    assert "## Targets of CfC NCP (baseline LSTM)" in report
+    assert "### Where the intervals separate" in report
+
+    shipped["baseline"] = "GRU"
+    (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
+    with pytest.raises(UserError, match="baseline 'GRU' is not one of the models"):
+        lane.run(tmp_path / "shipped.yaml", tmp_path / "results")
 
 
 def test_tiny_v1_ladder_bench_writes_intervals_tables_and_plots(
@@ -84,7 +99,7 @@ def test_tiny_v1_ladder_bench_writes_intervals_tables_and_plots(
     dataset = "liquid_control/lane-benchtest-v1"
     argv = ["collect", "lane", "--env", "v1", "--episodes", "2", "--track-length", "40"]
     assert main([*argv, "--dataset-id", dataset]) == 0
-    train = yaml.safe_load(Path("config/train_lane_v1.yaml").read_text())
+    train = yaml.safe_load(Path("config/train_lane_v1_scratch.yaml").read_text())
     train.update(
         datasets=[dataset], window=6, stride=6, warmup_steps=2, batch_size=2, val_fraction=0.5,
         num_workers=0,

@@ -13,7 +13,8 @@ from liquid_control.paths import ASSETS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = {
-    "lane_default": "config/train_lane.yaml",
+    "lane_default": "config/train_lane_v1.yaml",
+    "lane_lstm": "config/train_lane_lstm_v1.yaml",
     "walker_default": "config/train_walker.yaml",
     "drone_default": "config/train_drone.yaml",
 }

@@ -49,7 +49,8 @@ def test_expert_drive_recorded_by_drive_record(ros, tmp_path, monkeypatch, domai
     summary = drive(
         "lane",
         {
-            "env_kwargs": json.dumps({"track_split": "test", "track_length_m": 30.0}),
+            # 60 m: the drive graph is v1, up to 20 m/s, and the checks want >= 40 frames
+            "env_kwargs": json.dumps({"track_split": "test", "track_length_m": 60.0}),
             "autopilot": "expert",
             "record_dir": str(bag),
         },

@@ -159,7 +159,10 @@ def test_odometry_carries_the_true_twist_of_the_car(ros) -> None:
     from nav_msgs.msg import Odometry
 
     executor, context = ros
+    # v0: a constant 10 m/s and steering that acts at once, so the true twist is known ahead
+    # (the drive graph's v1 has a speed profile and a steering lag).
     params = dict(node_parameters("lane")["sim_bridge"], sync_timeout_s=30.0)
+    params.update(env_id="LiquidControl/LaneKeeping-v0", env_kwargs='{"track_split": "test"}')
     bridge = sim_bridge.create_node(
         context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
     )
