@@ -119,7 +119,8 @@ class EvalConfig:
     seed: seeds start poses and perturbations.
     video: write an MP4 of the first episode.
     speed_mps: vehicle speed (v0 only; v1 has a speed profile).
-    env_id: LaneKeeping-v0 (the shipped policy's env) or LaneKeeping-v1.
+    env_id: LaneKeeping-v0 or LaneKeeping-v1 (the shipped lane policies were trained on v1;
+        `liquid-control eval` defaults to v1).
     difficulty: v1's difficulty in [0, 1] (v1 only).
     """
 
