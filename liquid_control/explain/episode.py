@@ -62,15 +62,31 @@ class RecordingPolicy:
     def step(self, obs: np.ndarray, dt: float, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._core_output.clear()
         action, new_state = self.edge.step(obs, dt, state)
-        if self.episode is not None:
-            ep = self.episode
-            ep.frames.append(np.array(obs, copy=True))
-            ep.dt_s.append(float(dt))
-            ep.state_in.append(np.array(state, dtype=np.float32).reshape(-1))
-            ep.actions.append(np.asarray(action, dtype=np.float32).reshape(-1))
-            ep.state_out.append(np.asarray(new_state, dtype=np.float32).reshape(-1))
-            ep.core_output.append(self._core_output[-1])
+        self._record(obs, dt, state, action, new_state)
         return action, new_state
+
+    def step_ood(
+        self, obs: np.ndarray, dt: float, state: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``step`` of an export with OOD statistics, which :class:`StatefulPolicy` calls
+        instead of ``step``: recorded the same way."""
+        self._core_output.clear()
+        action, new_state, features = self.edge.step_ood(obs, dt, state)
+        self._record(obs, dt, state, action, new_state)
+        return action, new_state, features
+
+    def _record(
+        self, obs: np.ndarray, dt: float, state: np.ndarray, action: Any, new_state: Any
+    ) -> None:
+        if self.episode is None:
+            return
+        ep = self.episode
+        ep.frames.append(np.array(obs, copy=True))
+        ep.dt_s.append(float(dt))
+        ep.state_in.append(np.array(state, dtype=np.float32).reshape(-1))
+        ep.actions.append(np.asarray(action, dtype=np.float32).reshape(-1))
+        ep.state_out.append(np.asarray(new_state, dtype=np.float32).reshape(-1))
+        ep.core_output.append(self._core_output[-1])
 
 
 def task_of(policy: Policy) -> str:

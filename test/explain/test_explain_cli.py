@@ -89,6 +89,17 @@ def test_explain_an_lstm_lane_policy_under_a_perturbation(tmp_path: Path) -> Non
     assert json.loads((out / "explain.json").read_text())["perturb"] == "ood=snow"
 
 
+def test_explain_an_export_with_ood_statistics_records_every_step(tmp_path: Path) -> None:
+    # The shipped default carries OOD statistics, so the runner calls step_ood, not step.
+    from liquid_control.paths import DEFAULT_LANE_MODEL
+
+    out = tmp_path / "explain"
+    assert main(["explain", str(DEFAULT_LANE_MODEL), "--steps", "2", "--out", str(out)]) == 0
+    maps = np.load(out / "saliency_0.npz")
+    assert maps["visual_backprop"].shape == (2, 66, 200)
+    assert maps["integrated_gradients"].shape == (2, 66, 200)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
