@@ -18,10 +18,19 @@ from liquid_control.models.frontends import FrontendConfig
 rclpy = pytest.importorskip("rclpy")
 
 
-@pytest.fixture(scope="session")
+_DOMAINS = 100  # ids 100-199: below Fast DDS's port-derived limit of 232
+_domain_base = int(os.environ.get("LC_TEST_DOMAIN_ID", random.randint(100, 199))) - 100
+_domain_count = 0
+
+
+@pytest.fixture
 def domain_id() -> int:
-    # A private DDS domain per test session keeps parallel runs from hearing each other.
-    return int(os.environ.get("LC_TEST_DOMAIN_ID", random.randint(100, 200)))
+    """A private DDS domain per test: parallel runs start at random ids, and within a run
+    each test moves to the next id, so a node or process an earlier test is still tearing
+    down on a loaded machine never talks to the next test's graph."""
+    global _domain_count
+    _domain_count += 1
+    return 100 + (_domain_base + _domain_count) % _DOMAINS
 
 
 @pytest.fixture
