@@ -77,7 +77,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _ood_calibrate(args: argparse.Namespace) -> None:
-    from liquid_control.models.export import calibrate_export
+    from liquid_control.data.calibration import calibrate_export
 
     manifest, stats = calibrate_export(
         args.export,

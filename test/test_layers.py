@@ -21,10 +21,6 @@ LAYERS = [
 ]
 # Known upward imports, each with the reason it still exists.
 ALLOWED = {
-    # The OOD monitor (merged from main): calibrate_datasets loads Minari episodes inside
-    # models/; it belongs a layer up, with calibrate_export given the loaded episodes.
-    ("models/ood.py", "liquid_control.data.minari_io"),
-    ("models/ood.py", "liquid_control.data.windows"),
     # explain/ (merged from main): saliency and neuron traces sit below ros/ (policy_node
     # publishes saliency), but episode.py builds its envs and seeds with train/'s helpers.
     ("explain/episode.py", "liquid_control.train.evaluate"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,10 +42,8 @@ from liquid_control.models.manifest import (
 )
 from liquid_control.models.manifest import verified_file as _verified_file
 from liquid_control.models.ood import (
-    DEFAULT_PERCENTILE,
     OOD_FILE,
     OodStats,
-    calibrate_datasets,
 )
 from liquid_control.models.policy import Policy, PolicyConfig
 
@@ -181,64 +178,6 @@ def export_policy(
         manifest = seal_manifest(manifest, signing_key)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir / "manifest.json"
-
-
-def calibrate_export(
-    export: str | Path,
-    datasets: Sequence[str],
-    *,
-    val_fraction: float = 0.25,
-    seed: int = 0,
-    percentile: float = DEFAULT_PERCENTILE,
-    sign_key: str | Path | None = None,
-    trusted_keys: Sequence[str | Path] = (),
-) -> tuple[Path, OodStats]:
-    """Add OOD statistics from ``datasets`` to an existing export; return its manifest path
-    and the statistics. No ``datasets``: the ones its training config recorded.
-
-    The export is verified first (``trusted_keys`` as for loading it), its policy rebuilt
-    from its own checkpoint, and the whole directory re-exported atomically from that
-    checkpoint with the same ``dt_s``: the step files gain the OOD feature output if they
-    predate it, the statistics become a hashed file, and the manifest is sealed again. A
-    signed export must be re-signed (``sign_key``): the old signature no longer covers it.
-    """
-    # Refused before the datasets load, not after.
-    if not 50.0 <= percentile < 100.0:
-        raise UserError(f"percentile must be in [50, 100), got {percentile}")
-    if not 0.0 < val_fraction < 1.0:
-        raise UserError(f"the validation fraction must be in (0, 1), got {val_fraction}")
-    manifest, root = read_manifest(export, trusted_keys)
-    if manifest.get("signature") is not None and sign_key is None:
-        raise UserError(
-            f"the export in {root} is signed; pass --sign KEY to re-sign it with its new "
-            "OOD statistics (it cannot keep a signature of the old manifest)"
-        )
-    signing_key = None if sign_key is None else load_signing_key(sign_key)
-    if not datasets:
-        trained_on = manifest.get("info", {}).get("config", {}).get("datasets")
-        if not trained_on:
-            raise UserError(
-                f"the export in {root} records no training datasets; name one with --dataset"
-            )
-        datasets = list(trained_on)
-    checkpoint = _verified_file(manifest, root, "checkpoint")
-    policy, _ = load_checkpoint(checkpoint)
-    if policy.cfg != PolicyConfig.from_dict(manifest["config"]):
-        raise UserError(f"checkpoint {checkpoint} does not match the manifest's config")
-    stats = calibrate_datasets(policy, datasets, val_fraction, seed, percentile)
-    with tempfile.TemporaryDirectory() as tmp:
-        # The export directory is replaced as a whole: export from a copy of its checkpoint.
-        source = Path(tmp) / FILES["checkpoint"]
-        shutil.copyfile(checkpoint, source)
-        path = export_policy(
-            source,
-            root,
-            onnx="onnx" in manifest["files"],
-            sign_key=signing_key,
-            dt_s=manifest.get("dt_s"),
-            ood=stats,
-        )
-    return path, stats
 
 
 class EdgePolicy:

@@ -248,26 +248,3 @@ def calibrate_episodes(
     fit = episode_features(policy, [episodes[i] for i in fit_ids])
     val = episode_features(policy, [episodes[i] for i in val_ids])
     return fit_ood(fit, val, percentile, info)
-
-
-def calibrate_datasets(
-    policy: Any,
-    datasets: Sequence[str],
-    val_fraction: float = 0.25,
-    seed: int = 0,
-    percentile: float = DEFAULT_PERCENTILE,
-) -> OodStats:
-    """:func:`calibrate_episodes` over Minari datasets, split by episode with ``seed``."""
-    from liquid_control.data.minari_io import load_episodes
-    from liquid_control.data.windows import split_by_episode
-
-    episodes = load_episodes(list(datasets))
-    shape = tuple(policy.obs_shape)
-    if tuple(episodes[0].obs.shape[1:]) != shape:
-        raise UserError(
-            f"datasets {list(datasets)} hold observations {tuple(episodes[0].obs.shape[1:])}, "
-            f"the policy takes {shape}"
-        )
-    fit_ids, val_ids = split_by_episode(len(episodes), val_fraction, seed)
-    info = {"datasets": list(datasets), "val_fraction": val_fraction, "split_seed": seed}
-    return calibrate_episodes(policy, episodes, fit_ids, val_ids, percentile, info)
