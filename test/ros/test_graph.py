@@ -176,6 +176,9 @@ def test_odometry_carries_the_true_twist_of_the_car(ros) -> None:
     command = Twist()
     command.linear.x, command.angular.z = 10.0, 0.5  # curvature 0.05 1/m at 10 m/s
     for i in range(3):
+        # An unstamped command answers the frame the bridge awaits; one sent before that
+        # frame is out (a slow start on a busy machine) is only held, not stepped on.
+        assert wait_for(lambda: bridge.awaiting_ns is not None, timeout_s=60.0)
         pub.publish(command)
         assert wait_for(lambda i=i: bridge.session.steps == i + 1, timeout_s=30.0)
     assert wait_for(lambda: len(odometry) >= 3, timeout_s=10.0)
