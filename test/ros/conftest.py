@@ -35,11 +35,15 @@ def domain_id() -> int:
 
 @pytest.fixture
 def ros(domain_id: int) -> Iterator[object]:
-    from rclpy.executors import MultiThreadedExecutor
+    # One thread, as each node runs under ``ros2 run`` (runtime.py). rclpy's
+    # MultiThreadedExecutor re-dispatches a ready entity of a node whose (mutually
+    # exclusive) group is busy until a worker takes it: its spin thread then holds the GIL
+    # and piles up thousands of empty tasks, and a walker graph made 8 steps/s, not 800.
+    from rclpy.executors import SingleThreadedExecutor
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor = SingleThreadedExecutor(context=context)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     yield executor, context

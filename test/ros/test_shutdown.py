@@ -4,6 +4,7 @@ no traceback, and the recorder's bag reads back."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -42,8 +43,14 @@ def test_every_node_exits_cleanly_and_the_bag_reads_back(mode, ros, tmp_path, do
         # Everyone that takes cmd_vel is on the graph (this listener, sim_bridge, the
         # recorder: on a busy machine discovery takes a while), then the loop runs on.
         assert wait_for(lambda: listener.count_subscribers("cmd_vel") >= 3, timeout_s=120.0)
+        # The recorder subscribed; its reader still has to match the policy's writer, which
+        # on a loaded machine has taken longer than 50 commands (a bag with 0 /cmd_vel):
+        # stop once the loop has run for a few seconds past the subscription.
+        recorder = next(n for n in graph.nodes if n.name == "bag_recorder")
+        assert wait_for(lambda: "recording /cmd_vel" in recorder.log(), timeout_s=60.0)
         heard = len(commands)
         assert wait_for(lambda: len(commands) >= heard + 50, timeout_s=120.0)
+        time.sleep(3.0)
         codes = graph.stop(mode)
         logs = {n.name: n.log() for n in graph.nodes}
     assert codes == {"sim_bridge": 0, "policy_node": 0, "bag_recorder": 0}, logs
