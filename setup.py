@@ -108,7 +108,7 @@ setup(
     maintainer_email="maintainer@liquid-control.invalid",
     python_requires=">=3.11",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["assets/**/*"]},
+    package_data={PACKAGE: ["assets/**/*", "models/csrc/*.cpp"]},
     data_files=data_files,
     zip_safe=False,
     install_requires=[

@@ -19,6 +19,10 @@ It covers the CfC layers this project trains: ``default`` and ``no_gate``
 modes, either with one LeCun-tanh backbone layer (dense CfC) or without a
 backbone (wired CfC). Anything else falls back to autograd. ``test_cores.py``
 checks outputs and gradients against the autograd path and against ncps.
+
+Where the C++ kernels are built (:mod:`liquid_control.models.native`), both per-step loops
+run in C++, one call per sequence; the loops here are the fallback and the reference
+(``test_native.py``). Everything after the loops is shared.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from liquid_control.models import native
 
 LECUN_SCALE, LECUN_SLOPE = 1.7159, 0.666
 
@@ -111,66 +117,118 @@ class CfCSequence(torch.autograd.Function):
         w_h: Tensor,
         *backbone: Tensor,
     ):
-        steps, batch, hid = xp.shape[0], xp.shape[1], spec.hidden
-        ts_steps, xp_steps = ts, xp
-        new = h0.new_empty
-        h, u, s = new(steps + 1, batch, hid), new(steps, batch, 2 * hid), new(steps, batch, hid)
-        h[0] = h0
-        th = new(steps, batch, w_h.shape[0]) if spec.backbone else None
-        minus_one = h0.new_full((), -1.0)
-        # The backbone's LeCun tanh is tanh(slope * z): the slope rides on addmm's scales.
-        k = LECUN_SLOPE if spec.backbone else 1.0
-        for t in range(steps):
-            z = torch.addmm(xp_steps[t], h[t], w_h.t(), beta=k, alpha=k)
-            if th is not None:
-                w_g, b_g = backbone
-                g = torch.addmm(b_g, _tanh(z, th[t], minus_one), w_g.t(), alpha=LECUN_SCALE)
-            else:
-                g = z
-            _heads_forward(g, ts_steps[t], spec.no_gate, u[t], s[t], h[t + 1], minus_one)
-            if hold is not None:
-                _hold(h[t + 1], h[t], *hold[t], hid)
-        slopes = _head_slopes(u, s, ts_steps, spec.no_gate)
-        if hold is not None:
-            # A held neuron's heads do not reach its state: no gradient into them.
-            for t, (a, b) in enumerate(hold):
-                heads = slopes[t].view(batch, 4, hid)
-                heads[:, :, :a] = 0.0
-                heads[:, :, b:] = 0.0  # both empty on all but the first and last few steps
-        ctx.spec, ctx.hold, ctx.h, ctx.th, ctx.slopes = spec, hold, h, th, slopes
-        if th is not None:
-            c = LECUN_SCALE * LECUN_SLOPE
-            ctx.d_backbone = torch.mul(th, th).mul_(-c).add_(c)  # c (1 - th^2)
+        ctx.native = native.use_for(xp, ts, h0, w_h, *backbone)
+        ctx.spec, ctx.hold = spec, hold
+        if ctx.native:
+            ctx.hold_steps = None if hold is None else torch.tensor(hold, dtype=torch.int64)
+            w_g, b_g = backbone if spec.backbone else (None, None)
+            h, th, slopes = native.ops().cfc_forward(
+                xp.contiguous(),
+                ts.contiguous(),
+                h0.contiguous(),
+                w_h.contiguous(),
+                w_g,
+                b_g,
+                ctx.hold_steps,
+                spec.no_gate,
+            )
+            ctx.th = th if spec.backbone else None
+        else:
+            h, ctx.th, slopes = _forward_steps(spec, hold, xp, ts, h0, w_h, *backbone)
+        ctx.h, ctx.slopes = h, slopes
         ctx.save_for_backward(w_h, *backbone)
-        return h[1:], h[steps].clone()
+        return h[1:], h[xp.shape[0]].clone()
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_final: Tensor | None):
         w_h, *backbone = ctx.saved_tensors
-        spec, hold, h, th, slopes = ctx.spec, ctx.hold, ctx.h, ctx.th, ctx.slopes
-        steps, batch = slopes.shape[:2]
-        d_out_steps = d_out
-        # dh: gradient of the state after the step being processed. Contributions are
-        # accumulated by the matrix products that produce them (addmm), not by extra adds.
-        dh = d_final.clone() if d_final is not None else torch.zeros_like(h[0])
-        dh += d_out_steps[steps - 1]
-        dz_all = h.new_empty(steps, batch, w_h.shape[0])
-        dg_all = h.new_empty(slopes.shape) if th is not None else dz_all
-        for t in reversed(range(steps)):
-            dg, dz = dg_all[t], dz_all[t]
-            torch.mul(slopes[t].view(batch, 4, -1), dh.unsqueeze(1), out=dg.view(batch, 4, -1))
-            if th is not None:
-                torch.mm(dg, backbone[0], out=dz).mul_(ctx.d_backbone[t])
-            dh_prev = torch.addmm(d_out_steps[t - 1], dz, w_h) if t > 0 else dz @ w_h
-            if hold is not None:
-                _hold(dh_prev, dh, *hold[t], spec.hidden, accumulate=True)
-            dh = dh_prev
+        spec, h, th = ctx.spec, ctx.h, ctx.th
+        if d_final is None:
+            d_final = torch.zeros_like(h[0])
+        if ctx.native:
+            dz_all, dg_all, dh = native.ops().cfc_backward(
+                d_out.contiguous(),
+                d_final.contiguous(),
+                ctx.slopes,
+                w_h.contiguous(),
+                th,
+                backbone[0] if th is not None else None,
+                ctx.hold_steps,
+            )
+        else:
+            dz_all, dg_all, dh = _backward_steps(ctx, d_out, d_final, w_h, *backbone)
         dz_flat = dz_all.view(-1, dz_all.shape[-1])
         grads = [dz_all, None, dh, dz_flat.t() @ h[:-1].reshape(-1, spec.hidden)]
         if th is not None:
             dg_flat = dg_all.view(-1, 4 * spec.hidden)
             grads += [LECUN_SCALE * (dg_flat.t() @ th.view(dg_flat.shape[0], -1)), dg_flat.sum(0)]
         return (None, None, *grads)
+
+
+def _forward_steps(
+    spec: LayerSpec,
+    hold: tuple[tuple[int, int], ...] | None,
+    xp: Tensor,
+    ts_steps: Tensor,
+    h0: Tensor,
+    w_h: Tensor,
+    *backbone: Tensor,
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """The per-step loop in Python: states (T+1, B, H), backbone outputs and head slopes."""
+    steps, batch, hid = xp.shape[0], xp.shape[1], spec.hidden
+    xp_steps = xp
+    new = h0.new_empty
+    h, u, s = new(steps + 1, batch, hid), new(steps, batch, 2 * hid), new(steps, batch, hid)
+    h[0] = h0
+    th = new(steps, batch, w_h.shape[0]) if spec.backbone else None
+    minus_one = h0.new_full((), -1.0)
+    # The backbone's LeCun tanh is tanh(slope * z): the slope rides on addmm's scales.
+    k = LECUN_SLOPE if spec.backbone else 1.0
+    for t in range(steps):
+        z = torch.addmm(xp_steps[t], h[t], w_h.t(), beta=k, alpha=k)
+        if th is not None:
+            w_g, b_g = backbone
+            g = torch.addmm(b_g, _tanh(z, th[t], minus_one), w_g.t(), alpha=LECUN_SCALE)
+        else:
+            g = z
+        _heads_forward(g, ts_steps[t], spec.no_gate, u[t], s[t], h[t + 1], minus_one)
+        if hold is not None:
+            _hold(h[t + 1], h[t], *hold[t], hid)
+    slopes = _head_slopes(u, s, ts_steps, spec.no_gate)
+    if hold is not None:
+        # A held neuron's heads do not reach its state: no gradient into them.
+        for t, (a, b) in enumerate(hold):
+            heads = slopes[t].view(batch, 4, hid)
+            heads[:, :, :a] = 0.0
+            heads[:, :, b:] = 0.0  # both empty on all but the first and last few steps
+    return h, th, slopes
+
+
+def _backward_steps(
+    ctx, d_out_steps: Tensor, d_final: Tensor, w_h: Tensor, *backbone: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The reverse loop in Python: gradients of every step's first affine map (T, B, P) and
+    heads (T, B, 4H; the same tensor without a backbone), and of the initial state."""
+    spec, hold, h, th, slopes = ctx.spec, ctx.hold, ctx.h, ctx.th, ctx.slopes
+    steps, batch = slopes.shape[:2]
+    if th is not None:
+        c = LECUN_SCALE * LECUN_SLOPE
+        d_backbone = torch.mul(th, th).mul_(-c).add_(c)  # c (1 - th^2)
+    # dh: gradient of the state after the step being processed. Contributions are
+    # accumulated by the matrix products that produce them (addmm), not by extra adds.
+    dh = d_final + d_out_steps[steps - 1]
+    dz_all = h.new_empty(steps, batch, w_h.shape[0])
+    dg_all = h.new_empty(slopes.shape) if th is not None else dz_all
+    for t in reversed(range(steps)):
+        dg, dz = dg_all[t], dz_all[t]
+        torch.mul(slopes[t].view(batch, 4, -1), dh.unsqueeze(1), out=dg.view(batch, 4, -1))
+        if th is not None:
+            torch.mm(dg, backbone[0], out=dz).mul_(d_backbone[t])
+        dh_prev = torch.addmm(d_out_steps[t - 1], dz, w_h) if t > 0 else dz @ w_h
+        if hold is not None:
+            _hold(dh_prev, dh, *hold[t], spec.hidden, accumulate=True)
+        dh = dh_prev
+    return dz_all, dg_all, dh
 
 
 def _hold(dst: Tensor, src: Tensor, a: int, b: int, hidden: int, accumulate: bool = False) -> None:

@@ -14,7 +14,9 @@ postsynaptic neuron, and the other reductions run over contiguous memory.
 :class:`SynapseCurrents` serves the sensory synapses (all steps at once, in row chunks so
 that the recomputed activations stay small); :class:`LTCSolve` runs the semi-implicit
 Euler unfolds of a whole sequence. ``test_cores.py`` checks both against autograd and
-ncps.
+ncps. Where the C++ kernels are built (:mod:`liquid_control.models.native`), both run them
+instead: the same recomputation, with each activation used where it is formed (never stored)
+and the batch split across threads; the code here is the fallback and the reference.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from liquid_control.models import native
 
 # Rows of one activation block: 2**18 floats (1 MiB) at Ni = Nj = 64, small enough to stay
 # in cache while it is reused by the reductions that follow.
@@ -102,9 +106,14 @@ class SynapseCurrents(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v: Tensor, sigma: Tensor, sigma_mu: Tensor, w_erev: Tensor, w: Tensor):
         syn = Synapses.from_params(sigma, sigma_mu, w_erev, w)
-        num, den = v.new_empty(v.shape[0], w.shape[1]), v.new_empty(v.shape[0], w.shape[1])
-        for rows in _row_blocks(v.shape[0], sigma.numel()):
-            num[rows], den[rows] = currents(activations(v[rows], syn), syn)
+        ctx.native = native.use_for(v, *syn.tensors())
+        if ctx.native:
+            v = v.contiguous()
+            num, den = native.ops().ltc_currents(v, *syn.tensors())
+        else:
+            num, den = v.new_empty(v.shape[0], w.shape[1]), v.new_empty(v.shape[0], w.shape[1])
+            for rows in _row_blocks(v.shape[0], sigma.numel()):
+                num[rows], den[rows] = currents(activations(v[rows], syn), syn)
         ctx.save_for_backward(v, *syn.tensors())
         return num, den
 
@@ -112,6 +121,11 @@ class SynapseCurrents(torch.autograd.Function):
     def backward(ctx, d_num: Tensor, d_den: Tensor):
         v, *weights = ctx.saved_tensors
         syn = Synapses(*weights)
+        if ctx.native:
+            d_v, *grads = native.ops().ltc_currents_backward(
+                v, d_num.contiguous(), d_den.contiguous(), *weights
+            )
+            return d_v, *Synapses(*grads).param_grads()
         grads = syn.zeros()
         d_v = torch.empty_like(v)
         for rows in _row_blocks(v.shape[0], syn.sigma.numel()):
@@ -147,6 +161,14 @@ class LTCSolve(torch.autograd.Function):
         unfolds: int,
     ):
         syn = Synapses.from_params(sigma, sigma_mu, w_erev, w)
+        ctx.native = native.use_for(v0, cm, a_num, a_den, *syn.tensors())
+        if ctx.native:
+            cm = cm.contiguous()
+            starts, denominators, states = native.ops().ltc_solve_forward(
+                v0.contiguous(), cm, a_num.contiguous(), a_den.contiguous(), *syn.tensors(), unfolds
+            )
+            ctx.save_for_backward(starts, denominators, states, cm, *syn.tensors())
+            return states
         batch, steps, n = cm.shape
         # Per unfold, the potential it starts from and its denominator: all the backward
         # pass needs besides the weights (2 x T x unfolds x B x N floats).
@@ -169,6 +191,11 @@ class LTCSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_states: Tensor):
         starts, denominators, states, cm, *weights = ctx.saved_tensors
+        if ctx.native:
+            d_v0, d_cm, d_a_num, d_a_den, *grads = native.ops().ltc_solve_backward(
+                d_states.contiguous(), starts, denominators, states, cm, *weights
+            )
+            return d_v0, d_cm, d_a_num, d_a_den, *Synapses(*grads).param_grads(), None
         syn = Synapses(*weights)
         grads = syn.zeros()
         steps, unfolds = starts.shape[:2]
