@@ -75,8 +75,13 @@ def main() -> int:
     try:
         path = build(verbose="-v" in sys.argv)
     except Exception as e:  # noqa: BLE001 - any build failure leaves the Python passes in use
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"C++ training kernels not built ({first}); the Python passes will run")
+        # The exception holds the whole compiler log: its first line says what failed, its
+        # last one usually why.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        lines = lines or [type(e).__name__]
+        causes = [line for line in lines[1:] if not line.startswith(("ninja:", "["))]
+        why = lines[0].split(": [")[0] + (f": {causes[-1]}" if causes else "")
+        print(f"C++ training kernels not built ({why}); the Python passes will run")
         return 1
     print(f"C++ training kernels: {path} ({time.perf_counter() - start:.0f} s)")
     return 0
