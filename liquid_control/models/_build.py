@@ -22,10 +22,16 @@ SOURCE = Path(__file__).with_name("csrc") / "liquid_kernels.cpp"
 BUILD_ROOT = Path(__file__).with_name("_native")
 
 
+def openmp_flags() -> list[str]:
+    """``at::parallel_for`` is a header template: without OpenMP it compiles to a serial loop.
+    The library then binds to the OpenMP runtime torch has already loaded."""
+    return ["-fopenmp"] if torch.backends.openmp.is_available() else []
+
+
 def compile_flags() -> list[str]:
-    """-O3, C++20 and the vector ISA of ATen's ``Vectorized`` that torch itself uses on this
-    CPU (AVX-512 or AVX2 + FMA); other CPUs get its portable form."""
-    flags = ["-O3", "-std=c++20"]
+    """-O3, C++20, OpenMP and the vector ISA of ATen's ``Vectorized`` that torch itself uses on
+    this CPU (AVX-512 or AVX2 + FMA); other CPUs get its portable form."""
+    flags = ["-O3", "-std=c++20", *openmp_flags()]
     capability = torch.backends.cpu.get_cpu_capability()
     if platform.machine() not in ("x86_64", "AMD64"):
         capability = "DEFAULT"
@@ -59,6 +65,7 @@ def build(verbose: bool = False) -> Path:
         name=library_name(),
         sources=[str(SOURCE)],
         extra_cflags=compile_flags(),
+        extra_ldflags=openmp_flags(),
         build_directory=str(path.parent),
         is_python_module=False,
         verbose=verbose,
