@@ -37,7 +37,14 @@ from torch.profiler import ProfilerActivity, profile
 
 from liquid_control.bench.report import met, write_results
 from liquid_control.errors import UserError
-from liquid_control.models import CoreConfig, FrontendConfig, Policy, PolicyConfig, save_checkpoint
+from liquid_control.models import (
+    CoreConfig,
+    FrontendConfig,
+    Policy,
+    PolicyConfig,
+    native,
+    save_checkpoint,
+)
 from liquid_control.models.export import BACKENDS, example_inputs, export_policy, load_exported
 from liquid_control.models.policy import build_core
 
@@ -230,6 +237,9 @@ def _machine(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        reason = native.unavailable_reason()
+        info["training_kernels"] = "C++ kernels" if reason is None else f"Python passes ({reason})"
     return info
 
 
@@ -294,7 +304,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"{m['load_average_1min_at_start']:.1f} at the start of the training-step runs and "
         f"{m['load_average_1min_at_end']:.1f} at their end (other processes share the machine; "
         "ratios are measured interleaved in one run). Written by `liquid-control bench cores"
-        + (f" --device {m['device']}`." if m["device"] != "cpu" else "`."),
+        + (f" --device {m['device']}`." if m["device"] != "cpu" else "`.")
+        + (
+            f" CfC and LTC training passes: {m['training_kernels']}."
+            if "training_kernels" in m
+            else ""
+        ),
         "",
         f"## Training step (B={BATCH}, T={SEQ}, {INPUTS} inputs, {UNITS} units, fwd+bwd)",
         "",

@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
+#include <ATen/native/CPUBlas.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -66,6 +67,14 @@ struct Hold {
   int64_t b(int64_t t, int64_t hidden) const { return spans ? spans[2 * t + 1] : hidden; }
 };
 
+// C (M x N, row stride ld_c) = A (M x K) B (K x N) [+ C], all row-major: ATen's batch-reduce
+// GEMM, oneDNN's AVX-512 micro-kernels where the CPU has them (about 2.5x torch's MKL matmul
+// at these sizes on AMD CPUs, where MKL does not use AVX-512), else torch's BLAS.
+inline void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t ld_a, const float* b,
+                 int64_t ld_b, float* c, int64_t ld_c, bool add_c) {
+  at::native::cpublas::brgemm(m, n, k, ld_a, ld_b, ld_c, add_c, a, b, c, /*is_vnni=*/false);
+}
+
 std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& ts,
                                                const Tensor& h0, const Tensor& w_h,
                                                const std::optional<Tensor>& w_g,
@@ -76,6 +85,10 @@ std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& t
     check_cpu_float(t, n);
   const int64_t steps = xp.size(0), batch = xp.size(1), proj = xp.size(2), hid = h0.size(1);
   const bool backbone = w_g.has_value();
+  if (backbone) {
+    check_cpu_float(*w_g, "w_g");
+    check_cpu_float(*b_g, "b_g");
+  }
   const int64_t ts_cols = ts.size(2);
   TORCH_CHECK(ts_cols == 1 || ts_cols == hid, "ts: one time span per sample or per neuron");
   TORCH_CHECK(backbone || proj == 4 * hid, "without a backbone the projection is the 4 heads");
@@ -84,47 +97,56 @@ std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& t
   Tensor th = backbone ? at::empty({steps, batch, proj}, h0.options()) : at::empty({0});
   Tensor slopes = at::empty({steps, batch, 4 * hid}, h0.options());
   Hold held{hold ? hold->data_ptr<int64_t>() : nullptr};
-  const float k = backbone ? kLecunSlope : 1.f;
-  const Tensor w_h_t = w_h.t();
-  const Tensor w_g_t = backbone ? w_g->t() : Tensor();
+  // The GEMM takes row-major right-hand sides: the weights transposed once per sequence.
+  const Tensor w_h_t = w_h.t().contiguous();
+  const Tensor w_g_t = backbone ? w_g->t().contiguous() : Tensor();
+  const float* whp = w_h_t.data_ptr<float>();
+  const float* wgp = backbone ? w_g_t.data_ptr<float>() : nullptr;
+  const float* bgp = backbone ? b_g->data_ptr<float>() : nullptr;
+  const float* xpp = xp.data_ptr<float>();
   float* h_ptr = h_all.data_ptr<float>();
+  float* th_ptr = backbone ? th.data_ptr<float>() : nullptr;
   float* sl_ptr = slopes.data_ptr<float>();
   const float* ts_ptr = ts.data_ptr<float>();
+  // The backbone's LeCun tanh is tanh(slope * z), its output scaled into the heads.
+  const Vec slope(backbone ? kLecunSlope : 1.f), scale(backbone ? kLecunScale : 1.f);
 
   over_row_chunks(batch, 8, [&](int64_t, int64_t r0, int64_t r1) {
     const int64_t nb = r1 - r0;
-    Tensor z = at::empty({nb, proj}, h0.options());
-    Tensor g = backbone ? at::empty({nb, 4 * hid}, h0.options()) : z;
+    std::vector<float> z(nb * proj), g_buf(backbone ? nb * 4 * hid : 0);
+    float* g = backbone ? g_buf.data() : z.data();
     for (int64_t t = 0; t < steps; ++t) {
-      at::addmm_out(z, xp.select(0, t).narrow(0, r0, nb), h_all.select(0, t).narrow(0, r0, nb),
-                    w_h_t, k, k);
+      // z = xp + h W_h^T
+      std::copy_n(xpp + (t * batch + r0) * proj, nb * proj, z.data());
+      gemm(nb, proj, hid, h_ptr + (t * batch + r0) * hid, hid, whp, proj, z.data(), proj, true);
       if (backbone) {
-        Tensor th_t = th.select(0, t).narrow(0, r0, nb);
-        const float* zp = z.data_ptr<float>();
-        float* thp = th_t.data_ptr<float>();
+        float* thp = th_ptr + (t * batch + r0) * proj;
         const int64_t n = nb * proj;
         for (int64_t i = 0; i < n; i += kLanes) {
           const int64_t c = std::min(kLanes, n - i);
-          tanh2(Vec::loadu(zp + i, c)).store(thp + i, c);
+          tanh2(slope * Vec::loadu(z.data() + i, c)).store(thp + i, c);
         }
-        at::addmm_out(g, *b_g, th_t, w_g_t, 1.f, kLecunScale);
+        gemm(nb, 4 * hid, proj, thp, proj, wgp, 4 * hid, g, 4 * hid, false);
       }
-      const float* gp = g.data_ptr<float>();
       const int64_t a = held.a(t), b = held.b(t, hid);
       for (int64_t r = 0; r < nb; ++r) {
         const int64_t row = t * batch + r0 + r;
-        const float* gr = gp + r * 4 * hid;
+        const float* gr = g + r * 4 * hid;
         const float* hp = h_ptr + row * hid;
         float* hn = h_ptr + (row + batch) * hid;
         float* sl = sl_ptr + row * 4 * hid;
         const float* tsr = ts_ptr + row * ts_cols;
+        // Head pre-activation: b_g + scale * (th W_g^T), or z itself without a backbone.
+        auto head = [&](int64_t k, int64_t i, int64_t c) {
+          const Vec v = Vec::loadu(gr + k * hid + i, c);
+          return backbone ? at::vec::fmadd(scale, v, Vec::loadu(bgp + k * hid + i, c)) : v;
+        };
         for (int64_t i = 0; i < hid; i += kLanes) {
           const int64_t c = std::min(kLanes, hid - i);
           const Vec span = ts_cols == 1 ? Vec(tsr[0]) : Vec::loadu(tsr + i, c);
-          const Vec u1 = tanh2(Vec::loadu(gr + i, c));
-          const Vec u2 = tanh2(Vec::loadu(gr + hid + i, c));
-          const Vec s = sigmoid(at::vec::fmadd(Vec::loadu(gr + 2 * hid + i, c), span,
-                                               Vec::loadu(gr + 3 * hid + i, c)));
+          const Vec u1 = tanh2(head(0, i, c));
+          const Vec u2 = tanh2(head(1, i, c));
+          const Vec s = sigmoid(at::vec::fmadd(head(2, i, c), span, head(3, i, c)));
           const Vec one(1.f);
           Vec d1 = one - u1 * u1;
           const Vec d2 = s * (one - u2 * u2);
@@ -146,10 +168,11 @@ std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& t
         for (int64_t i = 0; i < hid; ++i) {
           if (i >= a && i < b) continue;
           hn[i] = hp[i];
-          for (int64_t head = 0; head < 4; ++head) sl[head * hid + i] = 0.f;
+          for (int64_t k = 0; k < 4; ++k) sl[k * hid + i] = 0.f;
         }
       }
     }
+    at::native::cpublas::brgemm_release(false);
   });
   return {h_all, th, slopes};
 }
@@ -166,56 +189,63 @@ std::tuple<Tensor, Tensor, Tensor> cfc_backward(const Tensor& d_out, const Tenso
   const int64_t steps = slopes.size(0), batch = slopes.size(1), hid = slopes.size(2) / 4;
   const int64_t proj = w_h.size(0);
   const bool backbone = w_g.has_value();
+  if (backbone) {
+    check_cpu_float(*w_g, "w_g");
+    check_cpu_float(*th, "th");
+  }
   Tensor dz_all = at::empty({steps, batch, proj}, slopes.options());
   Tensor dg_all = backbone ? at::empty({steps, batch, 4 * hid}, slopes.options()) : dz_all;
   Tensor dh0 = at::empty({batch, hid}, slopes.options());
   Hold held{hold ? hold->data_ptr<int64_t>() : nullptr};
-  const float c_backbone = kLecunScale * kLecunSlope;
+  const float *dop = d_out.data_ptr<float>(), *dfp = d_final.data_ptr<float>();
+  const float *slp = slopes.data_ptr<float>(), *whp = w_h.data_ptr<float>();
+  const float* wgp = backbone ? w_g->data_ptr<float>() : nullptr;
+  const float* th_ptr = backbone ? th->data_ptr<float>() : nullptr;
+  float *dzp_all = dz_all.data_ptr<float>(), *dgp_all = dg_all.data_ptr<float>();
+  float* dh0p = dh0.data_ptr<float>();
+  const Vec c_backbone(kLecunScale * kLecunSlope);
 
   over_row_chunks(batch, 8, [&](int64_t, int64_t r0, int64_t r1) {
     const int64_t nb = r1 - r0;
-    Tensor dh = at::empty({nb, hid}, slopes.options());
-    Tensor dh_prev = at::empty({nb, hid}, slopes.options());
-    at::add_out(dh, d_final.narrow(0, r0, nb), d_out.select(0, steps - 1).narrow(0, r0, nb));
+    std::vector<float> dh_buf(nb * hid), dh_prev_buf(nb * hid);
+    float *dh = dh_buf.data(), *dh_prev = dh_prev_buf.data();
+    const float* last = dop + ((steps - 1) * batch + r0) * hid;
+    for (int64_t i = 0; i < nb * hid; ++i) dh[i] = dfp[r0 * hid + i] + last[i];
     for (int64_t t = steps - 1; t >= 0; --t) {
-      Tensor dg = dg_all.select(0, t).narrow(0, r0, nb);
-      Tensor dz = dz_all.select(0, t).narrow(0, r0, nb);
-      const float* sl = slopes.select(0, t).narrow(0, r0, nb).data_ptr<float>();
-      const float* dhp = dh.data_ptr<float>();
-      float* dgp = dg.data_ptr<float>();
+      const int64_t rows = t * batch + r0;
+      float* dg = dgp_all + rows * 4 * hid;
+      float* dz = dzp_all + rows * proj;
+      const float* sl = slp + rows * 4 * hid;
       for (int64_t r = 0; r < nb; ++r)
-        for (int64_t head = 0; head < 4; ++head)
+        for (int64_t k = 0; k < 4; ++k)
           for (int64_t i = 0; i < hid; i += kLanes) {
             const int64_t c = std::min(kLanes, hid - i);
-            const int64_t o = (r * 4 + head) * hid + i;
-            (Vec::loadu(sl + o, c) * Vec::loadu(dhp + r * hid + i, c)).store(dgp + o, c);
+            const int64_t o = (r * 4 + k) * hid + i;
+            (Vec::loadu(sl + o, c) * Vec::loadu(dh + r * hid + i, c)).store(dg + o, c);
           }
       if (backbone) {
-        at::mm_out(dz, dg, *w_g);
-        const float* thp = th->select(0, t).narrow(0, r0, nb).data_ptr<float>();
-        float* dzp = dz.data_ptr<float>();
+        gemm(nb, proj, 4 * hid, dg, 4 * hid, wgp, proj, dz, proj, false);
+        const float* thp = th_ptr + rows * proj;
         const int64_t n = nb * proj;
-        const Vec cb(c_backbone);
         for (int64_t i = 0; i < n; i += kLanes) {
           const int64_t c = std::min(kLanes, n - i);
           const Vec x = Vec::loadu(thp + i, c);
-          (Vec::loadu(dzp + i, c) * (cb - cb * x * x)).store(dzp + i, c);
+          (Vec::loadu(dz + i, c) * (c_backbone - c_backbone * x * x)).store(dz + i, c);
         }
       }
-      if (t > 0)
-        at::addmm_out(dh_prev, d_out.select(0, t - 1).narrow(0, r0, nb), dz, w_h);
-      else
-        at::mm_out(dh_prev, dz, w_h);
+      // dh_prev = d_out[t - 1] + dz W_h
+      if (t > 0) std::copy_n(dop + ((t - 1) * batch + r0) * hid, nb * hid, dh_prev);
+      gemm(nb, hid, proj, dz, proj, whp, hid, dh_prev, hid, t > 0);
       const int64_t a = held.a(t), b = held.b(t, hid);
       if (a > 0 || b < hid) {
-        float* dpp = dh_prev.data_ptr<float>();
         for (int64_t r = 0; r < nb; ++r)
           for (int64_t i = 0; i < hid; ++i)
-            if (i < a || i >= b) dpp[r * hid + i] += dhp[r * hid + i];
+            if (i < a || i >= b) dh_prev[r * hid + i] += dh[r * hid + i];
       }
       std::swap(dh, dh_prev);
     }
-    dh0.narrow(0, r0, nb).copy_(dh);
+    std::copy_n(dh, nb * hid, dh0p + r0 * hid);
+    at::native::cpublas::brgemm_release(false);
   });
   return {dz_all, backbone ? dg_all : at::empty({0}), dh0};
 }
