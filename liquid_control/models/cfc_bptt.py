@@ -21,8 +21,8 @@ backbone (wired CfC). Anything else falls back to autograd. ``test_cores.py``
 checks outputs and gradients against the autograd path and against ncps.
 
 Where the C++ kernels are built (:mod:`liquid_control.models.native`), both per-step loops
-run in C++, one call per sequence; the loops here are the fallback and the reference
-(``test_native.py``). Everything after the loops is shared.
+run in C++, one call per sequence, and the weight gradients are summed inside the backward
+loop; the code here is the fallback and the reference (``test_native.py``).
 """
 
 from __future__ import annotations
@@ -146,17 +146,19 @@ class CfCSequence(torch.autograd.Function):
         if d_final is None:
             d_final = torch.zeros_like(h[0])
         if ctx.native:
-            dz_all, dg_all, dh = native.ops().cfc_backward(
+            dz_all, dh, *weight_grads = native.ops().cfc_backward(
                 d_out.contiguous(),
                 d_final.contiguous(),
+                h,
                 ctx.slopes,
                 w_h.contiguous(),
                 th,
                 backbone[0] if th is not None else None,
                 ctx.hold_steps,
             )
-        else:
-            dz_all, dg_all, dh = _backward_steps(ctx, d_out, d_final, w_h, *backbone)
+            grads = [dz_all, None, dh, *weight_grads[: 3 if th is not None else 1]]
+            return (None, None, *grads)
+        dz_all, dg_all, dh = _backward_steps(ctx, d_out, d_final, w_h, *backbone)
         dz_flat = dz_all.view(-1, dz_all.shape[-1])
         grads = [dz_all, None, dh, _sum_of_outer(dz_flat, h[:-1].reshape(-1, spec.hidden))]
         if th is not None:

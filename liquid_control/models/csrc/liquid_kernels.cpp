@@ -177,14 +177,22 @@ std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& t
   return {h_all, th, slopes};
 }
 
-std::tuple<Tensor, Tensor, Tensor> cfc_backward(const Tensor& d_out, const Tensor& d_final,
-                                                const Tensor& slopes, const Tensor& w_h,
-                                                const std::optional<Tensor>& th,
-                                                const std::optional<Tensor>& w_g,
-                                                const std::optional<Tensor>& hold) {
+// dst (cols x rows) = src (rows x cols)^T, both row-major.
+inline void transpose_block(const float* src, int64_t rows, int64_t cols, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
+// Gradients of cfc_forward's inputs: of every step's projection dz (T, B, P), of h0, and the
+// weight gradients d_w_h (P, H) and, with a backbone, d_w_g (4H, P) and d_b_g (4H). The
+// weight gradients are summed step by step while each step's blocks are in cache.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> cfc_backward(
+    const Tensor& d_out, const Tensor& d_final, const Tensor& h_all, const Tensor& slopes,
+    const Tensor& w_h, const std::optional<Tensor>& th, const std::optional<Tensor>& w_g,
+    const std::optional<Tensor>& hold) {
   at::NoGradGuard no_grad;
-  for (const auto& [t, n] :
-       {std::pair{d_out, "d_out"}, {d_final, "d_final"}, {slopes, "slopes"}, {w_h, "w_h"}})
+  for (const auto& [t, n] : {std::pair{d_out, "d_out"}, {d_final, "d_final"}, {h_all, "h_all"},
+                             {slopes, "slopes"}, {w_h, "w_h"}})
     check_cpu_float(t, n);
   const int64_t steps = slopes.size(0), batch = slopes.size(1), hid = slopes.size(2) / 4;
   const int64_t proj = w_h.size(0);
@@ -193,28 +201,37 @@ std::tuple<Tensor, Tensor, Tensor> cfc_backward(const Tensor& d_out, const Tenso
     check_cpu_float(*w_g, "w_g");
     check_cpu_float(*th, "th");
   }
-  Tensor dz_all = at::empty({steps, batch, proj}, slopes.options());
-  Tensor dg_all = backbone ? at::empty({steps, batch, 4 * hid}, slopes.options()) : dz_all;
-  Tensor dh0 = at::empty({batch, hid}, slopes.options());
+  const auto opts = slopes.options();
+  Tensor dz_all = at::empty({steps, batch, proj}, opts);
+  Tensor dh0 = at::empty({batch, hid}, opts);
+  const int64_t chunks = chunk_count(batch, 8);
+  // Per chunk, transposed: d_w_h^T (H, P), d_w_g^T (P, 4H), d_b_g (4H).
+  Tensor g_wh = at::zeros({chunks, hid, proj}, opts);
+  Tensor g_wg = at::zeros({backbone ? chunks : 0, proj, 4 * hid}, opts);
+  Tensor g_bg = at::zeros({backbone ? chunks : 0, 4 * hid}, opts);
   Hold held{hold ? hold->data_ptr<int64_t>() : nullptr};
   const float *dop = d_out.data_ptr<float>(), *dfp = d_final.data_ptr<float>();
-  const float *slp = slopes.data_ptr<float>(), *whp = w_h.data_ptr<float>();
+  const float *hp_all = h_all.data_ptr<float>(), *slp = slopes.data_ptr<float>();
+  const float* whp = w_h.data_ptr<float>();
   const float* wgp = backbone ? w_g->data_ptr<float>() : nullptr;
   const float* th_ptr = backbone ? th->data_ptr<float>() : nullptr;
-  float *dzp_all = dz_all.data_ptr<float>(), *dgp_all = dg_all.data_ptr<float>();
-  float* dh0p = dh0.data_ptr<float>();
+  float *dzp_all = dz_all.data_ptr<float>(), *dh0p = dh0.data_ptr<float>();
   const Vec c_backbone(kLecunScale * kLecunSlope);
 
-  over_row_chunks(batch, 8, [&](int64_t, int64_t r0, int64_t r1) {
+  over_row_chunks(batch, 8, [&](int64_t chunk, int64_t r0, int64_t r1) {
     const int64_t nb = r1 - r0;
     std::vector<float> dh_buf(nb * hid), dh_prev_buf(nb * hid);
-    float *dh = dh_buf.data(), *dh_prev = dh_prev_buf.data();
+    std::vector<float> dg_buf(backbone ? nb * 4 * hid : 0), t_buf(nb * std::max(hid, proj));
+    float *dh = dh_buf.data(), *dh_prev = dh_prev_buf.data(), *block_t = t_buf.data();
+    float* gwh = g_wh[chunk].data_ptr<float>();
+    float* gwg = backbone ? g_wg[chunk].data_ptr<float>() : nullptr;
+    float* gbg = backbone ? g_bg[chunk].data_ptr<float>() : nullptr;
     const float* last = dop + ((steps - 1) * batch + r0) * hid;
     for (int64_t i = 0; i < nb * hid; ++i) dh[i] = dfp[r0 * hid + i] + last[i];
     for (int64_t t = steps - 1; t >= 0; --t) {
       const int64_t rows = t * batch + r0;
-      float* dg = dgp_all + rows * 4 * hid;
       float* dz = dzp_all + rows * proj;
+      float* dg = backbone ? dg_buf.data() : dz;
       const float* sl = slp + rows * 4 * hid;
       for (int64_t r = 0; r < nb; ++r)
         for (int64_t k = 0; k < 4; ++k)
@@ -224,8 +241,16 @@ std::tuple<Tensor, Tensor, Tensor> cfc_backward(const Tensor& d_out, const Tenso
             (Vec::loadu(sl + o, c) * Vec::loadu(dh + r * hid + i, c)).store(dg + o, c);
           }
       if (backbone) {
-        gemm(nb, proj, 4 * hid, dg, 4 * hid, wgp, proj, dz, proj, false);
         const float* thp = th_ptr + rows * proj;
+        // d_w_g^T += th^T dg, d_b_g += column sums of dg
+        transpose_block(thp, nb, proj, block_t);
+        gemm(proj, 4 * hid, nb, block_t, nb, dg, 4 * hid, gwg, 4 * hid, true);
+        for (int64_t r = 0; r < nb; ++r)
+          for (int64_t i = 0; i < 4 * hid; i += kLanes) {
+            const int64_t c = std::min(kLanes, 4 * hid - i);
+            (Vec::loadu(gbg + i, c) + Vec::loadu(dg + r * 4 * hid + i, c)).store(gbg + i, c);
+          }
+        gemm(nb, proj, 4 * hid, dg, 4 * hid, wgp, proj, dz, proj, false);
         const int64_t n = nb * proj;
         for (int64_t i = 0; i < n; i += kLanes) {
           const int64_t c = std::min(kLanes, n - i);
@@ -233,6 +258,9 @@ std::tuple<Tensor, Tensor, Tensor> cfc_backward(const Tensor& d_out, const Tenso
           (Vec::loadu(dz + i, c) * (c_backbone - c_backbone * x * x)).store(dz + i, c);
         }
       }
+      // d_w_h^T += h[t]^T dz
+      transpose_block(hp_all + rows * hid, nb, hid, block_t);
+      gemm(hid, proj, nb, block_t, nb, dz, proj, gwh, proj, true);
       // dh_prev = d_out[t - 1] + dz W_h
       if (t > 0) std::copy_n(dop + ((t - 1) * batch + r0) * hid, nb * hid, dh_prev);
       gemm(nb, hid, proj, dz, proj, whp, hid, dh_prev, hid, t > 0);
@@ -247,7 +275,9 @@ std::tuple<Tensor, Tensor, Tensor> cfc_backward(const Tensor& d_out, const Tenso
     std::copy_n(dh, nb * hid, dh0p + r0 * hid);
     at::native::cpublas::brgemm_release(false);
   });
-  return {dz_all, backbone ? dg_all : at::empty({0}), dh0};
+  Tensor d_w_h = g_wh.sum(0).t().contiguous();
+  if (!backbone) return {dz_all, dh0, d_w_h, at::empty({0}), at::empty({0})};
+  return {dz_all, dh0, d_w_h, g_wg.sum(0).t().mul_(kLecunScale).contiguous(), g_bg.sum(0)};
 }
 
 // ---------------------------------------------------------------- LTC synapses
@@ -576,8 +606,8 @@ TORCH_LIBRARY(liquid_control, m) {
       "cfc_forward(Tensor xp, Tensor ts, Tensor h0, Tensor w_h, Tensor? w_g, Tensor? b_g, "
       "Tensor? hold, bool no_gate) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "cfc_backward(Tensor d_out, Tensor d_final, Tensor slopes, Tensor w_h, Tensor? th, "
-      "Tensor? w_g, Tensor? hold) -> (Tensor, Tensor, Tensor)");
+      "cfc_backward(Tensor d_out, Tensor d_final, Tensor h_all, Tensor slopes, Tensor w_h, "
+      "Tensor? th, Tensor? w_g, Tensor? hold) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "ltc_currents(Tensor v, Tensor sigma, Tensor neg_sigma_mu, Tensor weights) "
       "-> (Tensor, Tensor)");
