@@ -96,6 +96,21 @@ class _Step(torch.nn.Module):
 
 
 @needs_kernels
+@pytest.mark.parametrize("cfg", [CORES[0], CORES[3], CORES[4]], ids=_ids)
+def test_a_nan_input_reaches_the_outputs_as_in_the_python_passes(cfg: CoreConfig) -> None:
+    torch.manual_seed(7)
+    core = build_core(cfg, INPUTS)
+    x, dt = torch.randn(9, 5, INPUTS), torch.full((9, 5), 0.05)
+    x[3, 2, 0] = float("nan")
+    fast, _ = core(x, dt)
+    with native.disabled():
+        reference, _ = core(x, dt)
+    others = torch.arange(9) != 3
+    assert fast[3, -1].isnan().all() and not fast[others].isnan().any()
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5, equal_nan=True)
+
+
+@needs_kernels
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
 @pytest.mark.parametrize("cfg", [CORES[0], CORES[2], CORES[5]], ids=_ids)
 def test_export_and_evaluation_do_not_use_the_kernels(cfg: CoreConfig) -> None:

@@ -28,10 +28,12 @@ constexpr float kLecunScale = 1.7159f;
 constexpr float kLecunSlope = 0.666f;
 
 // exp_u20 is ATen's inline polynomial exp (about 2e-6 relative error): several times faster
-// than a call into SLEEF, and well inside the 1e-5 the passes are checked to.
+// than a call into SLEEF, and well inside the 1e-5 the passes are checked to. It clamps its
+// input, which would turn a NaN into a number: NaN is passed through, as torch.sigmoid does,
+// so a diverged run shows NaN here too.
 inline Vec sigmoid(const Vec& x) {
   const Vec one(1.f);
-  return one / (one + x.neg().exp_u20());
+  return Vec::blendv(one / (one + x.neg().exp_u20()), x, x.isnan());
 }
 
 // tanh as 2 sigmoid(2x) - 1, as the Python path computes it.
