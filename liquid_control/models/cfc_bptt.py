@@ -98,12 +98,12 @@ class CfCSequence(torch.autograd.Function):
 
     Inputs: ``spec``; ``hold``, None or per step ``(a, b)``: neurons ``[:a]`` and ``[b:]``
     keep their previous state at that step (the idle layers of :func:`wired_sequence`);
-    ``xp`` (T, B, P) the input's part of the first affine map, bias included; ``ts``
-    (T, B, 1), or (T, B, H) for a time span per neuron; ``h0`` (B, H); ``w_h`` (P, H); and
-    with a backbone ``w_g`` (4H, U), ``b_g`` (4H,). Sequences are time-major, so every step
-    is a contiguous block and the input gradient needs no transposing copy; per-step values
-    live in preallocated (T, B, ...) buffers, so the backward pass never concatenates and
-    the weight gradients are single matrix products.
+    ``x`` (T, B, I) with ``w_x`` (P, I) and ``b`` (P,), the input's part of the first
+    affine map; ``ts`` (T, B, 1), or (T, B, H) for a time span per neuron; ``h0`` (B, H);
+    ``w_h`` (P, H); and with a backbone ``w_g`` (4H, U), ``b_g`` (4H,). Sequences are
+    time-major, so every step is a contiguous block and the input gradient needs no
+    transposing copy; per-step values live in preallocated (T, B, ...) buffers, so the
+    backward pass never concatenates and the weight gradients are single matrix products.
     """
 
     @staticmethod
@@ -111,22 +111,27 @@ class CfCSequence(torch.autograd.Function):
         ctx,
         spec: LayerSpec,
         hold: tuple[tuple[int, int], ...] | None,
-        xp: Tensor,
+        x: Tensor,
+        w_x: Tensor,
+        b: Tensor,
         ts: Tensor,
         h0: Tensor,
         w_h: Tensor,
         *backbone: Tensor,
     ):
-        ctx.native = native.use_for(xp, ts, h0, w_h, *backbone)
+        ctx.native = native.use_for(x, w_x, b, ts, h0, w_h, *backbone)
         ctx.spec, ctx.hold = spec, hold
+        x, w_x, w_h = x.contiguous(), w_x.contiguous(), w_h.contiguous()
         if ctx.native:
             ctx.hold_steps = None if hold is None else torch.tensor(hold, dtype=torch.int64)
             w_g, b_g = backbone if spec.backbone else (None, None)
             h, th, slopes = native.ops().cfc_forward(
-                xp.contiguous(),
+                x,
+                w_x,
+                b.contiguous(),
                 ts.contiguous(),
                 h0.contiguous(),
-                w_h.contiguous(),
+                w_h,
                 w_g,
                 b_g,
                 ctx.hold_steps,
@@ -134,33 +139,41 @@ class CfCSequence(torch.autograd.Function):
             )
             ctx.th = th if spec.backbone else None
         else:
+            xp = torch.addmm(b, x.view(-1, x.shape[-1]), w_x.t()).view(*x.shape[:2], -1)
             h, ctx.th, slopes = _forward_steps(spec, hold, xp, ts, h0, w_h, *backbone)
         ctx.h, ctx.slopes = h, slopes
-        ctx.save_for_backward(w_h, *backbone)
-        return h[1:], h[xp.shape[0]].clone()
+        ctx.save_for_backward(x, w_x, w_h, *backbone)
+        return h[1:], h[x.shape[0]].clone()
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_final: Tensor | None):
-        w_h, *backbone = ctx.saved_tensors
+        x, w_x, w_h, *backbone = ctx.saved_tensors
         spec, h, th = ctx.spec, ctx.h, ctx.th
+        input_grad = ctx.needs_input_grad[2]
         if d_final is None:
             d_final = torch.zeros_like(h[0])
         if ctx.native:
-            dz_all, dh, *weight_grads = native.ops().cfc_backward(
+            dx, dh, d_w_x, d_b, *weight_grads = native.ops().cfc_backward(
                 d_out.contiguous(),
                 d_final.contiguous(),
+                x,
+                w_x,
                 h,
                 ctx.slopes,
-                w_h.contiguous(),
+                w_h,
                 th,
                 backbone[0] if th is not None else None,
                 ctx.hold_steps,
+                input_grad,
             )
-            grads = [dz_all, None, dh, *weight_grads[: 3 if th is not None else 1]]
-            return (None, None, *grads)
+            dx = dx if input_grad else None
+            return (None, None, dx, d_w_x, d_b, None, dh, *weight_grads)
         dz_all, dg_all, dh = _backward_steps(ctx, d_out, d_final, w_h, *backbone)
         dz_flat = dz_all.view(-1, dz_all.shape[-1])
-        grads = [dz_all, None, dh, dz_flat.t() @ h[:-1].reshape(-1, spec.hidden)]
+        x_flat = x.view(-1, x.shape[-1])
+        dx = (dz_flat @ w_x).view_as(x) if input_grad else None
+        grads = [dx, dz_flat.t() @ x_flat, dz_flat.sum(0), None, dh]
+        grads.append(dz_flat.t() @ h[:-1].reshape(-1, spec.hidden))
         if th is not None:
             dg_flat = dg_all.view(-1, 4 * spec.hidden)
             d_w_g = LECUN_SCALE * (dg_flat.t() @ th.view(dg_flat.shape[0], -1))
@@ -278,14 +291,22 @@ def wired_sequence(
     bias = torch.cat([bi.view(4, -1) for bi in b], 1).view(-1)
     # Layer 0 reads x[w] at wave w; the waves after the last step take no input.
     x_waves = torch.cat([x, x.new_zeros(waves - steps, batch, x.shape[-1])])
-    xp = torch.nn.functional.linear(x_waves, w_in.view(4 * total, -1), bias)
     # At wave w, layer i advances step w - i; layers with no step to take keep their state.
     hold = tuple(
         (offsets[min(max(w - steps + 1, 0), layers)], offsets[min(w + 1, layers)])
         for w in range(waves)
     )
     spec = LayerSpec(total, False, specs[0].no_gate)
-    states, _ = CfCSequence.apply(spec, hold, xp, spans, torch.cat(h0, 1), weights.view(-1, total))
+    states, _ = CfCSequence.apply(
+        spec,
+        hold,
+        x_waves,
+        w_in.view(4 * total, -1),
+        bias,
+        spans,
+        torch.cat(h0, 1),
+        weights.view(-1, total),
+    )
     y = states[layers - 1 :, :, offsets[-2] :]
     final = [
         states[steps - 1 + i, :, o : o + n]

@@ -126,8 +126,9 @@ class CfCCore(Core):
             if self.wiring is None:
                 p = params[0]
                 backbone = [p.w_heads, p.b_heads] if p.w_heads is not None else []
-                xp = cells[0].project_inputs(x_steps, p)
-                y, h = CfCSequence.apply(specs[0], None, xp, ts_steps, h, p.w_h, *backbone)
+                y, h = CfCSequence.apply(
+                    specs[0], None, x_steps, p.w_x, p.b, ts_steps, h, p.w_h, *backbone
+                )
             else:
                 y, h = wired_sequence(
                     specs,

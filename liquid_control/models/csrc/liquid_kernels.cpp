@@ -80,15 +80,21 @@ inline void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t ld_a, 
   at::native::cpublas::brgemm(m, n, k, ld_a, ld_b, ld_c, add_c, a, b, c, /*is_vnni=*/false);
 }
 
-std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& ts,
+// States after every step (T+1, B, H, the first h0), backbone outputs (T, B, P) and head
+// slopes (T, B, 4H) of a CfC layer over inputs x (T, B, I): the first affine map is
+// x W_x^T + b + h W_h^T (P outputs), then the backbone and the heads (cfc_bptt.py).
+std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& x, const Tensor& w_x,
+                                               const Tensor& b, const Tensor& ts,
                                                const Tensor& h0, const Tensor& w_h,
                                                const std::optional<Tensor>& w_g,
                                                const std::optional<Tensor>& b_g,
                                                const std::optional<Tensor>& hold, bool no_gate) {
   at::NoGradGuard no_grad;
-  for (const auto& [t, n] : {std::pair{xp, "xp"}, {ts, "ts"}, {h0, "h0"}, {w_h, "w_h"}})
+  for (const auto& [t, n] : {std::pair{x, "x"}, {w_x, "w_x"}, {b, "b"}, {ts, "ts"}, {h0, "h0"},
+                             {w_h, "w_h"}})
     check_cpu_float(t, n);
-  const int64_t steps = xp.size(0), batch = xp.size(1), proj = xp.size(2), hid = h0.size(1);
+  const int64_t steps = x.size(0), batch = x.size(1), inputs = x.size(2), proj = w_x.size(0);
+  const int64_t hid = h0.size(1);
   const bool backbone = w_g.has_value();
   if (backbone) {
     check_cpu_float(*w_g, "w_g");
@@ -103,12 +109,14 @@ std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& t
   Tensor slopes = at::empty({steps, batch, 4 * hid}, h0.options());
   Hold held{hold ? hold->data_ptr<int64_t>() : nullptr};
   // The GEMM takes row-major right-hand sides: the weights transposed once per sequence.
+  const Tensor w_x_t = w_x.t().contiguous();
   const Tensor w_h_t = w_h.t().contiguous();
   const Tensor w_g_t = backbone ? w_g->t().contiguous() : Tensor();
+  const float *wxp = w_x_t.data_ptr<float>(), *bp = b.data_ptr<float>();
   const float* whp = w_h_t.data_ptr<float>();
   const float* wgp = backbone ? w_g_t.data_ptr<float>() : nullptr;
   const float* bgp = backbone ? b_g->data_ptr<float>() : nullptr;
-  const float* xpp = xp.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
   float* h_ptr = h_all.data_ptr<float>();
   float* th_ptr = backbone ? th.data_ptr<float>() : nullptr;
   float* sl_ptr = slopes.data_ptr<float>();
@@ -121,8 +129,10 @@ std::tuple<Tensor, Tensor, Tensor> cfc_forward(const Tensor& xp, const Tensor& t
     std::vector<float> z(nb * proj), g_buf(backbone ? nb * 4 * hid : 0);
     float* g = backbone ? g_buf.data() : z.data();
     for (int64_t t = 0; t < steps; ++t) {
-      // z = xp + h W_h^T
-      std::copy_n(xpp + (t * batch + r0) * proj, nb * proj, z.data());
+      // z = b + x W_x^T + h W_h^T
+      for (int64_t r = 0; r < nb; ++r) std::copy_n(bp, proj, z.data() + r * proj);
+      gemm(nb, proj, inputs, xp + (t * batch + r0) * inputs, inputs, wxp, proj, z.data(), proj,
+           true);
       gemm(nb, proj, hid, h_ptr + (t * batch + r0) * hid, hid, whp, proj, z.data(), proj, true);
       if (backbone) {
         float* thp = th_ptr + (t * batch + r0) * proj;
@@ -188,46 +198,62 @@ inline void transpose_block(const float* src, int64_t rows, int64_t cols, float*
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
 }
 
-// Gradients of cfc_forward's inputs: of every step's projection dz (T, B, P), of h0, and the
-// weight gradients d_w_h (P, H) and, with a backbone, d_w_g (4H, P) and d_b_g (4H). The
-// weight gradients are summed step by step while each step's blocks are in cache.
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> cfc_backward(
-    const Tensor& d_out, const Tensor& d_final, const Tensor& h_all, const Tensor& slopes,
-    const Tensor& w_h, const std::optional<Tensor>& th, const std::optional<Tensor>& w_g,
-    const std::optional<Tensor>& hold) {
+// Gradients of cfc_forward's inputs: of x (T, B, I; empty unless input_grad), h0 (B, H), w_x
+// (P, I), b (P), w_h (P, H) and, with a backbone, w_g (4H, P) and b_g (4H). Weight gradients
+// are summed step by step while each step's blocks are in cache.
+std::vector<Tensor> cfc_backward(const Tensor& d_out, const Tensor& d_final, const Tensor& x,
+                                 const Tensor& w_x, const Tensor& h_all, const Tensor& slopes,
+                                 const Tensor& w_h, const std::optional<Tensor>& th,
+                                 const std::optional<Tensor>& w_g,
+                                 const std::optional<Tensor>& hold, bool input_grad) {
   at::NoGradGuard no_grad;
-  for (const auto& [t, n] : {std::pair{d_out, "d_out"}, {d_final, "d_final"}, {h_all, "h_all"},
-                             {slopes, "slopes"}, {w_h, "w_h"}})
+  for (const auto& [t, n] : {std::pair{d_out, "d_out"}, {d_final, "d_final"}, {x, "x"},
+                             {w_x, "w_x"}, {h_all, "h_all"}, {slopes, "slopes"}, {w_h, "w_h"}})
     check_cpu_float(t, n);
   const int64_t steps = slopes.size(0), batch = slopes.size(1), hid = slopes.size(2) / 4;
-  const int64_t proj = w_h.size(0);
+  const int64_t proj = w_h.size(0), inputs = x.size(2);
   const bool backbone = w_g.has_value();
   if (backbone) {
     check_cpu_float(*w_g, "w_g");
     check_cpu_float(*th, "th");
   }
   const auto opts = slopes.options();
-  Tensor dz_all = at::empty({steps, batch, proj}, opts);
+  Tensor dx = input_grad ? at::empty({steps, batch, inputs}, opts) : at::empty({0}, opts);
   Tensor dh0 = at::empty({batch, hid}, opts);
   const int64_t chunks = chunk_count(batch, 8);
-  // Per chunk, transposed: d_w_h^T (H, P), d_w_g^T (P, 4H), d_b_g (4H).
+  // Per chunk, transposed: d_w_x^T (I, P), d_b (P), d_w_h^T (H, P), d_w_g^T (P, 4H), d_b_g.
+  Tensor g_wx = at::zeros({chunks, inputs, proj}, opts), g_b = at::zeros({chunks, proj}, opts);
   Tensor g_wh = at::zeros({chunks, hid, proj}, opts);
   Tensor g_wg = at::zeros({backbone ? chunks : 0, proj, 4 * hid}, opts);
   Tensor g_bg = at::zeros({backbone ? chunks : 0, 4 * hid}, opts);
   Hold held{hold ? hold->data_ptr<int64_t>() : nullptr};
   const float *dop = d_out.data_ptr<float>(), *dfp = d_final.data_ptr<float>();
+  const float *xp = x.data_ptr<float>(), *wxp = w_x.data_ptr<float>();
   const float *hp_all = h_all.data_ptr<float>(), *slp = slopes.data_ptr<float>();
   const float* whp = w_h.data_ptr<float>();
   const float* wgp = backbone ? w_g->data_ptr<float>() : nullptr;
   const float* th_ptr = backbone ? th->data_ptr<float>() : nullptr;
-  float *dzp_all = dz_all.data_ptr<float>(), *dh0p = dh0.data_ptr<float>();
+  float* dxp = input_grad ? dx.data_ptr<float>() : nullptr;
+  float* dh0p = dh0.data_ptr<float>();
   const Vec c_backbone(kLecunScale * kLecunSlope);
+
+  // Adds the column sums of the (rows, n) block m to acc (n).
+  auto add_column_sums = [](const float* m, int64_t rows, int64_t n, float* acc) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < n; i += kLanes) {
+        const int64_t c = std::min(kLanes, n - i);
+        (Vec::loadu(acc + i, c) + Vec::loadu(m + r * n + i, c)).store(acc + i, c);
+      }
+  };
 
   over_row_chunks(batch, 8, [&](int64_t chunk, int64_t r0, int64_t r1) {
     const int64_t nb = r1 - r0;
-    std::vector<float> dh_buf(nb * hid), dh_prev_buf(nb * hid);
-    std::vector<float> dg_buf(backbone ? nb * 4 * hid : 0), t_buf(nb * std::max(hid, proj));
-    float *dh = dh_buf.data(), *dh_prev = dh_prev_buf.data(), *block_t = t_buf.data();
+    std::vector<float> dh_buf(nb * hid), dh_prev_buf(nb * hid), dz_buf(nb * proj);
+    std::vector<float> dg_buf(backbone ? nb * 4 * hid : 0);
+    std::vector<float> t_buf(nb * std::max({hid, proj, inputs}));
+    float *dh = dh_buf.data(), *dh_prev = dh_prev_buf.data(), *dz = dz_buf.data();
+    float* block_t = t_buf.data();
+    float *gwx = g_wx[chunk].data_ptr<float>(), *gb = g_b[chunk].data_ptr<float>();
     float* gwh = g_wh[chunk].data_ptr<float>();
     float* gwg = backbone ? g_wg[chunk].data_ptr<float>() : nullptr;
     float* gbg = backbone ? g_bg[chunk].data_ptr<float>() : nullptr;
@@ -235,7 +261,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> cfc_backward(
     for (int64_t i = 0; i < nb * hid; ++i) dh[i] = dfp[r0 * hid + i] + last[i];
     for (int64_t t = steps - 1; t >= 0; --t) {
       const int64_t rows = t * batch + r0;
-      float* dz = dzp_all + rows * proj;
       float* dg = backbone ? dg_buf.data() : dz;
       const float* sl = slp + rows * 4 * hid;
       for (int64_t r = 0; r < nb; ++r)
@@ -250,22 +275,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> cfc_backward(
         // d_w_g^T += th^T dg, d_b_g += column sums of dg
         transpose_block(thp, nb, proj, block_t);
         gemm(proj, 4 * hid, nb, block_t, nb, dg, 4 * hid, gwg, 4 * hid, true);
-        for (int64_t r = 0; r < nb; ++r)
-          for (int64_t i = 0; i < 4 * hid; i += kLanes) {
-            const int64_t c = std::min(kLanes, 4 * hid - i);
-            (Vec::loadu(gbg + i, c) + Vec::loadu(dg + r * 4 * hid + i, c)).store(gbg + i, c);
-          }
+        add_column_sums(dg, nb, 4 * hid, gbg);
         gemm(nb, proj, 4 * hid, dg, 4 * hid, wgp, proj, dz, proj, false);
         const int64_t n = nb * proj;
         for (int64_t i = 0; i < n; i += kLanes) {
           const int64_t c = std::min(kLanes, n - i);
-          const Vec x = Vec::loadu(thp + i, c);
-          (Vec::loadu(dz + i, c) * (c_backbone - c_backbone * x * x)).store(dz + i, c);
+          const Vec v = Vec::loadu(thp + i, c);
+          (Vec::loadu(dz + i, c) * (c_backbone - c_backbone * v * v)).store(dz + i, c);
         }
       }
-      // d_w_h^T += h[t]^T dz
+      // d_w_h^T += h[t]^T dz, d_w_x^T += x[t]^T dz, d_b += column sums of dz
       transpose_block(hp_all + rows * hid, nb, hid, block_t);
       gemm(hid, proj, nb, block_t, nb, dz, proj, gwh, proj, true);
+      transpose_block(xp + rows * inputs, nb, inputs, block_t);
+      gemm(inputs, proj, nb, block_t, nb, dz, proj, gwx, proj, true);
+      add_column_sums(dz, nb, proj, gb);
+      if (input_grad) gemm(nb, inputs, proj, dz, proj, wxp, inputs, dxp + rows * inputs, inputs,
+                           false);
       // dh_prev = d_out[t - 1] + dz W_h
       if (t > 0) std::copy_n(dop + ((t - 1) * batch + r0) * hid, nb * hid, dh_prev);
       gemm(nb, hid, proj, dz, proj, whp, hid, dh_prev, hid, t > 0);
@@ -280,9 +306,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> cfc_backward(
     std::copy_n(dh, nb * hid, dh0p + r0 * hid);
     at::native::cpublas::brgemm_release(false);
   });
-  Tensor d_w_h = g_wh.sum(0).t().contiguous();
-  if (!backbone) return {dz_all, dh0, d_w_h, at::empty({0}), at::empty({0})};
-  return {dz_all, dh0, d_w_h, g_wg.sum(0).t().mul_(kLecunScale).contiguous(), g_bg.sum(0)};
+  std::vector<Tensor> grads = {dx, dh0, g_wx.sum(0).t().contiguous(), g_b.sum(0),
+                               g_wh.sum(0).t().contiguous()};
+  if (backbone) {
+    grads.push_back(g_wg.sum(0).t().mul_(kLecunScale).contiguous());
+    grads.push_back(g_bg.sum(0));
+  }
+  return grads;
 }
 
 // ---------------------------------------------------------------- LTC synapses
@@ -608,11 +638,12 @@ std::vector<Tensor> ltc_solve_backward(const Tensor& d_states, const Tensor& sta
 
 TORCH_LIBRARY(liquid_control, m) {
   m.def(
-      "cfc_forward(Tensor xp, Tensor ts, Tensor h0, Tensor w_h, Tensor? w_g, Tensor? b_g, "
-      "Tensor? hold, bool no_gate) -> (Tensor, Tensor, Tensor)");
+      "cfc_forward(Tensor x, Tensor w_x, Tensor b, Tensor ts, Tensor h0, Tensor w_h, Tensor? w_g, "
+      "Tensor? b_g, Tensor? hold, bool no_gate) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "cfc_backward(Tensor d_out, Tensor d_final, Tensor h_all, Tensor slopes, Tensor w_h, "
-      "Tensor? th, Tensor? w_g, Tensor? hold) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "cfc_backward(Tensor d_out, Tensor d_final, Tensor x, Tensor w_x, Tensor h_all, "
+      "Tensor slopes, Tensor w_h, Tensor? th, Tensor? w_g, Tensor? hold, bool input_grad) "
+      "-> Tensor[]");
   m.def(
       "ltc_currents(Tensor v, Tensor sigma, Tensor neg_sigma_mu, Tensor weights) "
       "-> (Tensor, Tensor)");
