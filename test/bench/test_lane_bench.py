@@ -104,9 +104,9 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
     parameters = report.split("## Parameters")[1].split("\n## ")[0].splitlines()[4:]
     assert [line.split(" | ")[0] for line in parameters if line] == ["| CfC NCP", "| GRU", "| LSTM"]
 
-    shipped["baseline"] = "GRU"
+    shipped["baseline"] = "LTSM"
     (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
-    with pytest.raises(UserError, match="baseline 'GRU' is not one of the models"):
+    with pytest.raises(UserError, match="baseline 'LTSM' is not one of the models"):
         lane.run(tmp_path / "shipped.yaml", tmp_path / "results")
 
 
