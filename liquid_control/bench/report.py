@@ -37,3 +37,14 @@ def met(ok: bool) -> str:
 def target_table(targets: dict[str, bool]) -> list[str]:
     """The markdown lines of a ``| target | met |`` table."""
     return ["| target | met |", "|---|---|", *(f"| {t} | {met(ok)} |" for t, ok in targets.items())]
+
+
+def parameter_table(models: dict[str, Any]) -> list[str]:
+    """The markdown lines of a ``## Parameters`` section: per model (a row with the
+    ``parameters`` of :meth:`Policy.parameter_report`), conv head, recurrent core, readout."""
+    lines = ["## Parameters", "", "| model | conv head | recurrent core | readout |"]
+    lines.append("|---|---:|---:|---:|")
+    for name, row in models.items():
+        p = row["parameters"]
+        lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
+    return lines
