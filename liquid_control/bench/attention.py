@@ -23,8 +23,9 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, PositiveInt
 
+from liquid_control.atomic import write_results
 from liquid_control.bench.common import ExportedModelSpec, PerturbSpec, load_bench_config
-from liquid_control.bench.report import cell, write_results
+from liquid_control.bench.report import cell
 from liquid_control.schema import SCHEMA_CONFIG
 
 log = logging.getLogger(__name__)

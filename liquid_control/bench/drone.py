@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
 
+from liquid_control.atomic import write_results
 from liquid_control.bench.common import (
     ModelSpec,
     base_policy,
@@ -28,7 +29,7 @@ from liquid_control.bench.common import (
     mean_over_runs,
     train_model,
 )
-from liquid_control.bench.report import cell, parameter_table, target_table, write_results
+from liquid_control.bench.report import cell, parameter_table, target_table
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
 from liquid_control.schema import SCHEMA_CONFIG

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
+from liquid_control.atomic import write_results
 from liquid_control.bench.common import (
     ModelSpec,
     PerturbSpec,
@@ -31,7 +32,7 @@ from liquid_control.bench.common import (
     train_model,
 )
 from liquid_control.bench.ladder import ladder_markdown, plot_ladders, rung_summary
-from liquid_control.bench.report import parameter_table, target_table, write_results
+from liquid_control.bench.report import parameter_table, target_table
 from liquid_control.errors import UserError
 from liquid_control.schema import SCHEMA_CONFIG, Probability
 

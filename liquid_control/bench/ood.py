@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from pydantic import PositiveFloat, PositiveInt
 
-from liquid_control.bench.report import cell, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.report import cell
 from liquid_control.errors import UserError
 from liquid_control.models.frontends import FRAME_STATS_FEATURES
 from liquid_control.models.ood import (

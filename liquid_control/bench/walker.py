@@ -40,8 +40,9 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, WrapValidator
 
+from liquid_control.atomic import write_results
 from liquid_control.bench.common import TrainedModelSpec, load_bench_config
-from liquid_control.bench.report import slug, write_results
+from liquid_control.bench.report import slug
 from liquid_control.errors import UserError
 from liquid_control.paths import DEFAULT_WALKER_EXPERT
 from liquid_control.schema import SCHEMA_CONFIG, Fraction, keep_given_keys
