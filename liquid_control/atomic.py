@@ -81,3 +81,12 @@ def write_json(target: str | Path, data: Any) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(json_text(data, indent=2) + "\n")
     return Path(target)
+
+
+def write_results(out_dir: str | Path, name: str, results: dict[str, Any], table: str) -> Path:
+    """Write ``<out_dir>/<name>.json`` and ``<out_dir>/<name>.md``; return the JSON path."""
+    out_dir = Path(out_dir)
+    json_path = write_json(out_dir / f"{name}.json", results)
+    with atomic_path(out_dir / f"{name}.md") as tmp:
+        tmp.write_text(table)
+    return json_path

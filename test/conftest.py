@@ -7,6 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests check behaviour, not speed: one intra-op thread per test process, so a run beside
+# other busy processes (CI runs the suite beside two) does not oversubscribe the cores. With
+# two threads on a loaded 2-core machine, OpenMP's waiting threads made a PilotNet rollout
+# 14x slower (test_export: 14 s instead of 1 s).
+torch.set_num_threads(1)
 
 ROS_TESTS = Path(__file__).parent / "ros"
 

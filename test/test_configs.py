@@ -127,7 +127,7 @@ def test_the_bench_configs_share_one_model_schema(tmp_path: Path) -> None:
     cases = [
         (LaneBenchConfig, "models: {M: {kind: cfx}}", "models.M.kind"),
         (WalkerBenchConfig, "models: {M: {kind: cfx}}", "models.M.kind"),
-        (DroneBenchConfig, "models: {M: {core: {kind: cfx}}}", "models.M.core.kind"),
+        (DroneBenchConfig, "models: {M: {kind: cfx}}", "models.M.kind"),
         (
             WalkerBenchConfig,
             "closed_loop: {train_config: x, episodes: 1, models: {M: {kind: cfx}}}",
@@ -139,23 +139,60 @@ def test_the_bench_configs_share_one_model_schema(tmp_path: Path) -> None:
             load_bench_config(cls, _write(tmp_path, text))
 
 
+@pytest.mark.parametrize("cls", [LaneBenchConfig, DroneBenchConfig])
+def test_a_bench_model_is_a_core_to_train_or_an_export(tmp_path: Path, cls: type) -> None:
+    text = "models: {A: {kind: cfc, wiring: ncp, units: '19'}, B: {export: runs/x/export}}\n"
+    bench = load_bench_config(cls, _write(tmp_path, text))
+    # Kept as written (values checked), in the config's order: what results record.
+    assert bench.models == {
+        "A": {"kind": "cfc", "wiring": "ncp", "units": 19},
+        "B": {"export": "runs/x/export"},
+    }
+    assert list(bench.models) == ["A", "B"]
+
+
+FORMS = r"must be a core to train \(\{kind: \.\.\., other CoreConfig fields\}\) or an export"
+
+
 @pytest.mark.parametrize(
     ("cls", "text", "message"),
     [
         (
             LaneBenchConfig,
-            "models: {'LSTM (64)': {units: 0}}",
+            "models: {'LSTM (64)': {kind: lstm, units: 0}}",
             r"""models\['LSTM \(64\)'\]\.units""",
         ),
         (LaneBenchConfig, "conditions: {x: noise=nan}", r"conditions\.x: bad value in pert"),
         (LaneBenchConfig, "conditions: {x: blur=1}", r"conditions\.x: bad perturbation 'blur=1'"),
         (LaneBenchConfig, "episodes: -1", r"episodes: must be greater than 0"),
-        (DroneBenchConfig, "models: {M: {}}", r"models\.M: give exactly one of core"),
         (DroneBenchConfig, "name: ../../etc/x", r"name: String should match pattern"),
-        (DroneBenchConfig, "models: {M: {core: {}, export: d}}", r"give exactly one"),
         (WalkerBenchConfig, "closed_loop: {models: {}}", r"closed_loop\.train_config: is required"),
         (WalkerBenchConfig, "drop_fractions: [0.5, 1.0]", r"drop_fractions\[1\]: must be less"),
         (LaneBenchConfig, "modelz: {}", r"modelz: unknown key; known keys: train_config, models"),
+        # A model is a core to train or an export: neither, both, or the form a bench does
+        # not take is refused.
+        (LaneBenchConfig, "models: {M: {}}", rf"models\.M: {FORMS} .*\(got \{{\}}\)$"),
+        (DroneBenchConfig, "models: {M: runs/x/export}", rf"models\.M: {FORMS} .*\(got 'runs"),
+        (LaneBenchConfig, "models: {M: {units: 19}}", rf"models\.M: {FORMS}"),
+        (DroneBenchConfig, "models: {M: {kind: cfc, export: d}}", rf"{FORMS} .*, not both"),
+        (LaneBenchConfig, "models: {M: {export: d, units: 8}}", r"models\.M: .*, not both"),
+        (LaneBenchConfig, "models: {M: {export: ''}}", r"models\.M\.export: String should"),
+        (DroneBenchConfig, "models: {M: {export: [d]}}", r"models\.M\.export: must be a valid str"),
+        (
+            WalkerBenchConfig,
+            "models: {M: {export: runs/x/export}}",
+            r"models\.M: this bench trains every model it compares: give a core, not an export",
+        ),
+        (
+            WalkerBenchConfig,
+            "closed_loop: {train_config: x, episodes: 1, models: {M: {export: d}}}",
+            r"closed_loop\.models\.M: this bench trains every model",
+        ),
+        (
+            AttentionBenchConfig,
+            "models: {M: {kind: cfc}}",
+            r"models\.M: this bench measures models as exported: give \{export: DIR\}, not a core",
+        ),
     ],
 )
 def test_bad_bench_yaml_is_one_line_naming_the_key(
@@ -176,7 +213,7 @@ def test_models_stay_the_dicts_written_with_checked_values(tmp_path: Path) -> No
 # -- property tests -------------------------------------------------------------------------
 
 SCHEMAS = [TrainConfig, PolicyConfig, CoreConfig, LaneBenchConfig, DroneBenchConfig]
-SCHEMAS += [WalkerBenchConfig]
+SCHEMAS += [WalkerBenchConfig, AttentionBenchConfig]
 
 yaml_scalars = st.one_of(
     st.none(),
@@ -197,7 +234,7 @@ yaml_values = st.recursive(
 
 def _keys(cls: type) -> list[str]:
     names = [f.name for f in dataclasses.fields(cls)]
-    return names + ["core", "frontend", "kind", "unknown_key"]
+    return names + ["core", "frontend", "kind", "export", "unknown_key"]
 
 
 @st.composite

@@ -20,12 +20,7 @@ LAYERS = [
     {"cli", "__init__"},
 ]
 # Known upward imports, each with the reason it still exists.
-ALLOWED = {
-    # explain/ (merged from main): saliency and neuron traces sit below ros/ (policy_node
-    # publishes saliency), but episode.py builds its envs and seeds with train/'s helpers.
-    ("explain/episode.py", "liquid_control.train.evaluate"),
-    ("explain/episode.py", "liquid_control.train.evaluate_drone"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def layer_of(part: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from liquid_control.bench.report import write_results
+from liquid_control.atomic import write_results
 from liquid_control.paths import DEFAULT_LANE_MODEL
 from liquid_control.train.arena import ArenaConfig, markdown, run_arena
 

@@ -23,8 +23,9 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from liquid_control.bench.common import PerturbSpec, load_bench_config
-from liquid_control.bench.report import cell, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.common import ExportedModelSpec, PerturbSpec, load_bench_config
+from liquid_control.bench.report import cell
 from liquid_control.schema import SCHEMA_CONFIG
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ class AttentionBenchConfig:
     """What the attention benchmark measures.
 
     name: results file stem.
-    models: name -> export directory (or manifest, or ``.safetensors`` checkpoint).
+    models: name -> ``{export: DIR}`` (an export directory, its manifest, or a
+        ``.safetensors`` checkpoint); the bench trains nothing, so a core is refused.
     episodes: held-out episodes per model and condition.
     steps: policy steps per episode at most (lane 20 Hz, drone 10 Hz).
     stride: saliency is computed at every ``stride``-th step.
@@ -66,7 +68,7 @@ class AttentionBenchConfig:
     __pydantic_config__ = SCHEMA_CONFIG
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "attention"
-    models: dict[str, str] = field(default_factory=dict)
+    models: dict[str, ExportedModelSpec] = field(default_factory=dict)
     episodes: PositiveInt = 2
     steps: PositiveInt = 200
     stride: PositiveInt = 4
@@ -142,7 +144,9 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             "models": cfg.models,
             "conditions": conditions,
         },
-        "models": {name: measure(path, conditions, cfg) for name, path in cfg.models.items()},
+        "models": {
+            name: measure(spec["export"], conditions, cfg) for name, spec in cfg.models.items()
+        },
     }
     write_results(out, cfg.name, results, table(results))
     return results

@@ -2,23 +2,30 @@
 of the values they have in common), and how the closed-loop benchmarks (lane, drone) train
 one model of a shared recipe with a different recurrent core.
 
-A model to train is a :data:`~liquid_control.models.policy.CoreSpec` in every benchmark
-(lane, drone, walker): the same schema, the same errors."""
+A model in every benchmark config (lane, drone, walker, attention) is one :data:`ModelSpec`
+under ``models: {name: spec}``: either a core to train, written as CoreConfig fields
+(``{kind: cfc, wiring: ncp}``), or a model trained before, written as its export directory
+(``{export: DIR}``). The same schema and the same one-line errors everywhere; a bench that
+only trains (walker) or only measures exports (attention) refuses the other form when its
+config is read."""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import yaml
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field, PlainValidator, TypeAdapter
 
 from liquid_control.bench.report import slug
 from liquid_control.errors import UserError
-from liquid_control.schema import load_yaml
+from liquid_control.models.policy import CoreSpec
+from liquid_control.schema import SCHEMA_CONFIG, load_yaml
 
 T = TypeVar("T")
 
@@ -44,6 +51,54 @@ def _check_perturbation(spec: str) -> str:
 
 PerturbSpec = Annotated[str, AfterValidator(_check_perturbation)]
 """A perturbation spec (``noise=0.2,drop=0.5``; "" is clean), checked when the config is read."""
+
+
+@dataclass
+class ExportSpec:
+    """A model trained before, evaluated as it is: ``export`` is its export directory
+    (``liquid-control export``, or a training run's ``export/``)."""
+
+    __pydantic_config__ = SCHEMA_CONFIG
+
+    export: Annotated[str, Field(min_length=1)]
+
+
+_CORE = TypeAdapter(CoreSpec)
+_EXPORT = TypeAdapter(ExportSpec)
+_FORMS = "a core to train ({kind: ..., other CoreConfig fields}) or an export ({export: DIR})"
+
+
+def check_model_spec(
+    value: Any, takes: Literal["core", "export", "either"] = "either"
+) -> dict[str, Any]:
+    """``value`` checked as a bench model, returned as the dict given (keys as written,
+    values checked): ``{kind: ..., ...}`` against CoreConfig, ``{export: DIR}`` against
+    :class:`ExportSpec`. Raises ValueError (pydantic reports it with the key path) for a
+    spec that is neither, both, or the form a bench does not take."""
+    if not isinstance(value, dict) or ("export" not in value and "kind" not in value):
+        raise ValueError(f"must be {_FORMS}")
+    if "export" in value and len(value) > 1:
+        raise ValueError(f"must be {_FORMS}, not both")
+    form = "export" if "export" in value else "core"
+    if takes == "core" and form == "export":
+        raise ValueError("this bench trains every model it compares: give a core, not an export")
+    if takes == "export" and form == "core":
+        raise ValueError("this bench measures models as exported: give {export: DIR}, not a core")
+    if form == "core":
+        return _CORE.validate_python(value)  # its errors keep their key path (models.M.kind)
+    return {"export": _EXPORT.validate_python(value).export}
+
+
+ModelSpec = Annotated[dict[str, Any], PlainValidator(check_model_spec)]
+"""A bench model: a core to train or an export to evaluate (see :func:`check_model_spec`)."""
+TrainedModelSpec = Annotated[
+    dict[str, Any], PlainValidator(partial(check_model_spec, takes="core"))
+]
+"""A bench model that the bench trains: a core; an export is refused."""
+ExportedModelSpec = Annotated[
+    dict[str, Any], PlainValidator(partial(check_model_spec, takes="export"))
+]
+"""A bench model that the bench only evaluates: an export; a core is refused."""
 
 
 def load_bench_config(cls: type[T], path: str | Path) -> T:

@@ -35,7 +35,8 @@ from ncps.wirings import FullyConnected
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from liquid_control.bench.report import met, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.report import met
 from liquid_control.errors import UserError
 from liquid_control.models import (
     CoreConfig,

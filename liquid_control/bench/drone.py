@@ -2,7 +2,8 @@
 
 Every model shares the drone conv head (Chahine et al. 2023), the summer-only training
 data and recipe (``config/train_drone.yaml``); only the recurrent core differs. A model is
-either trained here (``core:``) or an existing export evaluated (``export:``). Each one
+either a core trained here (``{kind: cfc, ...}``) or an existing export evaluated
+(``{export: DIR}``), the bench model spec of :mod:`liquid_control.bench.common`. Each one
 flies ``episodes`` held-out layouts in every scene: ``summer`` (the training scene) and the
 unseen ``autumn``, ``winter``, ``urban`` and ``dusk``. The first model is the one under
 test: it gets a top-down trajectory plot and an MP4 per scene, and the shipped-policy
@@ -18,14 +19,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt, WrapValidator
+from pydantic import Field, NonNegativeInt, PositiveInt
 
-from liquid_control.bench.common import base_policy, load_bench_config, mean_over_runs, train_model
-from liquid_control.bench.report import cell, target_table, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.common import (
+    ModelSpec,
+    base_policy,
+    load_bench_config,
+    mean_over_runs,
+    train_model,
+)
+from liquid_control.bench.report import cell, parameter_table, target_table
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
 from liquid_control.errors import UserError
-from liquid_control.models.policy import CoreSpec
-from liquid_control.schema import SCHEMA_CONFIG, keep_given_keys
+from liquid_control.schema import SCHEMA_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +41,13 @@ TARGET_OOD = 0.75
 
 
 @dataclass
-class _DroneModel:
-    """One drone bench model: ``core`` (train it) or ``export`` (an export directory)."""
-
-    __pydantic_config__ = SCHEMA_CONFIG
-
-    core: CoreSpec | None = None
-    export: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.core is None) == (self.export is None):
-            raise ValueError("give exactly one of core (a model to train) or export (a directory)")
-
-
-DroneModelSpec = Annotated[_DroneModel, WrapValidator(keep_given_keys)]
-"""Kept as the dict given (``{"core": {...}}`` or ``{"export": dir}``), as results record it."""
-
-
-@dataclass
 class DroneBenchConfig:
     """What the drone benchmark trains or loads, and how it evaluates.
 
     name: results file stem (``drone`` or ``drone_shipped``).
     train_config: base training config; its policy core is replaced per trained model.
-    models: name -> ``{core: {...CoreConfig fields}}`` (train it) or ``{export: dir}``.
+    models: name -> a core to train (CoreConfig fields, ``{kind: cfc, wiring: ncp}``) or
+        ``{export: DIR}`` (evaluated as it is). The first model is the one under test.
     seeds: training seeds per trained model.
     epochs / max_steps_per_epoch: training budget per trained model (0: whole dataset).
     episodes: held-out layouts per scene per model.
@@ -70,7 +60,7 @@ class DroneBenchConfig:
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "drone"
     train_config: str = "config/train_drone.yaml"
-    models: dict[str, DroneModelSpec] = field(default_factory=dict)
+    models: dict[str, ModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: PositiveInt = 4
     max_steps_per_epoch: NonNegativeInt = 0
@@ -139,10 +129,10 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             policy_cfg = PolicyConfig.from_dict(manifest["config"])
             runs = [{"export": spec["export"], "eval": _evaluate(spec["export"], bench, media)}]
         else:
-            policy_cfg = PolicyConfig.from_dict({**policy, "name": name, "core": spec["core"]})
+            policy_cfg = PolicyConfig.from_dict({**policy, "name": name, "core": spec})
             runs = []
             for j, seed in enumerate(bench.seeds):
-                trained = _train(bench, name, spec["core"], seed)
+                trained = _train(bench, name, spec, seed)
                 trained["eval"] = _evaluate(trained["export"], bench, media if j == 0 else None)
                 runs.append(trained)
         rows[name] = {
@@ -189,7 +179,7 @@ def _targets(bench: DroneBenchConfig, rows: dict[str, Any]) -> dict[str, bool]:
 def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     scenes = list(cfg["scenes"])
-    trained = any("core" in row["spec"] for row in results["models"].values())
+    trained = any("export" not in row["spec"] for row in results["models"].values())
     budget = (
         f"{len(cfg['seeds'])} training seed(s) per trained model, {cfg['epochs']} epochs"
         + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
@@ -205,14 +195,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"unseen). Written by `liquid-control bench drone"
         + (" --shipped`." if cfg["name"] == "drone_shipped" else "`."),
         "",
-        "## Parameters",
-        "",
-        "| model | conv head | recurrent core | readout |",
-        "|---|---:|---:|---:|",
+        *parameter_table(results["models"]),
     ]
-    for name, row in results["models"].items():
-        p = row["parameters"]
-        lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
     for metric, title, fmt in (
         ("success_rate", "Success rate (higher is better)", "{:.2f}"),
         ("collision_rate", "Collision rate", "{:.2f}"),

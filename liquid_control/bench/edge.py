@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from liquid_control.bench.report import target_table, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.report import target_table
 from liquid_control.models.export import (
     BACKENDS,
     DEFAULT_BACKEND,

@@ -11,7 +11,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from liquid_control.bench.report import met, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.report import met
 from liquid_control.envs import LANE_KEEPING_ID
 from liquid_control.experts.lane import ExpertConfig, LaneExpert
 

@@ -9,9 +9,9 @@ ladder (a perturbation at increasing strength; statistics and plots in
 a markdown table with parameter counts (conv head vs recurrent part) next to the
 closed-loop metrics, and one robustness-curve PNG per ladder in ``lane_ladders/``.
 The env is LaneKeeping-v1 unless the config names v0 (the published v0 results).
-Exports are evaluated as they are (``bench lane --shipped``: the shipped CfC-NCP and LSTM
-from ``liquid_control/assets``, no training), and with a ``baseline`` the first model is
-checked against the shipped-policy targets.
+A model given as an export is evaluated as it is (``bench lane --shipped``: the shipped
+CfC-NCP and LSTM from ``liquid_control/assets``, no training). Rows keep the config's order,
+and with a ``baseline`` the first model is checked against the shipped-policy targets.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Any, Literal
 
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
+from liquid_control.atomic import write_results
 from liquid_control.bench.common import (
+    ModelSpec,
     PerturbSpec,
     base_policy,
     load_bench_config,
@@ -30,9 +32,8 @@ from liquid_control.bench.common import (
     train_model,
 )
 from liquid_control.bench.ladder import ladder_markdown, plot_ladders, rung_summary
-from liquid_control.bench.report import target_table, write_results
+from liquid_control.bench.report import parameter_table, target_table
 from liquid_control.errors import UserError
-from liquid_control.models.policy import CoreSpec
 from liquid_control.schema import SCHEMA_CONFIG, Probability
 
 LaneEnvId = Literal["LiquidControl/LaneKeeping-v0", "LiquidControl/LaneKeeping-v1"]
@@ -43,7 +44,9 @@ class LaneBenchConfig:
     """What the lane benchmark trains and how it evaluates.
 
     train_config: base training config; its policy core is replaced per model.
-    models: name -> core config (dict of CoreConfig fields).
+    models: name -> a core to train (CoreConfig fields, ``{kind: cfc, wiring: ncp}``) or an
+        export evaluated as it is (``{export: DIR}``, e.g. the shipped policies). Results
+        keep this order; the first model is the one the targets are for.
     seeds: training seeds per model.
     epochs: training epochs per model (overrides the base config).
     max_steps_per_epoch: cap on optimiser steps per epoch (0: whole dataset).
@@ -53,8 +56,6 @@ class LaneBenchConfig:
     ladders: name -> perturbation specs of increasing strength, one per rung ("" is clean).
     env_id: the evaluation env: LaneKeeping-v1 (default) or v0.
     difficulty: v1's difficulty in [0, 1].
-    exports: name -> export directory of a model already trained, evaluated as it is
-        (after the trained ``models``), e.g. the shipped policies on v1's ladders.
     workers: processes driving the evaluations in parallel (one (model, spec) each).
     baseline: a model (trained or exported) the first model's targets compare against:
         zero departures clean, departures/km no worse than the baseline's at every rung,
@@ -66,7 +67,7 @@ class LaneBenchConfig:
     __pydantic_config__ = SCHEMA_CONFIG
 
     train_config: str = "config/train_lane.yaml"
-    models: dict[str, CoreSpec] = field(default_factory=dict)
+    models: dict[str, ModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: PositiveInt = 8
     max_steps_per_epoch: NonNegativeInt = 0
@@ -76,7 +77,6 @@ class LaneBenchConfig:
     ladders: dict[str, list[PerturbSpec]] = field(default_factory=dict)
     env_id: LaneEnvId = "LiquidControl/LaneKeeping-v1"
     difficulty: Probability = 1.0
-    exports: dict[str, str] = field(default_factory=dict)
     workers: PositiveInt = 1
     baseline: str = ""
     results_name: str = "lane"
@@ -136,28 +136,33 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
     from liquid_control.models.export import read_manifest
 
     bench = load_bench_config(LaneBenchConfig, config)
-    if bench.baseline and bench.baseline not in {**bench.models, **bench.exports}:
+    if bench.baseline and bench.baseline not in bench.models:
         raise UserError(
             f"bench config {config}: baseline {bench.baseline!r} is not one of the models "
-            f"{[*bench.models, *bench.exports]}"
+            f"{list(bench.models)}"
         )
+    # Every export's drives at once (they share the evaluation workers), then the rows in
+    # the config's order.
+    exports = {name: spec["export"] for name, spec in bench.models.items() if "export" in spec}
+    evaluated = dict(zip(exports, _evaluate(list(exports.values()), bench), strict=True))
     rows: dict[str, Any] = {}
-    for name, core in bench.models.items():
-        runs = []
-        for seed in bench.seeds:
-            trained = train_model(bench, name, core, seed)
-            runs.append(
-                {"seed": seed, "train": _train_summary(trained)}
-                | _evaluate([trained["export_manifest"]], bench)[0]
-            )
-        policy_cfg = PolicyConfig.from_dict({**base_policy(bench), "name": name, "core": core})
-        rows[name] = _model_row(core, Policy(policy_cfg).parameter_report(), runs, bench)
-    evaluated = _evaluate(list(bench.exports.values()), bench)
-    for (name, export), result in zip(bench.exports.items(), evaluated, strict=True):
-        manifest, _ = read_manifest(export)
-        policy = Policy(PolicyConfig.from_dict(manifest["config"]))
-        runs = [{"seed": None, "export": export} | result]
-        rows[name] = _model_row(manifest["config"]["core"], policy.parameter_report(), runs, bench)
+    for name, spec in bench.models.items():
+        if "export" in spec:
+            manifest, _ = read_manifest(spec["export"])
+            policy_cfg = PolicyConfig.from_dict(manifest["config"])
+            core = manifest["config"]["core"]
+            runs = [{"seed": None, "export": spec["export"]} | evaluated[name]]
+        else:
+            core = spec
+            policy_cfg = PolicyConfig.from_dict({**base_policy(bench), "name": name, "core": core})
+            runs = []
+            for seed in bench.seeds:
+                trained = train_model(bench, name, core, seed)
+                runs.append(
+                    {"seed": seed, "train": _train_summary(trained)}
+                    | _evaluate([trained["export_manifest"]], bench)[0]
+                )
+        rows[name] = _model_row(spec, core, Policy(policy_cfg).parameter_report(), runs, bench)
     results = {"config": bench.__dict__, "models": rows, "targets": targets(bench, rows)}
     plots = plot_ladders(Path(out) / f"{bench.results_name}_ladders", bench.ladders, rows)
     results["plots"] = [str(p) for p in plots]
@@ -211,11 +216,16 @@ def separations(ladders: dict[str, list[str]], rows: dict[str, Any]) -> list[str
 
 
 def _model_row(
-    core: dict[str, Any], parameters: dict[str, int], runs: list[dict], bench: LaneBenchConfig
+    spec: dict[str, Any],
+    core: dict[str, Any],
+    parameters: dict[str, int],
+    runs: list[dict],
+    bench: LaneBenchConfig,
 ) -> dict[str, Any]:
-    """One model's results: its runs (one per seed), their mean per condition and their
-    pooled statistics per ladder rung."""
+    """One model's results: its spec as given, its core (an export's from its manifest), its
+    runs (one per seed), their mean per condition and their pooled statistics per rung."""
     return {
+        "spec": spec,
         "core": core,
         "parameters": parameters,
         "runs": runs,
@@ -242,14 +252,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"seed(s) per model, {cfg['epochs']} epochs"
         + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
         + "; "
-        if cfg["models"]
+        if any("export" not in spec for spec in cfg["models"].values())
         else ""
     )
-    exported = (
-        "Evaluated as exported, not trained here: " + ", ".join(cfg["exports"]) + ". "
-        if cfg["exports"]
-        else ""
-    )
+    exports = [name for name, spec in cfg["models"].items() if "export" in spec]
+    exported = f"Evaluated as exported, not trained here: {', '.join(exports)}. " if exports else ""
     lines = [
         "# Lane-keeping benchmark",
         "",
@@ -258,14 +265,8 @@ def markdown(results: dict[str, Any]) -> str:
         + (f" (difficulty {cfg['difficulty']:g})" if cfg["env_id"].endswith("v1") else "")
         + f". {exported}Written by `liquid-control bench lane`.",
         "",
-        "## Parameters",
-        "",
-        "| model | conv head | recurrent core | readout |",
-        "|---|---:|---:|---:|",
+        *parameter_table(results["models"]),
     ]
-    for name, row in results["models"].items():
-        p = row["parameters"]
-        lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
     for metric, title, fmt in (
         ("departures_per_km", "Lane departures per km [95 % interval] (lower is better)", "{:.2f}"),
         ("mean_abs_offset_m", "Mean |lateral offset| in m", "{:.3f}"),

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from pydantic import PositiveFloat, PositiveInt
 
-from liquid_control.bench.report import cell, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.report import cell
 from liquid_control.errors import UserError
 from liquid_control.models.frontends import FRAME_STATS_FEATURES
 from liquid_control.models.ood import (
@@ -136,8 +137,9 @@ def _lane(bench: OodBenchConfig) -> dict[str, Any]:
     import gymnasium as gym
 
     from liquid_control.data.minari_io import dataset_env_id
+    from liquid_control.envs.heldout import HELD_OUT_FIRST_SEED
     from liquid_control.envs.scene import OOD_SCENES, TRAIN_SCENE
-    from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, run_episode
+    from liquid_control.train.evaluate import run_episode
 
     agent = MonitoredAgent(bench.lane_export)
     env_id = bench.lane_env or dataset_env_id(agent.policy.ood.info["datasets"][0])

@@ -1,21 +1,10 @@
-"""Writing benchmark results: one JSON file and one markdown table per benchmark, atomically."""
+"""Benchmark tables: cells, target and parameter tables. ``atomic.write_results`` writes
+each benchmark's JSON and markdown."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
-
-from liquid_control.atomic import atomic_path, write_json
-
-
-def write_results(out_dir: str | Path, name: str, results: dict[str, Any], table: str) -> Path:
-    """Write ``<out_dir>/<name>.json`` and ``<out_dir>/<name>.md``; return the JSON path."""
-    out_dir = Path(out_dir)
-    json_path = write_json(out_dir / f"{name}.json", results)
-    with atomic_path(out_dir / f"{name}.md") as tmp:
-        tmp.write_text(table)
-    return json_path
 
 
 def cell(value: float | None, fmt: str) -> str:
@@ -37,3 +26,14 @@ def met(ok: bool) -> str:
 def target_table(targets: dict[str, bool]) -> list[str]:
     """The markdown lines of a ``| target | met |`` table."""
     return ["| target | met |", "|---|---|", *(f"| {t} | {met(ok)} |" for t, ok in targets.items())]
+
+
+def parameter_table(models: dict[str, Any]) -> list[str]:
+    """The markdown lines of a ``## Parameters`` section: per model (a row with the
+    ``parameters`` of :meth:`Policy.parameter_report`), conv head, recurrent core, readout."""
+    lines = ["## Parameters", "", "| model | conv head | recurrent core | readout |"]
+    lines.append("|---|---:|---:|---:|")
+    for name, row in models.items():
+        p = row["parameters"]
+        lines.append(f"| {name} | {p['frontend']} | {p['core']} | {p['readout']} |")
+    return lines

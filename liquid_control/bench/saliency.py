@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.atomic import write_results
 from liquid_control.bench.edge import graph_run
-from liquid_control.bench.report import target_table, write_results
+from liquid_control.bench.report import target_table
 from liquid_control.explain.saliency import METHODS
 from liquid_control.models.export import DEFAULT_BACKEND
 from liquid_control.paths import DEFAULT_LANE_MODEL

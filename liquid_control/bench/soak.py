@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from liquid_control.bench.report import met, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.report import met
 from liquid_control.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -40,10 +40,10 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, WrapValidator
 
-from liquid_control.bench.common import load_bench_config
-from liquid_control.bench.report import slug, write_results
+from liquid_control.atomic import write_results
+from liquid_control.bench.common import TrainedModelSpec, load_bench_config
+from liquid_control.bench.report import slug
 from liquid_control.errors import UserError
-from liquid_control.models.policy import CoreSpec
 from liquid_control.paths import DEFAULT_WALKER_EXPERT
 from liquid_control.schema import SCHEMA_CONFIG, Fraction, keep_given_keys
 
@@ -59,7 +59,7 @@ class _ClosedLoop:
     __pydantic_config__ = SCHEMA_CONFIG
 
     train_config: str
-    models: dict[str, CoreSpec]
+    models: dict[str, TrainedModelSpec]
     episodes: PositiveInt
     epochs: PositiveInt | None = None
     ros_episodes: NonNegativeInt = 0
@@ -73,7 +73,8 @@ class WalkerBenchConfig:
     """What the Walker2d benchmark trains and evaluates.
 
     datasets: Minari ids or paths (our ``liquid_control/walker2d-*`` or ``mujoco/walker2d/*``).
-    models: name -> CoreConfig fields.
+    models: name -> a core to train (CoreConfig fields, ``{kind: cfc, units: 64}``); the
+        bench trains every model it compares, so an ``{export: DIR}`` is refused.
     seeds: training seeds per model (weights and batch order; the split is fixed).
     history / epochs / batch_size / lr: the review's case-study recipe.
     max_train_windows: cap on training windows (0: all), drawn once with split_seed.
@@ -87,7 +88,7 @@ class WalkerBenchConfig:
     __pydantic_config__ = SCHEMA_CONFIG
 
     datasets: list[str] = field(default_factory=lambda: ["liquid_control/walker2d-expert-v0"])
-    models: dict[str, CoreSpec] = field(default_factory=dict)
+    models: dict[str, TrainedModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     history: PositiveInt = 10
     epochs: PositiveInt = 20
@@ -113,9 +114,9 @@ class WalkerBenchConfig:
     """Where ``liquid-control expert walker`` wrote expert.json (its checkpoint table)."""
     closed_loop: ClosedLoopSpec = field(default_factory=dict)  # type: ignore[assignment]
     """Item 5, behaviour cloning evaluated in the sim: ``train_config`` (a trainer YAML whose
-    policy core is replaced per model), ``models`` (name -> CoreConfig fields), ``epochs``,
-    ``episodes`` (held-out seeds from 100000), ``ros_episodes`` (the first model also
-    drives through sim_bridge + policy_node over DDS). Empty: skipped."""
+    policy core is replaced per model), ``models`` (name -> a core to train, as above),
+    ``epochs``, ``episodes`` (held-out seeds from 100000), ``ros_episodes`` (the first model
+    also drives through sim_bridge + policy_node over DDS). Empty: skipped."""
 
 
 # -- data ---------------------------------------------------------------------------------

@@ -103,14 +103,13 @@ def task_of(policy: Policy) -> str:
 def make_env(task: str, perturb: str = "", lane_track_m: float = 1000.0) -> Any:
     """The env an export of ``task`` is evaluated in, with ``perturb`` applied (held-out
     tracks for lane keeping; a drone scene via ``ood=<scene>``)."""
-    if task == "lane":
-        from liquid_control.train.evaluate import EvalConfig, make_eval_env
-
-        return make_eval_env(EvalConfig(track_length_m=lane_track_m, perturb=perturb))
+    from liquid_control.envs import LANE_KEEPING_ID
     from liquid_control.envs.drone import TRAIN_SCENE
-    from liquid_control.train.evaluate_drone import make_drone_env
+    from liquid_control.envs.heldout import drone_env, lane_eval_env
 
-    return make_drone_env(TRAIN_SCENE, perturb)
+    if task == "lane":
+        return lane_eval_env(LANE_KEEPING_ID, lane_track_m, perturb)
+    return drone_env(TRAIN_SCENE, perturb)
 
 
 def load_runner(model: str | Path, trusted_keys: Any = ()) -> tuple[Any, RecordingPolicy]:
@@ -133,7 +132,7 @@ def record_episode(
 ) -> Episode:
     """Drive episode ``index`` (held-out track or layout ``HELD_OUT_FIRST_SEED + index``)
     for at most ``max_steps`` policy steps."""
-    from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED
+    from liquid_control.envs.heldout import HELD_OUT_FIRST_SEED
 
     task = "lane" if hasattr(env.unwrapped, "track_split") else "drone"
     seed = HELD_OUT_FIRST_SEED + index

@@ -41,7 +41,7 @@ RESET_GAP_S = 1.0
 
 NAME = "sim_bridge"
 PARAMS = [
-    Param("env_id", "LiquidControl/LaneKeeping-v0", "Gymnasium env id", read_only=True),
+    Param("env_id", "LiquidControl/LaneKeeping-v1", "Gymnasium env id", read_only=True),
     Param("env_kwargs", "{}", "JSON object of env keyword arguments", read_only=True),
     Param(
         "perturb",

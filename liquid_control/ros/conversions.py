@@ -10,25 +10,9 @@ from typing import Any
 
 import numpy as np
 
-# The decoders' old import path, kept for callers that still use it.
-from liquid_control.image import (
-    ImageError,
-    compressed_to_rgb,
-    crop_frame,
-    encode_jpeg,
-    image_to_rgb,
-)
+from liquid_control.image import encode_jpeg
 
-__all__ = [
-    "ImageError",
-    "compressed_to_rgb",
-    "crop_frame",
-    "image_to_rgb",
-    "rgb_to_compressed",
-    "rgb_to_image",
-    "s_to_stamp",
-    "stamp_to_s",
-]
+__all__ = ["rgb_to_compressed", "rgb_to_image", "s_to_stamp", "stamp_to_s"]
 
 
 def rgb_to_compressed(rgb: np.ndarray, stamp: Any, frame_id: str, quality: int = 90) -> Any:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from liquid_control.atomic import atomic_path, write_json
+from liquid_control.atomic import atomic_path, write_results
 from liquid_control.errors import UserError
 from liquid_control.models.export import DEFAULT_BACKEND, DEFAULT_THREADS
 from liquid_control.schema import SCHEMA_CONFIG, parse
@@ -184,9 +184,7 @@ def run_arena(
     if not steps:
         raise UserError(f"no decodable frame on {cfg.image_topic} in {[str(p) for p in paths]}")
     summary = _summary(steps, paths, model, cfg, dropped, controller.stats.state_resets)
-    write_json(out / "arena.json", summary)
-    with atomic_path(out / "arena.md") as tmp:
-        tmp.write_text(markdown(summary))
+    write_results(out, "arena", summary, markdown(summary))
     _write_steps(out / "arena_steps.csv", steps)
     _plot(out / "arena.png", steps, cfg.max_abs_curvature)
     return {**summary, "steps": [dataclasses.asdict(s) for s in steps]}

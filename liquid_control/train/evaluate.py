@@ -20,9 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from liquid_control.atomic import write_json
+from liquid_control.envs.heldout import HELD_OUT_FIRST_SEED, lane_eval_env
 from liquid_control.visual import VideoStream, lane_overlay, pyplot, save_figure
-
-HELD_OUT_FIRST_SEED = 100_000  # liquid_control.envs.tracks.TEST_SEEDS starts here
 
 
 class Agent(Protocol):
@@ -136,18 +135,7 @@ class EvalConfig:
 
 
 def make_eval_env(cfg: EvalConfig) -> Any:
-    import gymnasium as gym
-
-    from liquid_control.envs import LANE_KEEPING_ID
-    from liquid_control.envs.perturb import make_perturbed
-
-    version = (
-        {"speed_mps": cfg.speed_mps}
-        if cfg.env_id == LANE_KEEPING_ID
-        else {"difficulty": cfg.difficulty}
-    )
-    env = gym.make(cfg.env_id, track_split="test", track_length_m=cfg.track_length_m, **version)
-    return make_perturbed(env, cfg.perturb) if cfg.perturb else env
+    return lane_eval_env(cfg.env_id, cfg.track_length_m, cfg.perturb, cfg.speed_mps, cfg.difficulty)
 
 
 def evaluate_agent(

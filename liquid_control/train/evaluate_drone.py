@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from liquid_control.envs.drone import OUTCOMES
-from liquid_control.train.evaluate import HELD_OUT_FIRST_SEED, Agent
+from liquid_control.envs.heldout import HELD_OUT_FIRST_SEED, drone_env
+from liquid_control.train.evaluate import Agent
 from liquid_control.visual import VideoStream, drone_chase_frame, pyplot, save_figure
 
 
@@ -35,16 +36,6 @@ class FlightLog:
     target_xy: tuple[float, float]
     obstacles: list[tuple[float, float, float]]  # x, y, footprint radius
     contact: str = ""
-
-
-def make_drone_env(scene: str, perturb: str = "", render: bool = False) -> Any:
-    import gymnasium as gym
-
-    from liquid_control.envs import DRONE_NAV_ID
-    from liquid_control.envs.perturb import make_perturbed
-
-    env = gym.make(DRONE_NAV_ID, scene=scene, render_mode="rgb_array" if render else None)
-    return make_perturbed(env, perturb) if perturb else env
 
 
 def fly_episode(env: Any, agent: Agent, seed: int, video: VideoStream | None = None) -> FlightLog:
@@ -99,11 +90,11 @@ def evaluate_scene(
 ) -> tuple[dict[str, float], list[FlightLog]]:
     """``episodes`` held-out layouts in ``scene``; the first one filmed to ``video_path``."""
     logs = []
-    env = make_drone_env(scene, perturb)
+    env = drone_env(scene, perturb)
     try:
         for i in range(episodes):
             if i == 0 and video_path is not None:
-                filmed = make_drone_env(scene, perturb, render=True)
+                filmed = drone_env(scene, perturb, render=True)
                 try:
                     with VideoStream(video_path, fps=10) as video:
                         log = fly_episode(filmed, agent, first_seed, video)

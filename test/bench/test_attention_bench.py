@@ -27,7 +27,7 @@ def test_tiny_attention_bench_writes_json_and_table(tmp_path: Path, capsys) -> N
     export = untrained_export(tmp_path, cfg)
     bench = {
         "name": "attention_tiny",
-        "models": {"tiny GRU": str(export)},
+        "models": {"tiny GRU": {"export": str(export)}},
         "episodes": 1,
         "steps": 4,
         "stride": 2,
@@ -54,7 +54,8 @@ def test_tiny_attention_bench_writes_json_and_table(tmp_path: Path, capsys) -> N
 
 def test_attention_bench_refuses_latency_and_an_empty_model_list(tmp_path: Path) -> None:
     config = tmp_path / "bench.yaml"
-    config.write_text(yaml.safe_dump({"models": {"m": "x"}, "lane_conditions": ["latency=2"]}))
+    models = {"m": {"export": "x"}}
+    config.write_text(yaml.safe_dump({"models": models, "lane_conditions": ["latency=2"]}))
     with pytest.raises(UserError, match="latency"):
         attention.run(config, tmp_path)
     config.write_text(yaml.safe_dump({"models": {}}))

@@ -31,7 +31,8 @@ def test_v1_bench_configs_climb_ladders_that_start_clean() -> None:
         bench = load_bench_config(LaneBenchConfig, CONFIG / name)
         assert bench.env_id == "LiquidControl/LaneKeeping-v1" and bench.ladders
         assert all(rungs[0] == "" and len(rungs) >= 2 for rungs in bench.ladders.values())
-        assert all((CONFIG.parent / e / "manifest.json").is_file() for e in bench.exports.values())
+        exports = [m["export"] for m in bench.models.values() if "export" in m]
+        assert all((CONFIG.parent / e / "manifest.json").is_file() for e in exports)
     published = load_bench_config(LaneBenchConfig, CONFIG / "bench_lane.yaml")
     assert published.env_id == "LiquidControl/LaneKeeping-v0"  # its results were measured there
 
@@ -40,10 +41,12 @@ def test_shipped_lane_bench_needs_nothing_but_the_repo() -> None:
     # `bench lane --shipped` runs on a fresh clone: every model is a shipped asset, no training.
     for name in ("bench_lane_v1_shipped.yaml", "bench_lane_v1_shipped_clean.yaml"):
         bench = load_bench_config(LaneBenchConfig, CONFIG / name)
-        assert not bench.models and bench.baseline in bench.exports
-        assert all(e.startswith("liquid_control/assets/") for e in bench.exports.values())
-        assert all((CONFIG.parent / e / "manifest.json").is_file() for e in bench.exports.values())
-        assert next(iter(bench.exports.values())) == "liquid_control/assets/lane_default"
+        assert all(set(m) == {"export"} for m in bench.models.values())
+        assert bench.baseline in bench.models
+        exports = [m["export"] for m in bench.models.values()]
+        assert all(e.startswith("liquid_control/assets/") for e in exports)
+        assert all((CONFIG.parent / e / "manifest.json").is_file() for e in exports)
+        assert exports[0] == "liquid_control/assets/lane_default"  # the model under test
         assert "clean" in bench.conditions
 
 
@@ -65,7 +68,7 @@ def test_drone_bench_configs_build_every_model_and_name_real_scenes() -> None:
     base = yaml.safe_load(Path(CONFIG.parent / bench.train_config).read_text())["policy"]
     assert len(bench.models) == 6 and not bench.baseline
     for spec in bench.models.values():
-        Policy(PolicyConfig.from_dict({**base, "core": spec["core"]}))
+        Policy(PolicyConfig.from_dict({**base, "core": spec}))
     shipped = load_bench_config(DroneBenchConfig, CONFIG / "bench_drone_shipped.yaml")
     assert shipped.baseline in shipped.models and shipped.episodes >= 50
     first = next(iter(shipped.models.values()))

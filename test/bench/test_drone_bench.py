@@ -40,8 +40,8 @@ def test_collect_and_tiny_drone_bench_write_results_plots_and_videos(
     bench = {
         "train_config": str(tmp_path / "train.yaml"),
         "models": {
-            "CfC NCP": {"core": {"kind": "cfc", "wiring": "ncp", "motor_neurons": 4}},
-            "LSTM": {"core": {"kind": "lstm", "units": 8}},
+            "CfC NCP": {"kind": "cfc", "wiring": "ncp", "motor_neurons": 4},
+            "LSTM": {"kind": "lstm", "units": 8},
         },
         "epochs": 1,
         "max_steps_per_epoch": 1,

@@ -64,9 +64,17 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
         name: str(Path(row["runs"][0]["train"]["export_manifest"]).parent)
         for name, row in results["models"].items()
     }
-    # Exports as they are (the shipped-policy bench), checked against the baseline's.
+    # Exports as they are (the shipped-policy bench) beside a core trained here, in the
+    # config's order: the first model, an export, is the one checked against the baseline's.
     shipped = {
-        "exports": exports,
+        "train_config": str(tmp_path / "train.yaml"),
+        "models": {
+            "CfC NCP": {"export": exports["CfC NCP"]},
+            "GRU": {"kind": "gru", "units": 4},
+            "LSTM": {"export": exports["LSTM"]},
+        },
+        "epochs": 1,
+        "max_steps_per_epoch": 1,
         "baseline": "LSTM",
         "env_id": "LiquidControl/LaneKeeping-v0",
         "episodes": 1,
@@ -75,20 +83,30 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
         "ladders": {"pixel noise": ["", "noise=0.2"], "frame drops": ["", "drop=0.5"]},
         "results_name": "lane_shipped",
         "workers": 2,
+        "out_dir": str(tmp_path / "runs_shipped"),
     }
-    (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
+    (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped, sort_keys=False))
     checked = lane.run(tmp_path / "shipped.yaml", tmp_path / "results")
-    assert all(row["runs"][0]["seed"] is None for row in checked["models"].values())
+    assert list(checked["models"]) == ["CfC NCP", "GRU", "LSTM"]
+    seeds = {name: [r["seed"] for r in row["runs"]] for name, row in checked["models"].items()}
+    assert seeds == {"CfC NCP": [None], "GRU": [0], "LSTM": [None]}
+    saved = json.loads((tmp_path / "results" / "lane_shipped.json").read_text())
+    assert saved["models"]["LSTM"]["spec"] == {"export": exports["LSTM"]}  # as given
+    assert saved["models"]["LSTM"]["core"]["kind"] == "lstm"  # from the export's manifest
+    assert saved["models"]["GRU"]["spec"] == {"kind": "gru", "units": 4}
     clean = checked["models"]["CfC NCP"]["eval_mean"]["clean"]
     assert checked["targets"]["zero departures clean"] == (clean["departures"] == 0)
     assert len(checked["targets"]) == 3
     report = (tmp_path / "results" / "lane_shipped.md").read_text()
     assert "## Targets of CfC NCP (baseline LSTM)" in report
     assert "### Where the intervals separate" in report
+    assert "Evaluated as exported, not trained here: CfC NCP, LSTM." in report
+    parameters = report.split("## Parameters")[1].split("\n## ")[0].splitlines()[4:]
+    assert [line.split(" | ")[0] for line in parameters if line] == ["| CfC NCP", "| GRU", "| LSTM"]
 
-    shipped["baseline"] = "GRU"
+    shipped["baseline"] = "LTSM"
     (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
-    with pytest.raises(UserError, match="baseline 'GRU' is not one of the models"):
+    with pytest.raises(UserError, match="baseline 'LTSM' is not one of the models"):
         lane.run(tmp_path / "shipped.yaml", tmp_path / "results")
 
 

@@ -10,8 +10,9 @@ import torch
 from sensor_msgs.msg import Image
 
 from liquid_control.explain.live import SaliencyWorker
+from liquid_control.image import image_to_rgb
 from liquid_control.models import CoreConfig, Policy, PolicyConfig, save_checkpoint
-from liquid_control.ros.conversions import image_to_rgb, s_to_stamp
+from liquid_control.ros.conversions import s_to_stamp
 
 from .conftest import wait_for
 from .test_policy_node import start
