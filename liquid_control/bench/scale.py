@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from liquid_control.atomic import write_results
 from liquid_control.bench.report import met as report_met
-from liquid_control.bench.report import write_results
 
 LANE_EPISODES = 40  # the lane dataset: liquid-control collect lane --episodes 40
 BAG_SIZE = (240, 320)  # camera frames in the bag (height, width)
