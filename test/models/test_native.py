@@ -9,26 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cores import INPUTS, SMALL_NCP
 from torch.profiler import profile
 
 from liquid_control.models import native
 from liquid_control.models.policy import CoreConfig, build_core
 
-INPUTS = 7
 CORES = [
     CoreConfig(kind="cfc", units=8),
     CoreConfig(kind="cfc", units=8, mode="no_gate"),
-    CoreConfig(
-        kind="cfc",
-        wiring="ncp",
-        inter_neurons=5,
-        command_neurons=3,
-        motor_neurons=2,
-        sensory_fanout=3,
-        inter_fanout=2,
-        recurrent_command_synapses=2,
-        motor_fanin=2,
-    ),
+    SMALL_NCP,
     CoreConfig(kind="cfc", wiring="autoncp", units=12, motor_neurons=2, mode="no_gate"),
     CoreConfig(kind="ltc", units=6),
     CoreConfig(kind="ltc", wiring="autoncp", units=12, motor_neurons=2, ode_unfolds=3),
