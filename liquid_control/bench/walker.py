@@ -563,21 +563,16 @@ def markdown(result: dict[str, Any]) -> str:
         "Robustness: RMSE under input noise relative to clean (x), and test MSE with a "
         "fraction of the history's steps removed.",
         "",
-        "| model | "
-        + " | ".join(f"noise {x} RMSE x" for x in sig)
-        + " | "
-        + " | ".join(f"drop {p} MSE" for p in drops)
+        "| "
+        + " | ".join(["model", *(f"noise {x} RMSE x" for x in sig)])
+        + "".join(f" | drop {p} MSE" for p in drops)
         + " |",
         "|---|" + "---|" * (len(sig) + len(drops)),
     ]
     for name, r in s.items():
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{r['noise_rmse_ratio'][x]['mean']:.2f}" for x in sig)
-            + " | "
-            + " | ".join(f"{r['dropout_mse'][p]['mean']:.4f}" for p in drops)
-            + " |"
-        )
+        cells = [name, *(f"{r['noise_rmse_ratio'][x]['mean']:.2f}" for x in sig)]
+        cells += [f"{r['dropout_mse'][p]['mean']:.4f}" for p in drops]
+        lines.append("| " + " | ".join(cells) + " |")
     if result.get("closed_loop"):
         lines += [
             "",
