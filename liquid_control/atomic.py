@@ -30,8 +30,9 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary file path next to ``target``; rename it onto ``target`` on success."""
+def atomic_path(target: str | Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary file path next to ``target``; rename it onto ``target`` on success.
+    The file gets ``mode``, by default what a plain open would give (0666 less the umask)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -41,8 +42,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the mode a plain open would.
-        os.chmod(tmp_path, 0o666 & ~_umask())
+        # mkstemp makes the file private (0600) while it is written.
+        os.chmod(tmp_path, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -197,7 +197,7 @@ def generate_key_pair(out: str | Path) -> tuple[Path, Path]:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    with atomic_path(private_path) as tmp:  # mkstemp creates it 0600: never world-readable
+    with atomic_path(private_path, mode=0o600) as tmp:  # the owner's alone, from creation on
         tmp.write_bytes(private_pem)
     with atomic_path(public_path) as tmp:
         tmp.write_bytes(public_pem)
