@@ -65,6 +65,18 @@ def lane_export(tmp_path_factory) -> str:
     return str(export_policy(ckpt, tmp / "export", onnx=True).parent)
 
 
+def set_parameter(client: object, name: str, value: object) -> tuple[bool, str]:
+    """``ros2 param set``: one parameter through an ``AsyncParameterClient`` over DDS;
+    returns (successful, reason)."""
+    from rclpy.parameter import Parameter
+
+    assert client.wait_for_services(timeout_sec=30.0)
+    future = client.set_parameters([Parameter(name, value=value)])
+    assert wait_for(future.done, 30.0)
+    result = future.result().results[0]
+    return result.successful, result.reason
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from std_msgs.msg import String
 
 from liquid_control.ros import policy_node, sim_bridge
 
-from .conftest import wait_for
+from .conftest import set_parameter, wait_for
 
 BRIDGE_PARAMS = {
     "env_kwargs": json.dumps({"track_split": "test", "track_length_m": 200.0}),
@@ -213,12 +213,7 @@ def _set_bridge_parameter(node, name: str, value) -> tuple[bool, str]:
     """``ros2 param set /sim_bridge NAME VALUE`` over DDS."""
     from rclpy.parameter_client import AsyncParameterClient
 
-    client = AsyncParameterClient(node, "sim_bridge")
-    assert client.wait_for_services(timeout_sec=30.0)
-    future = client.set_parameters([Parameter(name, value=value)])
-    assert wait_for(future.done, 30.0)
-    result = future.result().results[0]
-    return result.successful, result.reason
+    return set_parameter(AsyncParameterClient(node, "sim_bridge"), name, value)
 
 
 def test_bridge_perturbation_strength_and_sync_timeout_change_at_runtime(ros) -> None:

@@ -27,7 +27,7 @@ from liquid_control.models.frontends import FrontendConfig
 from liquid_control.ros import policy_node
 from liquid_control.ros.conversions import rgb_to_image, s_to_stamp
 
-from .conftest import wait_for
+from .conftest import set_parameter, wait_for
 
 LANE = PolicyConfig(name="lane-const", core=CoreConfig(kind="cfc", units=8, backbone_units=16))
 DRONE = PolicyConfig(
@@ -105,11 +105,7 @@ class Operator:
         return self.call(self.change, request).success
 
     def set(self, name: str, value) -> tuple[bool, str]:
-        assert self.params.wait_for_services(timeout_sec=30.0)
-        future = self.params.set_parameters([Parameter(name, value=value)])
-        assert wait_for(future.done, 30.0)
-        result = future.result().results[0]
-        return result.successful, result.reason
+        return set_parameter(self.params, name, value)
 
     def count(self) -> int:
         with self.lock:

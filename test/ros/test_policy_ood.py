@@ -25,7 +25,7 @@ from liquid_control.ros.edge import action_to_command
 from liquid_control.ros.params import ParameterError
 from liquid_control.ros.policy_node import create_node
 
-from .conftest import wait_for
+from .conftest import set_parameter, wait_for
 
 DRONE = str(Path(DEFAULT_LANE_MODEL).parent / "drone_default")
 MAX_VELOCITY = [2.0, 1.0, 1.0, 1.0]
@@ -82,11 +82,7 @@ class Operator:
             return command, self.scores[-1]
 
     def set(self, name: str, value) -> tuple[bool, str]:
-        assert self.params.wait_for_services(timeout_sec=30.0)
-        future = self.params.set_parameters([Parameter(name, value=value)])
-        assert wait_for(future.done, 30.0)
-        result = future.result().results[0]
-        return result.successful, result.reason
+        return set_parameter(self.params, name, value)
 
     def latest_status(self) -> DiagnosticStatus | None:
         with self.lock:
