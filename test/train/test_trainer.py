@@ -21,7 +21,16 @@ from liquid_control.data.windows import split_by_episode, window_rows
 from liquid_control.errors import UserError
 from liquid_control.models import Policy, load_checkpoint
 from liquid_control.train import TrainConfig, train
-from liquid_control.train.trainer import _Dist, _epoch_rows, _validate, main, shard_episodes
+from liquid_control.train.trainer import (
+    _Dist,
+    _epoch_rows,
+    _validate,
+    main,
+    reach_warning,
+    shard_episodes,
+)
+
+from .conftest import VECTOR_POLICY
 
 REPO = Path(__file__).resolve().parents[2]
 MakeConfig = Callable[..., TrainConfig]
@@ -246,8 +255,10 @@ def test_two_ddp_processes_on_cpu_keep_their_replicas_equal(
     _, val_ids = split_by_episode(len(episodes), cfg.val_fraction, cfg.seed)
     assert len(val_ids) == 2
     rows = window_rows([len(ep) for ep in episodes], val_ids, cfg.window, cfg.stride)
-    whole = _validate(policy, episodes, rows, cfg, _Dist())
+    whole, unreached = _validate(policy, episodes, rows, cfg, _Dist())
     assert result["history"][-1]["val_loss"] == pytest.approx(whole, rel=1e-6)
+    # the ranks' prediction ranges are combined (min/max) before labels are counted
+    assert result["history"][-1]["val_unreached"] == pytest.approx(unreached, abs=1e-9)
 
 
 def test_bad_configs_are_one_line_user_errors(
@@ -268,6 +279,39 @@ def test_bad_configs_are_one_line_user_errors(
     assert err.count("\n") == 1
 
 
+def test_a_policy_that_cannot_reach_its_labels_is_flagged(
+    vector_config: MakeConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The shipped lane NCP once saturated at 0.03 1/m where bends needed 0.07: its bounded
+    # motor neuron behind a small readout weight could not reach the labels' tails.
+    # A tiny action_scale does the same to the pendulum policy within its training budget.
+    policy = {**VECTOR_POLICY, "action_scale": 1e-3}
+    cramped = train(vector_config(epochs=2, policy=policy, out_dir=str(tmp_path / "cramped")))
+    warning = capsys.readouterr().err
+    fitted = train(vector_config(epochs=2, out_dir=str(tmp_path / "fitted")))
+    cramped_unreached = cramped["history"][-1]["val_unreached"]
+    assert cramped_unreached > 0.5
+    assert fitted["history"][-1]["val_unreached"] < cramped_unreached
+    assert "of the validation labels lie outside the range" in warning
+    assert warning.count("action_scale") == 1
+    with open(tmp_path / "cramped" / "metrics.csv") as f:
+        assert float(next(csv.DictReader(f))["val_unreached"]) > 0.5
+
+
+def test_the_reach_warning_judges_the_best_epoch() -> None:
+    rows = [
+        {"epoch": 1, "val_loss": 2.0, "val_unreached": 0.5},
+        {"epoch": 2, "val_loss": 1.0, "val_unreached": 0.005},
+    ]
+    assert reach_warning(rows) is None
+    rows[1]["val_unreached"] = 0.2
+    assert "20.0% of the validation labels" in (reach_warning(rows) or "")
+    assert "best epoch's (2)" in (reach_warning(rows) or "")
+    # no validation split, or a history written before the column existed: no judgement
+    assert reach_warning([{"epoch": 1, "val_loss": float("nan"), "val_unreached": 1.0}]) is None
+    assert reach_warning([{"epoch": 1, "val_loss": 1.0}]) is None
+
+
 def test_readout_starts_at_the_training_targets_mean(vector_config: MakeConfig) -> None:
     cfg = vector_config(epochs=1, max_steps_per_epoch=1, lr=1e-12)
     train(cfg)
@@ -283,6 +327,14 @@ def test_readout_starts_at_the_training_targets_mean(vector_config: MakeConfig) 
     train(random_cfg)
     policy, _ = load_checkpoint(Path(random_cfg.out_dir) / "last.safetensors")
     assert policy.readout.weight.abs().min() > 1e-6
+    # span: the same bias, and core outputs all at +1 command mean + action_scale
+    span_cfg = vector_config(
+        epochs=1, max_steps_per_epoch=1, lr=1e-12, readout_init="span", out_dir=cfg.out_dir + "s"
+    )
+    train(span_cfg)
+    policy, _ = load_checkpoint(Path(span_cfg.out_dir) / "last.safetensors")
+    assert torch.allclose(policy.readout.weight, torch.full((1, 8), 1 / 8), atol=1e-9)
+    assert policy.readout.bias.detach().numpy() == pytest.approx(bias, rel=1e-6)
     with pytest.raises(UserError, match="readout_init"):
         vector_config(readout_init="zeros")
 
