@@ -33,6 +33,7 @@ from liquid_control.bench.common import (
 )
 from liquid_control.bench.ladder import ladder_markdown, plot_ladders, rung_summary
 from liquid_control.bench.report import parameter_table, target_table
+from liquid_control.envs.heldout import HeldOutSplit
 from liquid_control.errors import UserError
 from liquid_control.schema import SCHEMA_CONFIG, Probability
 
@@ -56,6 +57,8 @@ class LaneBenchConfig:
     ladders: name -> perturbation specs of increasing strength, one per rung ("" is clean).
     env_id: the evaluation env: LaneKeeping-v1 (default) or v0.
     difficulty: v1's difficulty in [0, 1].
+    track_split: the held-out tracks driven: "test" (the published numbers) or "val" (to
+        choose between recipes without looking at the test tracks).
     workers: processes driving the evaluations in parallel (one (model, spec) each).
     baseline: a model (trained or exported) the first model's targets compare against:
         zero departures clean, departures/km no worse than the baseline's at every rung,
@@ -77,6 +80,7 @@ class LaneBenchConfig:
     ladders: dict[str, list[PerturbSpec]] = field(default_factory=dict)
     env_id: LaneEnvId = "LiquidControl/LaneKeeping-v1"
     difficulty: Probability = 1.0
+    track_split: HeldOutSplit = "test"
     workers: PositiveInt = 1
     baseline: str = ""
     results_name: str = "lane"
@@ -95,6 +99,7 @@ def evaluate_spec(export: str, bench: LaneBenchConfig, spec: str) -> dict[str, f
         video=False,
         env_id=bench.env_id,
         difficulty=bench.difficulty,
+        track_split=bench.track_split,
     )
     return evaluate_model(export, cfg)["metrics"]
 
@@ -257,10 +262,12 @@ def markdown(results: dict[str, Any]) -> str:
     )
     exports = [name for name, spec in cfg["models"].items() if "export" in spec]
     exported = f"Evaluated as exported, not trained here: {', '.join(exports)}. " if exports else ""
+    # Results written before the key existed drove the test split.
+    split = "validation-split " if cfg.get("track_split") == "val" else ""
     lines = [
         "# Lane-keeping benchmark",
         "",
-        f"{trained}{cfg['episodes']} held-out tracks of {cfg['track_length_m']:.0f} m per "
+        f"{trained}{cfg['episodes']} held-out {split}tracks of {cfg['track_length_m']:.0f} m per "
         f"condition on {cfg['env_id'].split('/')[-1]}"
         + (f" (difficulty {cfg['difficulty']:g})" if cfg["env_id"].endswith("v1") else "")
         + f". {exported}Written by `liquid-control bench lane`.",

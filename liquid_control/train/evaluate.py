@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from liquid_control.atomic import write_json
-from liquid_control.envs.heldout import HELD_OUT_FIRST_SEED, lane_eval_env
+from liquid_control.envs.heldout import HeldOutSplit, first_track_seed, lane_eval_env
 from liquid_control.visual import VideoStream, lane_overlay, pyplot, save_figure
 
 
@@ -121,6 +121,7 @@ class EvalConfig:
     env_id: LaneKeeping-v0 or LaneKeeping-v1 (the shipped lane policies were trained on v1;
         `liquid-control eval` defaults to v1).
     difficulty: v1's difficulty in [0, 1] (v1 only).
+    track_split: "test" (held out for final numbers) or "val" (to choose between recipes).
     """
 
     episodes: int = 20
@@ -132,10 +133,13 @@ class EvalConfig:
     speed_mps: float = 10.0
     env_id: str = "LiquidControl/LaneKeeping-v0"
     difficulty: float = 1.0
+    track_split: HeldOutSplit = "test"
 
 
 def make_eval_env(cfg: EvalConfig) -> Any:
-    return lane_eval_env(cfg.env_id, cfg.track_length_m, cfg.perturb, cfg.speed_mps, cfg.difficulty)
+    return lane_eval_env(
+        cfg.env_id, cfg.track_length_m, cfg.perturb, cfg.speed_mps, cfg.difficulty, cfg.track_split
+    )
 
 
 def evaluate_agent(
@@ -149,7 +153,7 @@ def evaluate_agent(
     logs = []
     try:
         for i in range(cfg.episodes):
-            track_seed, seed = HELD_OUT_FIRST_SEED + i, cfg.seed + i
+            track_seed, seed = first_track_seed(cfg.track_split) + i, cfg.seed + i
             if cfg.video and out_dir is not None and i == 0:
                 with VideoStream(Path(out_dir) / "episode0.mp4") as video:
                     log = run_episode(env, agent, track_seed, seed, video)
