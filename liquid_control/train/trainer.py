@@ -140,9 +140,10 @@ class TrainConfig:
     target / action_scale), so the first steps do not spend their gradient on the mean
     (why: docs/training.md). "span": the same bias, and every weight 1 / (core outputs), so
     the core's outputs all at +-1 command mean +- action_scale from the first step: a
-    small bounded core (a 19-neuron NCP's one motor neuron) then reaches the large actions
-    it did not reach growing its weight from zero (docs/training.md). "random": keep the
-    layer's default initialisation."""
+    small bounded core (a 19-neuron NCP's one motor neuron) behind a trained conv head
+    (``init_frontend``) then reaches the large actions it did not reach growing its weight
+    from zero; from scratch it did not help (docs/training.md). "random": keep the layer's
+    default initialisation."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = "training config") -> TrainConfig:
@@ -420,9 +421,9 @@ def reach_warning(history: list[dict[str, float]]) -> str | None:
         return None
     return (
         f"warning: {best['val_unreached']:.1%} of the validation labels lie outside the range "
-        f"of the best epoch's ({best['epoch']}) predictions: the policy may not reach the "
-        "actions the task needs; a larger policy.action_scale lets its readout reach them "
-        "(docs/training.md)"
+        f"of the best epoch's ({best['epoch']}) predictions: the policy does not command the "
+        "largest actions the task needs (a readout that cannot reach them, or a core that has "
+        "not learned them; docs/training.md)"
     )
 
 

@@ -293,7 +293,7 @@ def test_a_policy_that_cannot_reach_its_labels_is_flagged(
     assert cramped_unreached > 0.5
     assert fitted["history"][-1]["val_unreached"] < cramped_unreached
     assert "of the validation labels lie outside the range" in warning
-    assert warning.count("action_scale") == 1
+    assert warning.count("does not command the largest actions") == 1
     with open(tmp_path / "cramped" / "metrics.csv") as f:
         assert float(next(csv.DictReader(f))["val_unreached"]) > 0.5
 
