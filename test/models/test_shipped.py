@@ -33,3 +33,19 @@ def test_shipped_export_was_trained_by_its_config(asset: str) -> None:
         if key not in NOT_RECIPE and recorded.get(key) != value
     }
     assert not differ, f"{asset} was trained with (recorded, config now): {differ}"
+
+
+def test_shipped_lane_policy_can_command_tight_bends() -> None:
+    # The lane CfC-NCP shipped until bfac4f6 could not command more than 0.03 1/m: its readout
+    # weight behind the one no-gate motor neuron (output within +-2) had stayed small, and it
+    # ran wide in v1's tight bends (docs/training.md). v1 bends need up to ~0.07 with understeer.
+    from liquid_control.models import load_checkpoint
+
+    policy, _ = load_checkpoint(ASSETS_DIR / "lane_default" / "policy.safetensors")
+    core = policy.cfg.core
+    assert (core.kind, core.mode, core.motor_neurons) == ("cfc", "no_gate", 1)
+    weight = float(policy.readout.weight.detach().abs().sum())
+    bias = float(policy.readout.bias.detach()[0])
+    scale = policy.cfg.action_scale
+    low, high = (bias - 2.0 * weight) * scale, (bias + 2.0 * weight) * scale
+    assert low < -0.1 and high > 0.1, f"the policy can command only {low:.3f}..{high:.3f} 1/m"
