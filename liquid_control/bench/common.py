@@ -12,7 +12,6 @@ config is read."""
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -114,7 +113,10 @@ def base_policy(bench: TrainingBench) -> dict[str, Any]:
 
 def train_model(bench: TrainingBench, name: str, core: dict[str, Any], seed: int) -> dict:
     """Train the bench's recipe with ``core`` in place of its recurrent core; the trainer's
-    result plus ``train_seconds``. Runs go to ``<out_dir>/<slug(name)>/seed<seed>``."""
+    result plus ``train_seconds`` (the run's training time over every epoch, resumed ones
+    included). Runs go to ``<out_dir>/<slug(name)>/seed<seed>`` and resume from there: a
+    bench killed part way, run again, continues each run where it stopped, and one already
+    finished is only exported again (a run whose recipe has changed since is refused)."""
     from liquid_control.train.trainer import TrainConfig, train
 
     cfg = TrainConfig.from_yaml(bench.train_config)
@@ -124,9 +126,8 @@ def train_model(bench: TrainingBench, name: str, core: dict[str, Any], seed: int
     if bench.max_steps_per_epoch:
         cfg.max_steps_per_epoch = bench.max_steps_per_epoch
     cfg.out_dir = str(Path(bench.out_dir) / slug(name) / f"seed{seed}")
-    start = time.monotonic()
-    result = train(cfg)
-    result["train_seconds"] = time.monotonic() - start
+    result = train(cfg, resume=True)
+    result["train_seconds"] = sum(row["seconds"] for row in result["history"])
     return result
 
 

@@ -16,13 +16,17 @@ and with a ``baseline`` the first model is checked against the shipped-policy ta
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
-from liquid_control.atomic import write_results
+from liquid_control.atomic import write_json, write_results
 from liquid_control.bench.common import (
     ModelSpec,
     PerturbSpec,
@@ -37,6 +41,7 @@ from liquid_control.envs.heldout import HeldOutSplit
 from liquid_control.errors import UserError
 from liquid_control.schema import SCHEMA_CONFIG, Probability
 
+_NON_FINITE = ("nan", "inf", "-inf")
 LaneEnvId = Literal["LiquidControl/LaneKeeping-v0", "LiquidControl/LaneKeeping-v1"]
 
 
@@ -87,8 +92,36 @@ class LaneBenchConfig:
     out_dir: str = "runs/bench_lane"
 
 
+@functools.cache
+def evaluation_code_digest() -> str:
+    """sha256 of the package's Python sources outside ``liquid_control/bench``: the code a
+    cached evaluation's numbers depend on (the env, perturbations, the runner, the export's
+    loader). Any change there makes every cached evaluation stale."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        if package / "bench" not in path.parents:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def evaluation_cache(export: str, cfg: Any, bench: LaneBenchConfig) -> Path:
+    """Where one evaluation's metrics are kept: ``<out_dir>/evaluations/<key>.json``, the key
+    a digest of the export's manifest (which holds its files' sha256), the evaluation
+    settings and :func:`evaluation_code_digest`."""
+    path = Path(export)
+    manifest = path / "manifest.json" if path.is_dir() else path
+    key = hashlib.sha256(manifest.read_bytes())
+    key.update(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
+    key.update(evaluation_code_digest().encode())
+    return Path(bench.out_dir) / "evaluations" / f"{key.hexdigest()[:32]}.json"
+
+
 def evaluate_spec(export: str, bench: LaneBenchConfig, spec: str) -> dict[str, float]:
-    """Closed-loop metrics of one export under one perturbation spec on the bench's tracks."""
+    """Closed-loop metrics of one export under one perturbation spec on the bench's tracks.
+    Kept in :func:`evaluation_cache` once driven, so a bench killed part way and run again
+    drives only what it had not finished (metrics without a value, NaN, come back as NaN)."""
     from liquid_control.train.evaluate import EvalConfig, evaluate_model
 
     cfg = EvalConfig(
@@ -101,7 +134,15 @@ def evaluate_spec(export: str, bench: LaneBenchConfig, spec: str) -> dict[str, f
         difficulty=bench.difficulty,
         track_split=bench.track_split,
     )
-    return evaluate_model(export, cfg)["metrics"]
+    cache = evaluation_cache(export, cfg, bench)
+    if cache.is_file():
+        saved = json.loads(cache.read_text())["metrics"]
+        return {k: float(v) if v in _NON_FINITE else v for k, v in saved.items()}
+    metrics = evaluate_model(export, cfg)["metrics"]
+    # Strict JSON has no NaN or infinity (no km driven: inf per km): kept as "nan", "inf".
+    kept = {k: str(v) if str(v) in _NON_FINITE else v for k, v in metrics.items()}
+    write_json(cache, {"export": str(export), "eval": dataclasses.asdict(cfg), "metrics": kept})
+    return metrics
 
 
 def _evaluate(exports: list[str], bench: LaneBenchConfig) -> list[dict[str, Any]]:
@@ -245,7 +286,7 @@ def _model_row(
 
 
 def _train_summary(trained: dict[str, Any]) -> dict[str, Any]:
-    keys = ("best_score", "train_seconds", "out_dir", "export_manifest")
+    keys = ("best_score", "train_seconds", "steps_this_run", "out_dir", "export_manifest")
     return {k: trained.get(k) for k in keys}
 
 

@@ -486,6 +486,22 @@ def _export(
     return str(export_policy(checkpoint, out_dir / "export", ood=ood))
 
 
+def _export_of(checkpoint: Path, out_dir: Path) -> str | None:
+    """The run's export when it is one of ``checkpoint`` (a finished run resumed: nothing
+    trained, so its export stays as it was, byte for byte); None when there is none."""
+    from liquid_control.models.export import read_manifest
+    from liquid_control.models.manifest import sha256
+
+    manifest = out_dir / "export" / "manifest.json"
+    try:
+        saved, _ = read_manifest(manifest)
+    except UserError:
+        return None
+    if saved["files"]["checkpoint"]["sha256"] != sha256(checkpoint):
+        return None
+    return str(manifest)
+
+
 def _epoch_start(epoch: int, history: list[dict[str, float]], best: float) -> dict[str, Any]:
     """The run's position at the start of ``epoch``: what resume.pt holds besides weights."""
     return {
@@ -519,10 +535,14 @@ def _trajectory_key(cfg: TrainConfig) -> str:
 def _same_trajectory(saved_key: str, cfg: TrainConfig) -> bool:
     """Whether a resume file's key matches ``cfg``. Unset optional settings (None) are
     ignored on both sides, so a field added later with a None default does not orphan the
-    resume files of older runs."""
+    resume files of older runs; so is the policy's name, which changes no weight (a bench
+    names its runs after its models and can continue a run trained under a recipe's name)."""
 
     def settings(key: str) -> dict[str, Any]:
-        return {k: v for k, v in json.loads(key).items() if v is not None}
+        fields = {k: v for k, v in json.loads(key).items() if v is not None}
+        if isinstance(fields.get("policy"), dict):
+            fields["policy"] = {k: v for k, v in fields["policy"].items() if k != "name"}
+        return fields
 
     return settings(saved_key) == settings(_trajectory_key(cfg))
 
@@ -588,7 +608,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
         if not _same_trajectory(saved["config"], cfg):
             raise UserError(
                 f"{resume_path} was written by a config that trains differently; "
-                "resume with the same config (only epochs and output settings may change)"
+                "resume with the same config (only epochs and output settings may change) "
+                f"or remove {out_dir} to start over"
             )
         policy.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -707,8 +728,9 @@ def _train(cfg: TrainConfig, resume: bool, ctx: _Dist) -> dict[str, Any]:
     }
     if ctx.is_main:
         if cfg.export:
+            kept = _export_of(best_path, out_dir) if total_steps == 0 else None
             split = (train_ids, val_ids)
-            result["export_manifest"] = _export(best_path, out_dir, cfg, episodes, split)
+            result["export_manifest"] = kept or _export(best_path, out_dir, cfg, episodes, split)
         write_json(out_dir / "result.json", result)
     return result
 

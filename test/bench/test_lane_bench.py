@@ -4,6 +4,7 @@ writes results and robustness plots."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,41 @@ from liquid_control.cli import main
 from liquid_control.errors import UserError
 
 pytestmark = pytest.mark.slow  # trains and drives lane policies
+
+
+def test_an_evaluation_is_driven_once_and_kept_with_its_non_finite_values(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import liquid_control.train.evaluate as evaluate
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text('{"files": {"onnx": {"sha256": "a"}}}')
+    drives = []
+
+    def drive(path, cfg):
+        drives.append((path, cfg.perturb))
+        return {
+            "metrics": {
+                "departures": 0,
+                "km_driven": 0.0,
+                "departures_per_km": math.inf,
+                "mean_abs_offset_m": math.nan,
+            }
+        }
+
+    monkeypatch.setattr(evaluate, "evaluate_model", drive)
+    bench = lane.LaneBenchConfig(out_dir=str(tmp_path / "runs"))
+    first = lane.evaluate_spec(str(export), bench, "noise=0.2")
+    again = lane.evaluate_spec(str(export / "manifest.json"), bench, "noise=0.2")
+    assert drives == [(str(export), "noise=0.2")]  # the second came from the cache
+    assert again["departures_per_km"] == math.inf and math.isnan(again["mean_abs_offset_m"])
+    assert again["departures"] == first["departures"] == 0
+    json.loads(next((tmp_path / "runs" / "evaluations").iterdir()).read_text())  # strict JSON
+    lane.evaluate_spec(str(export), bench, "noise=0.3")  # another spec is driven
+    (export / "manifest.json").write_text('{"files": {"onnx": {"sha256": "b"}}}')
+    lane.evaluate_spec(str(export), bench, "noise=0.2")  # so is another model
+    assert len(drives) == 3
 
 
 def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> None:
@@ -59,6 +95,21 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
         assert row["parameters"]["frontend"] == results["models"]["LSTM"]["parameters"]["frontend"]
     table = (tmp_path / "results" / "lane.md").read_text()
     assert "| CfC NCP |" in table and "drop 50%" in table
+
+    # Run again: every training run has finished and every drive is cached, so nothing is
+    # trained or driven again, and the results are the same.
+    import liquid_control.train.evaluate as evaluate
+
+    def drive(*args, **kwargs):
+        raise AssertionError("drove an evaluation again")
+
+    monkeypatch.setattr(evaluate, "evaluate_model", drive)
+    again = lane.run(tmp_path / "bench.yaml", tmp_path / "results_again")
+    for name, row in again["models"].items():
+        assert row["runs"][0]["train"]["steps_this_run"] == 0
+        assert row["runs"][0]["eval"] == results["models"][name]["runs"][0]["eval"]
+    monkeypatch.undo()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
 
     exports = {
         name: str(Path(row["runs"][0]["train"]["export_manifest"]).parent)

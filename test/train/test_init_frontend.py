@@ -49,6 +49,15 @@ def test_resume_key_ignores_unset_optional_settings() -> None:
     assert not _same_trajectory(json.dumps(old), cfg)
 
 
+def test_resume_key_ignores_the_policy_name_but_not_its_core() -> None:
+    cfg = TrainConfig(datasets=["x"], policy={"name": "recipe", "core": {"kind": "lstm"}})
+    saved = _trajectory_key(cfg)
+    cfg.policy = {"name": "LSTM (64 units)", "core": {"kind": "lstm"}}  # a bench's name
+    assert _same_trajectory(saved, cfg)
+    cfg.policy = {"name": "recipe", "core": {"kind": "gru"}}
+    assert not _same_trajectory(saved, cfg)
+
+
 def test_a_resumed_run_does_not_need_its_starting_head_any_more(vector_config, tmp_path) -> None:
     from liquid_control.train import train
 
