@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from small_cores import SMALL_NCP_SIZES
 from torch import Tensor, nn
 
 from liquid_control.explain.saliency import (
@@ -31,13 +32,7 @@ def small_policy(kind: str = "ff", wiring: str = "dense") -> Policy:
         kind=kind,
         wiring=wiring,
         units=8,
-        inter_neurons=5,
-        command_neurons=3,
-        motor_neurons=2,
-        sensory_fanout=3,
-        inter_fanout=2,
-        recurrent_command_synapses=2,
-        motor_fanin=2,
+        **SMALL_NCP_SIZES,
     )
     return Policy(PolicyConfig(frontend=frontend, core=core, action_dim=2)).eval()
 

@@ -4,23 +4,12 @@ import pytest
 import torch
 from ncps.torch import LTC, CfC
 from ncps.wirings import AutoNCP, FullyConnected
+from small_cores import SMALL_NCP
 
 from liquid_control.models.cores import CfCCore, LTCCore
 from liquid_control.models.policy import CoreConfig, build_core
 
 INPUTS = 7
-# A hand-sized NCP (10 neurons, 2 motor) small enough to compare gradients quickly.
-SMALL_NCP = CoreConfig(
-    kind="cfc",
-    wiring="ncp",
-    inter_neurons=5,
-    command_neurons=3,
-    motor_neurons=2,
-    sensory_fanout=3,
-    inter_fanout=2,
-    recurrent_command_synapses=2,
-    motor_fanin=2,
-)
 CORES = [
     CoreConfig(kind="cfc", units=8),
     CoreConfig(kind="cfc", units=8, mode="no_gate"),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cores import INPUTS, SMALL_NCP
+from small_cores import SMALL_NCP
+from test_cores import INPUTS
 from torch.profiler import profile
 
 from liquid_control.models import native
