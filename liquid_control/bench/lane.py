@@ -209,7 +209,21 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
                     | _evaluate([trained["export_manifest"]], bench)[0]
                 )
         rows[name] = _model_row(spec, core, Policy(policy_cfg).parameter_report(), runs, bench)
-    results = {"config": bench.__dict__, "models": rows, "targets": targets(bench, rows)}
+        if len(rows) < len(bench.models):  # a bench stopped part way leaves what it finished
+            _write(bench, rows, out)
+    return _write(bench, rows, out)
+
+
+def _write(bench: LaneBenchConfig, rows: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write the results of the models in ``rows`` (all of the config's, or the first ones
+    while the bench runs; the targets only once every model is in)."""
+    complete = len(rows) == len(bench.models)
+    results = {
+        "config": bench.__dict__,
+        "models": rows,
+        "complete": complete,
+        "targets": targets(bench, rows) if complete else {},
+    }
     plots = plot_ladders(Path(out) / f"{bench.results_name}_ladders", bench.ladders, rows)
     results["plots"] = [str(p) for p in plots]
     write_results(out, bench.results_name, results, markdown(results))
@@ -313,6 +327,15 @@ def markdown(results: dict[str, Any]) -> str:
         + (f" (difficulty {cfg['difficulty']:g})" if cfg["env_id"].endswith("v1") else "")
         + f". {exported}Written by `liquid-control bench lane`.",
         "",
+        *(
+            []
+            if results.get("complete", True)
+            else [
+                f"**Partial**: {len(results['models'])} of {len(cfg['models'])} models finished "
+                "(the bench is running or was stopped; run it again to continue).",
+                "",
+            ]
+        ),
         *parameter_table(results["models"]),
     ]
     for metric, title, fmt in (

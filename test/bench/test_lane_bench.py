@@ -108,6 +108,21 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
     for name, row in again["models"].items():
         assert row["runs"][0]["train"]["steps_this_run"] == 0
         assert row["runs"][0]["eval"] == results["models"][name]["runs"][0]["eval"]
+    # Stopped in its second model, the bench has written the first one's results.
+    trained = lane.train_model
+
+    def stop(bench, name, core, seed):
+        if name == "LSTM":
+            raise KeyboardInterrupt
+        return trained(bench, name, core, seed)
+
+    monkeypatch.setattr(lane, "train_model", stop)
+    with pytest.raises(KeyboardInterrupt):
+        lane.run(tmp_path / "bench.yaml", tmp_path / "results_stopped")
+    partial = json.loads((tmp_path / "results_stopped" / "lane.json").read_text())
+    assert list(partial["models"]) == ["CfC NCP"] and partial["complete"] is False
+    assert "**Partial**: 1 of 2 models" in (tmp_path / "results_stopped" / "lane.md").read_text()
+    assert saved["complete"] is True
     monkeypatch.undo()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
 
