@@ -12,6 +12,7 @@ config is read."""
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -126,6 +127,9 @@ def train_model(bench: TrainingBench, name: str, core: dict[str, Any], seed: int
     if bench.max_steps_per_epoch:
         cfg.max_steps_per_epoch = bench.max_steps_per_epoch
     cfg.out_dir = str(Path(bench.out_dir) / slug(name) / f"seed{seed}")
+    # Progress bars only on a terminal: a bench run in the background logs to a file, where
+    # every bar redraw would be a line (the epoch lines stay).
+    cfg.progress = cfg.progress and sys.stderr.isatty()
     result = train(cfg, resume=True)
     result["train_seconds"] = sum(row["seconds"] for row in result["history"])
     return result
