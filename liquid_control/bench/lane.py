@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -92,15 +93,21 @@ class LaneBenchConfig:
     out_dir: str = "runs/bench_lane"
 
 
+# The package's sources a drive's numbers depend on: the env and its perturbations, the
+# experts the env draws on, the policy, its export and stateful runner, the image module and
+# the evaluation loop. Training, ROS, data and bench code are not among them.
+EVALUATION_SOURCES = ("envs", "experts", "models", "image.py", "visual.py", "train/evaluate.py")
+
+
 @functools.cache
 def evaluation_code_digest() -> str:
-    """sha256 of the package's Python sources outside ``liquid_control/bench``: the code a
-    cached evaluation's numbers depend on (the env, perturbations, the runner, the export's
-    loader). Any change there makes every cached evaluation stale."""
+    """sha256 of :data:`EVALUATION_SOURCES`: any change there makes every cached evaluation
+    stale; a change elsewhere (the trainer, the ROS nodes, this bench) keeps them."""
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        if package / "bench" not in path.parents:
+    for source in EVALUATION_SOURCES:
+        paths = sorted((package / source).rglob("*.py")) if "." not in source else []
+        for path in paths or [package / source]:
             digest.update(path.relative_to(package).as_posix().encode() + b"\0")
             digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -301,7 +308,58 @@ def _model_row(
 
 def _train_summary(trained: dict[str, Any]) -> dict[str, Any]:
     keys = ("best_score", "train_seconds", "steps_this_run", "out_dir", "export_manifest")
-    return {k: trained.get(k) for k in keys}
+    summary = {k: trained.get(k) for k in keys}
+    history = [row for row in trained.get("history", []) if _finite(row.get("val_loss"))]
+    best = min(history, key=lambda row: row["val_loss"], default={})
+    summary["best_epoch"] = best.get("epoch")
+    summary["val_unreached"] = best.get("val_unreached")
+    return summary
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def run_table(results: dict[str, Any]) -> list[str]:
+    """One line per training run: what the pooled intervals hide, the spread over seeds."""
+    cfg = results["config"]
+    perturbed = sorted({s for rungs in cfg["ladders"].values() for s in rungs if s})
+    header = [
+        "",
+        "## Training runs",
+        "",
+        "Per run: best validation MSE (its epoch), the share of validation labels outside the "
+        "range of its predictions there, training time, departures clean and summed over every "
+        f"perturbed rung ({len(perturbed)} specs).",
+        "",
+        "| model | seed | best val MSE (epoch) | val unreached | training | clean "
+        "| perturbed rungs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines = []
+    for name, row in results["models"].items():
+        for run in row["runs"]:
+            if "train" not in run:
+                continue
+            train = run["train"]
+            clean = run["eval"].get("clean")
+            drives = {
+                spec: metrics
+                for ladder, rungs in cfg["ladders"].items()
+                for spec, metrics in zip(rungs, run["ladders"][ladder], strict=True)
+                if spec
+            }
+            unreached = train.get("val_unreached")
+            cells = [
+                f"{train['best_score']:.3g} ({train.get('best_epoch')})",
+                f"{100 * unreached:.1f} %" if _finite(unreached) else "-",
+                f"{train['train_seconds'] / 60:.0f} min",
+                "-" if clean is None else f"{clean['departures']} in {clean['km_driven']:.1f} km",
+                f"{sum(m['departures'] for m in drives.values())} in "
+                f"{sum(m['km_driven'] for m in drives.values()):.1f} km",
+            ]
+            lines.append(f"| {name} | {run['seed']} | " + " | ".join(cells) + " |")
+    return header + lines if lines else []
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -361,6 +419,7 @@ def markdown(results: dict[str, Any]) -> str:
                     for p in pooled
                 ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += run_table(results)
     if cfg["ladders"]:
         lines += ladder_markdown(
             cfg["ladders"], results["models"], f"{cfg['results_name']}_ladders"

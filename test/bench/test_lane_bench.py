@@ -95,6 +95,8 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
         assert row["parameters"]["frontend"] == results["models"]["LSTM"]["parameters"]["frontend"]
     table = (tmp_path / "results" / "lane.md").read_text()
     assert "| CfC NCP |" in table and "drop 50%" in table
+    runs = table.split("## Training runs")[1].split("\n## ")[0]
+    assert "| CfC NCP | 0 | " in runs and "| LSTM | 0 | " in runs  # one line per run
 
     # Run again: every training run has finished and every drive is cached, so nothing is
     # trained or driven again, and the results are the same.
@@ -167,6 +169,8 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
     assert "## Targets of CfC NCP (baseline LSTM)" in report
     assert "### Where the intervals separate" in report
     assert "Evaluated as exported, not trained here: CfC NCP, LSTM." in report
+    runs = report.split("## Training runs")[1].split("\n## ")[0]
+    assert "| GRU | 0 | " in runs and "| LSTM |" not in runs  # exports were not trained here
     parameters = report.split("## Parameters")[1].split("\n## ")[0].splitlines()[4:]
     assert [line.split(" | ")[0] for line in parameters if line] == ["| CfC NCP", "| GRU", "| LSTM"]
 
