@@ -8,22 +8,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from small_cores import SMALL_NCP_SIZES
 
 from liquid_control.explain.neurons import draw_wiring, neuron_table
 from liquid_control.models import Policy, PolicyConfig
 from liquid_control.models.frontends import FrontendConfig
 from liquid_control.models.policy import CoreConfig
 
-NCP = {
-    "wiring": "ncp",
-    "inter_neurons": 5,
-    "command_neurons": 3,
-    "motor_neurons": 2,
-    "sensory_fanout": 3,
-    "inter_fanout": 2,
-    "recurrent_command_synapses": 2,
-    "motor_fanin": 2,
-}
+NCP = {"wiring": "ncp", **SMALL_NCP_SIZES}
 
 
 def policy(kind: str, **core) -> Policy:
