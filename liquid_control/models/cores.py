@@ -163,9 +163,12 @@ class LTCCore(Core):
     :meth:`apply_weight_constraints` after each optimiser step, as with ncps.
     """
 
-    def __init__(self, input_size: int, wiring, ode_unfolds: int = 6) -> None:
+    def __init__(
+        self, input_size: int, wiring, ode_unfolds: int = 6, time_scale: float = 1.0
+    ) -> None:
         super().__init__()
         wiring.build(input_size)
+        self.time_scale = float(time_scale)
         self.wiring = wiring
         self.rnn_cell = LTCCell(wiring, ode_unfolds=ode_unfolds)
         self.state_size = wiring.units
@@ -177,7 +180,7 @@ class LTCCore(Core):
     def forward(self, x: Tensor, dt: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v = self._state(h0, x)
         cell = self.rnn_cell
-        ts = dt.unsqueeze(-1)
+        ts = dt.unsqueeze(-1) * self.time_scale  # the ODE's time units (CoreConfig.time_scale)
         if self._use_fast_bptt(self.cells()):
             states = cell.solve(x, ts, v)
             return cell.readout(states), states[:, -1]

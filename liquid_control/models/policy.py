@@ -47,6 +47,11 @@ class CoreConfig:
     mode: CfC mode: default, no_gate or pure.
     backbone_units / backbone_layers: dense CfC backbone (ncps defaults 128 / 1).
     ode_unfolds: LTC solver iterations per step.
+    time_scale: LTC time units per second of ``dt``. ncps's LTC advances one unit per step
+        (its ``elapsed_time`` default); ours advances ``dt`` seconds, so at 20 Hz and scale 1
+        its neurons (time constants ~0.2-1 unit at init) lag several frames each, and an NCP's
+        three layers lag the command by about a second (docs/lane.md). 20 gives a 20 Hz
+        stream ncps's one unit per frame and still follows a ``dt`` that varies.
     inter_neurons / command_neurons / motor_neurons: NCP layer sizes.
     sensory_fanout / inter_fanout / recurrent_command_synapses / motor_fanin: NCP wiring.
     sparsity: AutoNCP sparsity level.
@@ -62,6 +67,7 @@ class CoreConfig:
     backbone_units: PositiveInt = 128
     backbone_layers: NonNegativeInt = 1
     ode_unfolds: PositiveInt = 6
+    time_scale: PositiveFloat = 1.0
     inter_neurons: PositiveInt = 12
     command_neurons: PositiveInt = 6
     motor_neurons: PositiveInt = 1
@@ -149,7 +155,7 @@ def build_core(cfg: CoreConfig, input_size: int) -> Core:
             )
         return CfCCore(input_size, wiring=wiring, mode=cfg.mode)
     if cfg.kind == "ltc":
-        return LTCCore(input_size, wiring, ode_unfolds=cfg.ode_unfolds)
+        return LTCCore(input_size, wiring, ode_unfolds=cfg.ode_unfolds, time_scale=cfg.time_scale)
     if cfg.wiring != "dense":
         raise ValueError(f"{cfg.kind} cores are dense only; got wiring {cfg.wiring!r}")
     if cfg.kind == "lstm":

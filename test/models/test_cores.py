@@ -112,6 +112,25 @@ def test_ltc_matches_ncps_on_same_weights(wiring: str) -> None:
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
 
 
+def test_ltc_time_scale_at_20_hz_is_ncps_one_unit_per_step() -> None:
+    ref = LTC(INPUTS, AutoNCP(14, 3, seed=7), ode_unfolds=6)
+    cfg = CoreConfig(
+        kind="ltc", wiring="autoncp", units=14, motor_neurons=3, wiring_seed=7, time_scale=20.0
+    )
+    mine = build_core(cfg, INPUTS)
+    mine.load_state_dict(ref.state_dict())
+    x, _ = _irregular()
+    y_ref, h_ref = ref(x)  # no timespans: ncps advances one time unit per step
+    for grad in (False, True):  # the step-by-step solver and the training one
+        with torch.set_grad_enabled(grad):
+            y, h = mine(x, torch.full(x.shape[:2], 0.05))
+        torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
+    unscaled = LTCCore(INPUTS, AutoNCP(14, 3, seed=7), ode_unfolds=6)
+    unscaled.load_state_dict(ref.state_dict())
+    assert (unscaled(x, torch.full(x.shape[:2], 0.05))[1] - h_ref).abs().max() > 1e-2
+
+
 @pytest.mark.parametrize("kind", ["cfc", "ltc"])
 def test_gradients_match_ncps(kind: str) -> None:
     if kind == "cfc":
