@@ -11,12 +11,13 @@ config is read."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import yaml
@@ -27,6 +28,9 @@ from liquid_control.errors import UserError
 from liquid_control.models.policy import CoreSpec
 from liquid_control.schema import SCHEMA_CONFIG, load_yaml
 
+if TYPE_CHECKING:
+    from liquid_control.train.trainer import TrainConfig
+
 T = TypeVar("T")
 
 
@@ -34,9 +38,36 @@ class TrainingBench(Protocol):
     """The fields of a bench config that :func:`train_model` reads."""
 
     train_config: str
+    train: dict[str, Any]
     epochs: int
     max_steps_per_epoch: int
     out_dir: str
+
+
+# The training fields a bench sets itself: per model, per seed, or from its own keys.
+BENCH_SET_FIELDS = ("policy", "seed", "epochs", "max_steps_per_epoch", "out_dir")
+
+
+def _check_training_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a bench's ``train`` must be TrainConfig fields the bench does not set
+    itself; the values are checked with the base config they change (:func:`training_config`)."""
+    from liquid_control.train.trainer import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in overrides:
+        if key in BENCH_SET_FIELDS:
+            raise ValueError(
+                f"{key!r} is set by the bench (policy: models; seed: seeds; epochs, "
+                "max_steps_per_epoch and out_dir: the bench's own keys)"
+            )
+        if key not in fields:
+            raise ValueError(f"{key!r} is not a training config field (TrainConfig)")
+    return overrides
+
+
+TrainingOverrides = Annotated[dict[str, Any], AfterValidator(_check_training_overrides)]
+"""Training config fields a bench changes in its ``train_config`` for every model it
+trains (``{frame_drop: 0.6}``), so an ablation bench names only what it changes."""
 
 
 def _check_perturbation(spec: str) -> str:
@@ -112,20 +143,34 @@ def base_policy(bench: TrainingBench) -> dict[str, Any]:
     return dict(yaml.safe_load(Path(bench.train_config).read_text())["policy"])
 
 
-def train_model(bench: TrainingBench, name: str, core: dict[str, Any], seed: int) -> dict:
-    """Train the bench's recipe with ``core`` in place of its recurrent core; the trainer's
-    result plus ``train_seconds`` (the run's training time over every epoch, resumed ones
-    included). Runs go to ``<out_dir>/<slug(name)>/seed<seed>`` and resume from there: a
-    bench killed part way, run again, continues each run where it stopped, and one already
-    finished is only exported again (a run whose recipe has changed since is refused)."""
-    from liquid_control.train.trainer import TrainConfig, train
+def training_config(bench: TrainingBench) -> TrainConfig:
+    """The bench's recipe: its ``train_config`` with its ``train`` overrides, ``epochs`` and
+    ``max_steps_per_epoch`` (when not 0), checked as a whole (a bad value is a UserError
+    that names the bench's key). Call it before anything trains so the errors come first."""
+    from liquid_control.train.trainer import TrainConfig
 
     cfg = TrainConfig.from_yaml(bench.train_config)
+    changed = {**bench.train, "epochs": bench.epochs}
+    if bench.max_steps_per_epoch:
+        changed["max_steps_per_epoch"] = bench.max_steps_per_epoch
+    return TrainConfig.from_dict(
+        {**dataclasses.asdict(cfg), **changed},
+        f"training config {bench.train_config} with the bench's train {bench.train}",
+    )
+
+
+def train_model(bench: TrainingBench, name: str, core: dict[str, Any], seed: int) -> dict:
+    """Train the bench's recipe (:func:`training_config`) with ``core`` in place of its
+    recurrent core; the trainer's result plus ``train_seconds`` (the run's training time
+    over every epoch, resumed ones included). Runs go to ``<out_dir>/<slug(name)>/seed<seed>``
+    and resume from there: a bench killed part way, run again, continues each run where it
+    stopped, and one already finished is only exported again (a run whose recipe has changed
+    since is refused)."""
+    from liquid_control.train.trainer import train
+
+    cfg = training_config(bench)
     cfg.policy = {**cfg.policy, "name": name, "core": core}
     cfg.seed = seed
-    cfg.epochs = bench.epochs
-    if bench.max_steps_per_epoch:
-        cfg.max_steps_per_epoch = bench.max_steps_per_epoch
     cfg.out_dir = str(Path(bench.out_dir) / slug(name) / f"seed{seed}")
     # Progress bars only on a terminal: a bench run in the background logs to a file, where
     # every bar redraw would be a line (the epoch lines stay).

@@ -24,10 +24,12 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 from liquid_control.atomic import write_results
 from liquid_control.bench.common import (
     ModelSpec,
+    TrainingOverrides,
     base_policy,
     load_bench_config,
     mean_over_runs,
     train_model,
+    training_config,
 )
 from liquid_control.bench.report import cell, parameter_table, target_table
 from liquid_control.envs.drone_world import OOD_SCENES, TRAIN_SCENE
@@ -49,6 +51,8 @@ class DroneBenchConfig:
     models: name -> a core to train (CoreConfig fields, ``{kind: cfc, wiring: ncp}``) or
         ``{export: DIR}`` (evaluated as it is). The first model is the one under test.
     seeds: training seeds per trained model.
+    train: training config fields changed for every trained model (``{frame_drop: 0.6}``;
+        not the ones the bench sets: policy, seed, epochs, max_steps_per_epoch, out_dir).
     epochs / max_steps_per_epoch: training budget per trained model (0: whole dataset).
     episodes: held-out layouts per scene per model.
     scenes: evaluation scenes (`summer` is the training scene, the others are unseen).
@@ -62,6 +66,7 @@ class DroneBenchConfig:
     train_config: str = "config/train_drone.yaml"
     models: dict[str, ModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
+    train: TrainingOverrides = field(default_factory=dict)
     epochs: PositiveInt = 4
     max_steps_per_epoch: NonNegativeInt = 0
     episodes: PositiveInt = 50
@@ -117,6 +122,8 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
         raise UserError(
             f"baseline {bench.baseline!r} is not one of the models {list(bench.models)}"
         )
+    if any("export" not in spec for spec in bench.models.values()):
+        training_config(bench)  # a bad recipe is refused before anything trains
     policy = base_policy(bench)
     rows: dict[str, Any] = {}
     for i, (name, spec) in enumerate(bench.models.items()):
@@ -183,6 +190,7 @@ def markdown(results: dict[str, Any]) -> str:
     budget = (
         f"{len(cfg['seeds'])} training seed(s) per trained model, {cfg['epochs']} epochs"
         + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
+        + "".join(f", {key} {value}" for key, value in cfg.get("train", {}).items())
         + "; "
         if trained
         else ""

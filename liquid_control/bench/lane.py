@@ -31,10 +31,12 @@ from liquid_control.atomic import write_json, write_results
 from liquid_control.bench.common import (
     ModelSpec,
     PerturbSpec,
+    TrainingOverrides,
     base_policy,
     load_bench_config,
     mean_over_runs,
     train_model,
+    training_config,
 )
 from liquid_control.bench.ladder import ladder_markdown, plot_ladders, rung_summary
 from liquid_control.bench.report import parameter_table, target_table
@@ -55,6 +57,9 @@ class LaneBenchConfig:
         export evaluated as it is (``{export: DIR}``, e.g. the shipped policies). Results
         keep this order; the first model is the one the targets are for.
     seeds: training seeds per model.
+    train: training config fields changed for every trained model, so an ablation bench
+        names only what it changes (``{frame_drop: 0.6}``; not the fields the bench sets:
+        policy, seed, epochs, max_steps_per_epoch, out_dir).
     epochs: training epochs per model (overrides the base config).
     max_steps_per_epoch: cap on optimiser steps per epoch (0: whole dataset).
     episodes: held-out tracks per condition.
@@ -78,6 +83,7 @@ class LaneBenchConfig:
     train_config: str = "config/train_lane.yaml"
     models: dict[str, ModelSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
+    train: TrainingOverrides = field(default_factory=dict)
     epochs: PositiveInt = 8
     max_steps_per_epoch: NonNegativeInt = 0
     episodes: PositiveInt = 5
@@ -194,6 +200,8 @@ def run(config: str | Path, out: Path) -> dict[str, Any]:
             f"bench config {config}: baseline {bench.baseline!r} is not one of the models "
             f"{list(bench.models)}"
         )
+    if any("export" not in spec for spec in bench.models.values()):
+        training_config(bench)  # a bad recipe is refused before anything trains or drives
     # Every export's drives at once (they share the evaluation workers), then the rows in
     # the config's order.
     exports = {name: spec["export"] for name, spec in bench.models.items() if "export" in spec}
@@ -369,6 +377,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Same data, conv head and recipe for every trained model; {len(cfg['seeds'])} training "
         f"seed(s) per model, {cfg['epochs']} epochs"
         + (f" of at most {cfg['max_steps_per_epoch']} steps" if cfg["max_steps_per_epoch"] else "")
+        + "".join(f", {key} {value}" for key, value in cfg.get("train", {}).items())
         + "; "
         if any("export" not in spec for spec in cfg["models"].values())
         else ""

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from liquid_control.bench.common import load_bench_config
+from liquid_control.bench.common import load_bench_config, training_config
+from liquid_control.bench.drone import DroneBenchConfig
 from liquid_control.bench.lane import LaneBenchConfig
 from liquid_control.bench.walker import WalkerBenchConfig, build_predictor
+from liquid_control.errors import UserError
 from liquid_control.models import Policy, PolicyConfig
+from liquid_control.train.trainer import TrainConfig
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -27,7 +31,11 @@ def test_lane_bench_configs_build_every_model(name: str) -> None:
 
 
 def test_v1_bench_configs_climb_ladders_that_start_clean() -> None:
-    for name in ("bench_lane_v1.yaml", "bench_lane_v1_tiny.yaml", "bench_lane_v1_shipped.yaml"):
+    for name in (
+        "bench_lane_v1.yaml",
+        "bench_lane_v1_tiny.yaml",
+        "bench_lane_v1_shipped.yaml",
+    ):
         bench = load_bench_config(LaneBenchConfig, CONFIG / name)
         assert bench.env_id == "LiquidControl/LaneKeeping-v1" and bench.ladders
         assert all(rungs[0] == "" and len(rungs) >= 2 for rungs in bench.ladders.values())
@@ -76,3 +84,40 @@ def test_drone_bench_configs_build_every_model_and_name_real_scenes() -> None:
     assert (CONFIG.parent / first["export"] / "manifest.json").is_file()
     for b in (bench, shipped):
         assert b.scenes[0] == TRAIN_SCENE and set(b.scenes) <= set(SCENES)
+
+
+def test_an_ablation_bench_is_its_base_recipe_with_only_the_fields_it_names_changed() -> None:
+    ablation = load_bench_config(LaneBenchConfig, CONFIG / "bench_lane_v1_drop60.yaml")
+    full = load_bench_config(LaneBenchConfig, CONFIG / "bench_lane_v1.yaml")
+    assert ablation.train == {"frame_drop": 0.6} and ablation.train_config == full.train_config
+    changed, base = training_config(ablation), training_config(full)
+    assert (changed.frame_drop, base.frame_drop) == (0.6, 0.2)
+    assert dataclasses.replace(changed, frame_drop=base.frame_drop) == base
+    assert base == dataclasses.replace(TrainConfig.from_yaml(full.train_config), epochs=6)
+
+
+@pytest.mark.parametrize("cls", [LaneBenchConfig, DroneBenchConfig])
+@pytest.mark.parametrize(
+    ("train", "error"),
+    [
+        ({"seed": 3}, "train: 'seed' is set by the bench"),
+        ({"out_dir": "x"}, "train: 'out_dir' is set by the bench"),
+        ({"frame_dorp": 0.5}, "train: 'frame_dorp' is not a training config field"),
+    ],
+)
+def test_bench_train_overrides_refuse_what_the_bench_sets_and_unknown_fields(
+    tmp_path: Path, cls: type, train: dict, error: str
+) -> None:
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump({"train": train}))
+    with pytest.raises(UserError, match=error):
+        load_bench_config(cls, tmp_path / "bench.yaml")
+
+
+def test_a_bad_override_value_is_refused_with_the_bench_named(tmp_path: Path) -> None:
+    (tmp_path / "bench.yaml").write_text(
+        yaml.safe_dump({"train_config": "config/train_lane_v1.yaml", "train": {"frame_drop": 1.5}})
+    )
+    bench = load_bench_config(LaneBenchConfig, tmp_path / "bench.yaml")
+    with pytest.raises(UserError, match=r"frame_drop.*1\.5") as refused:
+        training_config(bench)
+    assert "the bench's train {'frame_drop': 1.5}" in str(refused.value)

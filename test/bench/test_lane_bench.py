@@ -174,6 +174,13 @@ def test_tiny_lane_bench_writes_json_and_table(tmp_path: Path, monkeypatch) -> N
     parameters = report.split("## Parameters")[1].split("\n## ")[0].splitlines()[4:]
     assert [line.split(" | ")[0] for line in parameters if line] == ["| CfC NCP", "| GRU", "| LSTM"]
 
+    # The bench's `train` reaches every model's recipe: the same runs under frame_drop 0.5
+    # are a different recipe, which the finished runs refuse before anything trains again.
+    bench["train"] = {"frame_drop": 0.5}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
+    with pytest.raises(UserError, match="was written by a config that trains differently"):
+        lane.run(tmp_path / "bench.yaml", tmp_path / "results_ablation")
+
     shipped["baseline"] = "LTSM"
     (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(shipped))
     with pytest.raises(UserError, match="baseline 'LTSM' is not one of the models"):
