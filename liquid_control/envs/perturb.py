@@ -12,6 +12,11 @@
   carries the summed ``dt``, so ``dt`` varies (at most ``max_run`` in a row).
 - :class:`CameraLatency` (``latency=k``): the policy sees the frame from ``k``
   steps ago.
+- :class:`BlankFrames` (``blank=k``): the camera delivers stretches of ``k`` frames
+  that show nothing (each pixel the frame's mean colour: glare, a wiper, a
+  tunnel mouth), a third of all frames on average whatever ``k``. Unlike a dropped
+  frame, a blank one arrives on time and must be answered: a policy has only
+  what it carries from the frames before to steer through it.
 
 ``make_perturbed(env, "noise=0.2,drop=0.5")`` builds a chain from a spec string.
 """
@@ -176,11 +181,49 @@ class CameraLatency(gym.Wrapper):
         return {**obs, "image": self.frames[0]}, reward, terminated, truncated, info
 
 
-# Applied inside-out in this order: scene, camera latency, frame drops, photometric.
+class BlankFrames(_ImageWrapper):
+    """Stretches of ``k`` blank frames, at least one seen frame between two. After a seen
+    frame each next one starts a stretch with probability ``1 / (2k)``, so ``2k`` seen
+    frames lie between stretches on average and a third of the frames are blank at every
+    ``k`` (0: none). A blank frame is the frame's own per-channel mean everywhere: its
+    brightness stays, its picture goes."""
+
+    tag = 4
+
+    def __init__(self, env: gym.Env, frames: int) -> None:
+        super().__init__(env)
+        self.left, self.rest = 0, False  # blank frames to come; the next frame is seen
+        self.set_strength(frames)
+
+    def set_strength(self, frames: int) -> None:
+        """A shorter stretch ends the current one early; a longer one applies from the next."""
+        if frames < 0:
+            raise UserError(f"blank stretch must be >= 0 frames, got {frames}")
+        self.frames = self.strength = frames
+        self.left = min(self.left, frames)
+
+    def new_episode(self) -> None:
+        self.left, self.rest = 0, False
+
+    def perturb(self, image: np.ndarray) -> np.ndarray:
+        if self.left == 0:
+            if self.rest or not self.frames or self.rng.random() >= 0.5 / self.frames:
+                self.rest = False
+                return image
+            self.left = self.frames
+        self.left -= 1
+        self.rest = self.left == 0
+        mean = image.reshape(-1, image.shape[-1]).mean(0)
+        return np.broadcast_to(np.rint(mean).astype(np.uint8), image.shape).copy()
+
+
+# Applied inside-out in this order: scene, camera latency, frame drops, blank frames,
+# photometric (noise lies on a blank frame as on any other).
 PERTURBATIONS = {
     "ood": (UnseenScene, str),
     "latency": (CameraLatency, int),
     "drop": (FrameDrop, float),
+    "blank": (BlankFrames, int),
     "brightness": (BrightnessContrast, float),
     "noise": (GaussianNoise, float),
 }

@@ -35,6 +35,7 @@ def test_v1_bench_configs_climb_ladders_that_start_clean() -> None:
         "bench_lane_v1.yaml",
         "bench_lane_v1_tiny.yaml",
         "bench_lane_v1_shipped.yaml",
+        "bench_lane_v1_blank.yaml",
     ):
         bench = load_bench_config(LaneBenchConfig, CONFIG / name)
         assert bench.env_id == "LiquidControl/LaneKeeping-v1" and bench.ladders

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from liquid_control.envs import LANE_KEEPING_ID
-from liquid_control.envs.perturb import make_perturbed, parse_spec
+from liquid_control.envs.perturb import make_perturbed, parse_spec, retune
 from liquid_control.errors import UserError
 
 
@@ -67,3 +67,45 @@ def test_compose_and_refuse_bad_specs() -> None:
     for bad in ("noise", "blur=1", "drop=x", "ood=mars"):
         with pytest.raises(UserError):
             make(bad)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_blank_frames_come_in_stretches_of_k_that_keep_only_the_mean_colour(k: int) -> None:
+    env, ref = make(f"blank={k}"), make("")
+    action = np.array([0.0], np.float32)
+    blank, runs, seed = [], [], 4
+    while len(blank) < 400:  # episodes end where the unsteered car leaves the lane
+        seen, _ = env.reset(seed=seed)
+        truth, _ = ref.reset(seed=seed)
+        episode = []
+        for _ in range(200):
+            image, clean = seen["image"], truth["image"]
+            episode.append(not np.array_equal(image, clean))
+            if episode[-1]:  # one colour, the clean frame's per-channel mean
+                mean = np.rint(clean.reshape(-1, 3).mean(0)).astype(np.uint8)
+                assert (image == mean).all()
+            seen, *_, terminated, truncated, _ = env.step(action)
+            truth = ref.step(action)[0]
+            if terminated or truncated:
+                break
+        marks = "".join("b" if b else "." for b in episode)
+        runs += [len(r) for r in marks.rstrip("b").split(".") if r]  # a stretch cut by the end
+        blank += episode
+        seed += 1
+    assert runs and set(runs) == {k}
+    assert 0.2 < np.mean(blank) < 0.45  # about a third at every k
+    first, _ = make(f"blank={k}").reset(seed=6)
+    np.testing.assert_array_equal(first["image"], make(f"blank={k}").reset(seed=6)[0]["image"])
+
+
+def test_blank_stretch_length_changes_at_runtime_and_refuses_negatives() -> None:
+    env = make("blank=8")
+    env.reset(seed=5)
+    retune(env, "blank=2")
+    wrapper = env
+    while not hasattr(wrapper, "left"):
+        wrapper = wrapper.env
+    assert wrapper.frames == 2 and wrapper.left <= 2
+    with pytest.raises(UserError, match="blank stretch must be >= 0"):
+        retune(env, "blank=-1")
+    assert wrapper.frames == 2
