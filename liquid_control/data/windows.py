@@ -20,6 +20,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from liquid_control.data.minari_io import Episode
+from liquid_control.envs.perturb import BlankStretches, blank_frame
 from liquid_control.errors import UserError
 
 Target = Literal["label", "action"]
@@ -91,23 +92,32 @@ def dt_after_dropping(dt_s: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImageAugment:
-    """Photometric augmentation of uint8 frames, drawn once per window (noise per pixel).
+    """Augmentation of uint8 frames, drawn once per window (noise per pixel).
 
     brightness: scale all pixels by ``1 + U(-brightness, brightness)``.
     shadow: probability of darkening a random half-plane to 40-80% of its brightness.
     noise_std: standard deviation of additive Gaussian pixel noise, in 0-255 units.
+    blank: longest stretch of blank frames; half the windows get stretches of one length
+        drawn from 1..blank, a third of their frames, as the ``blank=k`` perturbation draws
+        them (``BlankStretches``, ``blank_frame``), before the photometric changes. The
+        labels stay the expert's: what to steer on a blank frame is what the policy must
+        carry from the frames before.
     """
 
     brightness: float = 0.0
     shadow: float = 0.0
     noise_std: float = 0.0
+    blank: int = 0
 
     @property
     def active(self) -> bool:
-        return self.brightness > 0 or self.shadow > 0 or self.noise_std > 0
+        return self.brightness > 0 or self.shadow > 0 or self.noise_std > 0 or self.blank > 0
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment frames ``(T, H, W, 3)`` uint8 of one window; returns a new uint8 array."""
+        if self.blank > 0 and rng.random() < 0.5:
+            stretches = BlankStretches(int(rng.integers(1, self.blank + 1)), rng)
+            frames = np.stack([blank_frame(f) if stretches.next_is_blank() else f for f in frames])
         out = frames.astype(np.float32)
         if self.brightness > 0:
             out *= 1.0 + rng.uniform(-self.brightness, self.brightness)

@@ -181,40 +181,67 @@ class CameraLatency(gym.Wrapper):
         return {**obs, "image": self.frames[0]}, reward, terminated, truncated, info
 
 
+class BlankStretches:
+    """Which frames are blank: stretches of exactly ``frames`` in a row, at least one seen
+    frame between two. After a seen frame each next one starts a stretch with probability
+    ``1 / (2 * frames)``, so ``2 * frames`` seen frames lie between stretches on average and
+    a third of the frames are blank at every length (0: none). The ``blank=k`` perturbation
+    and the trainer's ``augment_blank`` both draw from this process."""
+
+    def __init__(self, frames: int, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.left, self.rest = 0, False  # blank frames to come; the next frame is seen
+        self.set_length(frames)
+
+    def set_length(self, frames: int) -> None:
+        """A shorter stretch ends the current one early; a longer one applies from the next."""
+        if frames < 0:
+            raise UserError(f"blank stretch must be >= 0 frames, got {frames}")
+        self.frames = frames
+        self.left = min(self.left, frames)
+
+    def reset(self) -> None:
+        self.left, self.rest = 0, False
+
+    def next_is_blank(self) -> bool:
+        if self.left == 0:
+            if self.rest or not self.frames or self.rng.random() >= 0.5 / self.frames:
+                self.rest = False
+                return False
+            self.left = self.frames
+        self.left -= 1
+        self.rest = self.left == 0
+        return True
+
+
+def blank_frame(image: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, C) uint8 with every pixel its per-channel mean: its brightness stays,
+    its picture goes."""
+    mean = image.reshape(-1, image.shape[-1]).mean(0)
+    return np.broadcast_to(np.rint(mean).astype(np.uint8), image.shape).copy()
+
+
 class BlankFrames(_ImageWrapper):
-    """Stretches of ``k`` blank frames, at least one seen frame between two. After a seen
-    frame each next one starts a stretch with probability ``1 / (2k)``, so ``2k`` seen
-    frames lie between stretches on average and a third of the frames are blank at every
-    ``k`` (0: none). A blank frame is the frame's own per-channel mean everywhere: its
-    brightness stays, its picture goes."""
+    """Stretches of ``k`` blank frames (:class:`BlankStretches`, :func:`blank_frame`),
+    delivered on time."""
 
     tag = 4
 
     def __init__(self, env: gym.Env, frames: int) -> None:
         super().__init__(env)
-        self.left, self.rest = 0, False  # blank frames to come; the next frame is seen
-        self.set_strength(frames)
+        self.stretches = BlankStretches(frames, self.rng)
+        self.frames = self.strength = frames
 
     def set_strength(self, frames: int) -> None:
-        """A shorter stretch ends the current one early; a longer one applies from the next."""
-        if frames < 0:
-            raise UserError(f"blank stretch must be >= 0 frames, got {frames}")
+        self.stretches.set_length(frames)
         self.frames = self.strength = frames
-        self.left = min(self.left, frames)
 
     def new_episode(self) -> None:
-        self.left, self.rest = 0, False
+        self.stretches.rng = self.rng  # reseeded per episode by _ImageWrapper
+        self.stretches.reset()
 
     def perturb(self, image: np.ndarray) -> np.ndarray:
-        if self.left == 0:
-            if self.rest or not self.frames or self.rng.random() >= 0.5 / self.frames:
-                self.rest = False
-                return image
-            self.left = self.frames
-        self.left -= 1
-        self.rest = self.left == 0
-        mean = image.reshape(-1, image.shape[-1]).mean(0)
-        return np.broadcast_to(np.rint(mean).astype(np.uint8), image.shape).copy()
+        return blank_frame(image) if self.stretches.next_is_blank() else image
 
 
 # Applied inside-out in this order: scene, camera latency, frame drops, blank frames,

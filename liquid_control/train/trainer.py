@@ -113,6 +113,10 @@ class TrainConfig:
     """Probability of a shadow (darkened half-plane) on a training window."""
     augment_noise_std: NonNegativeFloat = 0.0
     """Std of Gaussian pixel noise (0-255 units) on training frames."""
+    augment_blank: PositiveInt | None = None
+    """Half the training windows get stretches of 1 to this many blank frames (each the
+    frame's mean colour; a third of the window, as the ``blank=k`` perturbation), labels
+    unchanged. None: no blank frames."""
     max_steps_per_epoch: PositiveInt | None = None
     """Cap on optimiser steps per epoch (None: all windows)."""
     resume_every_steps: PositiveInt = 50
@@ -226,7 +230,10 @@ class _EpochBatches(Dataset):
         self.cfg = cfg
         self.seed_parts = seed_parts  # None: validation, no augmentation
         self.augment = ImageAugment(
-            cfg.augment_brightness, cfg.augment_shadow, cfg.augment_noise_std
+            cfg.augment_brightness,
+            cfg.augment_shadow,
+            cfg.augment_noise_std,
+            cfg.augment_blank or 0,
         )
 
     def __len__(self) -> int:

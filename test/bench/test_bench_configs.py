@@ -36,6 +36,7 @@ def test_v1_bench_configs_climb_ladders_that_start_clean() -> None:
         "bench_lane_v1_tiny.yaml",
         "bench_lane_v1_shipped.yaml",
         "bench_lane_v1_blank.yaml",
+        "bench_lane_v1_blank_trained.yaml",
     ):
         bench = load_bench_config(LaneBenchConfig, CONFIG / name)
         assert bench.env_id == "LiquidControl/LaneKeeping-v1" and bench.ladders
@@ -95,6 +96,11 @@ def test_an_ablation_bench_is_its_base_recipe_with_only_the_fields_it_names_chan
     assert (changed.frame_drop, base.frame_drop) == (0.6, 0.2)
     assert dataclasses.replace(changed, frame_drop=base.frame_drop) == base
     assert base == dataclasses.replace(TrainConfig.from_yaml(full.train_config), epochs=6)
+    blank = training_config(
+        load_bench_config(LaneBenchConfig, CONFIG / "bench_lane_v1_blank_trained.yaml")
+    )
+    assert (blank.augment_blank, base.augment_blank) == (8, None)
+    assert dataclasses.replace(blank, augment_blank=None) == base
 
 
 @pytest.mark.parametrize("cls", [LaneBenchConfig, DroneBenchConfig])

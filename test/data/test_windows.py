@@ -84,3 +84,28 @@ def test_image_augment_changes_frames_deterministically() -> None:
         bright, dim = np.unique(shadow_mask(24, 32, np.random.default_rng(seed)))[::-1]
         assert bright == 1.0 and 0.4 <= dim <= 0.8
     assert not ImageAugment().active
+
+
+def test_blank_augment_blanks_stretches_of_one_length_in_half_the_windows() -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (64, 12, 16, 3), dtype=np.uint8)  # no frame is uniform
+    augment = ImageAugment(blank=4)
+    assert augment.active
+    blanked_windows, shares = 0, []
+    for seed in range(200):
+        out = augment(frames, np.random.default_rng(seed))
+        blank = np.array([(f == f[0, 0]).all() for f in out])
+        np.testing.assert_array_equal(out[~blank], frames[~blank])  # the rest untouched
+        for t in np.flatnonzero(blank):  # a blank frame keeps its frame's mean colour
+            np.testing.assert_array_equal(out[t, 0, 0], np.rint(frames[t].mean((0, 1))))
+        if blank.any():
+            blanked_windows += 1
+            shares.append(blank.mean())
+            edges = np.flatnonzero(np.diff(np.r_[0, blank.astype(int), 0]))
+            lengths = set(edges[1::2] - edges[::2])
+            inner = {n for n in lengths if n}  # stretches cut by the window's end may be short
+            assert max(inner) <= 4 and len(set(edges[1::2][:-1] - edges[::2][:-1])) <= 1
+    assert 70 < blanked_windows < 130  # half of the windows
+    assert 0.2 < np.mean(shares) < 0.45  # a third of their frames
+    again = augment(frames, np.random.default_rng(3))
+    np.testing.assert_array_equal(again, augment(frames, np.random.default_rng(3)))

@@ -103,9 +103,9 @@ def test_blank_stretch_length_changes_at_runtime_and_refuses_negatives() -> None
     env.reset(seed=5)
     retune(env, "blank=2")
     wrapper = env
-    while not hasattr(wrapper, "left"):
+    while not hasattr(wrapper, "stretches"):
         wrapper = wrapper.env
-    assert wrapper.frames == 2 and wrapper.left <= 2
+    assert wrapper.frames == wrapper.stretches.frames == 2 and wrapper.stretches.left <= 2
     with pytest.raises(UserError, match="blank stretch must be >= 0"):
         retune(env, "blank=-1")
     assert wrapper.frames == 2
