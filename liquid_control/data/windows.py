@@ -97,6 +97,9 @@ class ImageAugment:
     brightness: scale all pixels by ``1 + U(-brightness, brightness)``.
     shadow: probability of darkening a random half-plane to 40-80% of its brightness.
     noise_std: standard deviation of additive Gaussian pixel noise, in 0-255 units.
+    colour: colour jitter: each of the R, G and B channels is scaled by its own
+        ``1 + U(-colour, colour)`` per window, so the policy cannot key on the training
+        scene's hues (grass green, asphalt grey) rather than on where the road runs.
     blank: longest stretch of blank frames; half the windows get stretches of one length
         drawn from 1..blank, a third of their frames, as the ``blank=k`` perturbation draws
         them (``BlankStretches``, ``blank_frame``), before the photometric changes. The
@@ -108,10 +111,17 @@ class ImageAugment:
     shadow: float = 0.0
     noise_std: float = 0.0
     blank: int = 0
+    colour: float = 0.0
 
     @property
     def active(self) -> bool:
-        return self.brightness > 0 or self.shadow > 0 or self.noise_std > 0 or self.blank > 0
+        return (
+            self.brightness > 0
+            or self.shadow > 0
+            or self.noise_std > 0
+            or self.blank > 0
+            or self.colour > 0
+        )
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment frames ``(T, H, W, 3)`` uint8 of one window; returns a new uint8 array."""
@@ -121,6 +131,8 @@ class ImageAugment:
         out = frames.astype(np.float32)
         if self.brightness > 0:
             out *= 1.0 + rng.uniform(-self.brightness, self.brightness)
+        if self.colour > 0:
+            out *= (1.0 + rng.uniform(-self.colour, self.colour, size=3)).astype(np.float32)
         if self.shadow > 0 and rng.random() < self.shadow:
             out *= shadow_mask(frames.shape[1], frames.shape[2], rng)[None, :, :, None]
         if self.noise_std > 0:

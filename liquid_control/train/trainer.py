@@ -117,6 +117,9 @@ class TrainConfig:
     """Half the training windows get stretches of 1 to this many blank frames (each the
     frame's mean colour; a third of the window, as the ``blank=k`` perturbation), labels
     unchanged. None: no blank frames."""
+    augment_colour: Fraction | None = None
+    """Colour jitter: each colour channel of a training window is scaled by its own
+    1 + U(-x, x), x in [0, 1). None: none."""
     max_steps_per_epoch: PositiveInt | None = None
     """Cap on optimiser steps per epoch (None: all windows)."""
     resume_every_steps: PositiveInt = 50
@@ -234,6 +237,7 @@ class _EpochBatches(Dataset):
             cfg.augment_shadow,
             cfg.augment_noise_std,
             cfg.augment_blank or 0,
+            cfg.augment_colour or 0.0,
         )
 
     def __len__(self) -> int:

@@ -86,6 +86,26 @@ def test_image_augment_changes_frames_deterministically() -> None:
     assert not ImageAugment().active
 
 
+def test_colour_jitter_scales_each_channel_by_its_own_gain_for_the_whole_window() -> None:
+    frames = np.full((4, 6, 8, 3), 100, np.uint8)
+    frames[1] = 50
+    augment = ImageAugment(colour=0.3)
+    assert augment.active
+    gains = []
+    for seed in range(20):
+        out = augment(frames, np.random.default_rng(seed)).astype(np.float32)
+        gain = out[0, 0, 0] / 100.0
+        assert np.all(np.abs(gain - 1.0) <= 0.3 + 0.01)
+        np.testing.assert_allclose(out / frames, np.broadcast_to(gain, out.shape), atol=0.02)
+        gains.append(gain)
+    gains = np.array(gains)
+    assert np.all(gains.std(axis=0) > 0.05)  # each channel varies over windows...
+    assert np.all(np.abs(np.diff(gains, axis=1)).max(axis=0) > 0.1)  # ...and apart
+    np.testing.assert_array_equal(
+        augment(frames, np.random.default_rng(3)), augment(frames, np.random.default_rng(3))
+    )
+
+
 def test_blank_augment_blanks_stretches_of_one_length_in_half_the_windows() -> None:
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (64, 12, 16, 3), dtype=np.uint8)  # no frame is uniform

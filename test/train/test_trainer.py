@@ -110,6 +110,7 @@ def test_image_policy_trains_with_frame_drop_and_augmentation(
             "augment_shadow": 0.5,
             "augment_noise_std": 4.0,
             "augment_blank": 3,
+            "augment_colour": 0.2,
             "progress": False,
         }
     )
@@ -271,6 +272,8 @@ def test_bad_configs_are_one_line_user_errors(
         vector_config(policy={"core": {"kind": "cfc", "nonsense": 1}})
     with pytest.raises(UserError, match="augment_blank: "):
         vector_config(augment_blank=0)
+    with pytest.raises(UserError, match="augment_colour: "):
+        vector_config(augment_colour=1.0)
     wrong_obs = {"frontend": {"kind": "vector", "obs_dim": 5}, "action_dim": 1}
     with pytest.raises(UserError, match=r"observations \(3,\) but the policy takes \(5,\)"):
         train(vector_config(policy=wrong_obs))
