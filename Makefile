@@ -20,5 +20,5 @@ lint: setup
 format: setup
 	$(ENV) && ruff check --fix . && ruff format .
 
-bench: setup  ## writes bench/results/*.json and markdown tables
-	$(ENV) && liquid-control bench
+bench: setup  ## the shipped lane pair up the robustness ladders; writes bench/results/lane_v1_shipped.*
+	$(ENV) && liquid-control bench lane --shipped

@@ -671,7 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--env",
         choices=["v0", "v1"],
         default="v0",
-        help="lane: LaneKeeping-v0 (the shipped policy's data) or the harder v1 (default v0)",
+        help="lane: LaneKeeping-v0 (the first, easy world; the reduced bench's) or the harder v1 "
+        "(the shipped lane policies' data: --env v1) (default v0)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-encoding", choices=["lossless", "jpeg"], default="lossless")

@@ -97,14 +97,14 @@ class ImageAugment:
     brightness: scale all pixels by ``1 + U(-brightness, brightness)``.
     shadow: probability of darkening a random half-plane to 40-80% of its brightness.
     noise_std: standard deviation of additive Gaussian pixel noise, in 0-255 units.
-    colour: colour jitter: each of the R, G and B channels is scaled by its own
-        ``1 + U(-colour, colour)`` per window, so the policy cannot key on the training
-        scene's hues (grass green, asphalt grey) rather than on where the road runs.
     blank: longest stretch of blank frames; half the windows get stretches of one length
         drawn from 1..blank, a third of their frames, as the ``blank=k`` perturbation draws
         them (``BlankStretches``, ``blank_frame``), before the photometric changes. The
         labels stay the expert's: what to steer on a blank frame is what the policy must
         carry from the frames before.
+    colour: colour jitter: each of the R, G and B channels is scaled by its own
+        ``1 + U(-colour, colour)`` per window, so the policy cannot key on the training
+        scene's hues (grass green, asphalt grey) rather than on where the road runs.
     """
 
     brightness: float = 0.0

@@ -5,9 +5,9 @@ registers them.
 on a machine without a display needs a headless GL backend (set ``MUJOCO_GL=glfw`` first to
 render to a window).
 
-``LaneKeeping-v0`` is not superseded by v1: the shipped lane policy was trained in it and
-its configs use it, so Gymnasium's "out of date, consider upgrading to v1" warning for it is
-silenced.
+``LaneKeeping-v0`` is not superseded by v1: the shipped lane policies were trained in v1, but
+v0's configs (the reduced bench, ``config/train_lane.yaml``) still use it, so Gymnasium's
+"out of date, consider upgrading to v1" warning for it is silenced.
 """
 
 import os
@@ -19,8 +19,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import gymnasium  # noqa: E402
 
 LANE_KEEPING_ID = "LiquidControl/LaneKeeping-v0"
-# v1 (harder car, roads and pictures) is what new training and benchmarks use; v0 stays
-# for the shipped policy and its configs until a v1 policy is trained.
+# v1 (harder car, roads and pictures) is what the shipped lane policies, training and
+# benchmarks use; v0 stays for its configs.
 LANE_KEEPING_V1_ID = "LiquidControl/LaneKeeping-v1"
 DRONE_NAV_ID = "LiquidControl/DroneNav-v0"
 WALKER_ID = "Walker2d-v5"  # Gymnasium's own; its expert and levels are in experts.walker
