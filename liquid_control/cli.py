@@ -377,6 +377,8 @@ def _train(args: argparse.Namespace) -> None:
         cfg.out_dir = str(args.out)
     if args.seed is not None:
         cfg.seed = args.seed
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
     if args.init_frontend:
         cfg.init_frontend = str(args.init_frontend)
     if args.bags:
@@ -712,6 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from out_dir/resume.pt")
     p.add_argument("--out", type=Path, help="output directory (overrides out_dir)")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="overrides the config's epochs; with --resume, trains a finished run on",
+    )
     p.add_argument(
         "--init-frontend", type=Path, help="checkpoint to start the conv head from (overrides)"
     )

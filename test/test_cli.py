@@ -28,6 +28,10 @@ def test_collect_train_eval_export_info(tmp_path: Path, monkeypatch, capsys) -> 
     assert main(["train", str(config), "--seed", "7"]) == 0
     export = tmp_path / "run" / "export"
     assert json.loads((export / "manifest.json").read_text())["info"]["config"]["seed"] == 7
+    # A finished run resumed with more epochs trains on from where it stopped.
+    assert main(["train", str(config), "--seed", "7", "--resume", "--epochs", "2"]) == 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["1", "2"]
     head = tmp_path / "run" / "best.safetensors"
     assert (
         main(["train", str(config), "--out", str(tmp_path / "run2"), "--init-frontend", str(head)])

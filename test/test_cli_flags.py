@@ -50,6 +50,7 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["bench", "walker", "--device", "cuda"], "--device applies to bench cores, not walker"),
         (["drive", "--record-storage", "sqlite3"], "--record-storage needs --record DIR"),
         (["train", "missing.yaml"], "training config missing.yaml does not exist"),
+        (["train", "c.yaml", "--epochs", "0"], "--epochs: must be a positive integer, got '0'"),
         (["bag2minari", "no_such_bag"], "no bag at no_such_bag"),
     ],
 )
