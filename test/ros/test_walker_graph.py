@@ -134,16 +134,24 @@ def test_walker_bridge_rejects_bad_action_vectors_and_holds_zero(ros) -> None:
     executor.add_node(sender)
     assert wait_for(lambda: pub.get_subscription_count() > 0, timeout_s=30.0)
     good = [0.5, -0.5, 0.25, 0.0, 0.1, -0.1]
-    pub.publish(Float64MultiArray(data=good))
-    assert wait_for(lambda: bridge.session.action.tolist() == good, timeout_s=10.0)
-    assert wait_for(lambda: bridge.session.steps == 1, timeout_s=10.0)
+
+    def answer(values: list[float]) -> None:
+        # An unstamped command answers the last frame only once that frame is out; sent
+        # while the start-up frame or the previous step is still on the sim thread (a
+        # loaded machine), it is held, not stepped (as the lane graph tests wait too).
+        assert wait_for(lambda: bridge.awaiting_ns is not None, timeout_s=30.0)
+        pub.publish(Float64MultiArray(data=values))
+
+    answer(good)
+    assert wait_for(lambda: bridge.session.action.tolist() == good, timeout_s=30.0)
+    assert wait_for(lambda: bridge.session.steps == 1, timeout_s=30.0)
     bad = ([0.1] * 5, [float("nan")] * 6, [2.0] * 6)  # wrong length, non-finite, out of range
     for i, values in enumerate(bad):
-        pub.publish(Float64MultiArray(data=values))
-        assert wait_for(lambda i=i: bridge.session.rejected == i + 1, timeout_s=10.0)
+        answer(values)
+        assert wait_for(lambda i=i: bridge.session.rejected == i + 1, timeout_s=30.0)
         assert bridge.session.action.tolist() == [0.0] * 6
         # sync mode: an unstamped command answers the last frame: rejected or not, one step
-        assert wait_for(lambda i=i: bridge.session.steps == i + 2, timeout_s=10.0)
+        assert wait_for(lambda i=i: bridge.session.steps == i + 2, timeout_s=30.0)
 
 
 def test_walker_bridge_publishes_a_rendered_camera_on_request(ros) -> None:
